@@ -1,0 +1,524 @@
+//! One client connection, as an explicit state machine.
+//!
+//! # Lifecycle
+//!
+//! ```text
+//! accept ─► Upgrading ─► Open ─► Closing ─► Draining ─► Done
+//!              │          │                   ▲
+//!              │          └── peer Close / ───┘
+//!              │              protocol error
+//!              └── HTTP error response ───────┘
+//! ```
+//!
+//! - **Upgrading**: rustls runs the TLS handshake; the decrypted bytes are
+//!   collected (bounded) until the HTTP upgrade request is complete. Bytes
+//!   pipelined after the request are the first frame bytes.
+//! - **Open**: frames are decoded and served by the route's service.
+//! - **Closing**: we sent a Close (shutdown, idle timeout) and wait for the
+//!   peer's Close, discarding data frames (RFC 6455 section 5.5.1).
+//! - **Draining**: nothing more to say. Pending output is flushed, then
+//!   TLS close_notify, then the write side is shut down; we read and
+//!   discard until the peer hangs up so our last bytes are not lost to a
+//!   TCP reset (RFC 6455 section 7.1.1: the server closes TCP first).
+//! - **Done**: the reactor removes the connection.
+//!
+//! The connection never touches the poll or the timer heap: it reports the
+//! interest and deadline it wants, and the reactor applies them.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::debug;
+use mio::net::TcpStream;
+use mio::Interest;
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::config::{Config, Service, Timeouts};
+use crate::ws::upgrade::{self, Rejection};
+use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
+
+/// Plaintext rustls may hold unsent before we keep the rest ourselves and
+/// stop reading from the client (TCP backpressure).
+const TLS_BUFFER_LIMIT: usize = 256 << 10;
+
+/// Read/flush rounds per event, so one busy connection cannot stall the
+/// reactor.
+const MAX_ROUNDS_PER_EVENT: usize = 16;
+
+/// Reactor-owned state a connection borrows while it handles an event.
+pub struct Shared<'a> {
+    /// The reactor's read buffer, reused by every connection.
+    pub buf: &'a mut [u8],
+    /// Output staged during this event; flushed into the connection's TLS
+    /// session before the next connection runs.
+    pub out: &'a mut Vec<u8>,
+    /// Server configuration.
+    pub config: &'a Config,
+    /// The time of this event.
+    pub now: Instant,
+}
+
+/// Who ended the WebSocket session, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    /// The client sent Close or hung up.
+    Client,
+    /// The server sent Close, refused the upgrade or timed out.
+    Server,
+}
+
+/// Counters for the access log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// TLS bytes received.
+    pub bytes_in: u64,
+    /// TLS bytes sent.
+    pub bytes_out: u64,
+    /// Data messages received.
+    pub messages_in: u64,
+    /// Data messages sent.
+    pub messages_out: u64,
+}
+
+/// A client connection.
+pub struct Conn {
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: ServerConnection,
+    phase: Phase,
+    /// Plaintext rustls did not accept yet; reading pauses while non-empty.
+    pending: Vec<u8>,
+    /// Reading stopped before `WouldBlock`: the edge is still owed to us.
+    read_stalled: bool,
+    accepted_at: Instant,
+    last_rx: Instant,
+    pinged: bool,
+    path: Option<String>,
+    close: Option<(u16, Closer)>,
+    stats: Stats,
+}
+
+enum Phase {
+    Upgrading { head: Vec<u8> },
+    Open(Session),
+    Closing { session: Session, since: Instant },
+    Draining { since: Instant, write_shut: bool },
+    Done,
+}
+
+struct Session {
+    decoder: Decoder,
+    service: Service,
+}
+
+/// What the peer's frames asked of the connection.
+enum Next {
+    Stay,
+    /// The peer sent Close with this code (1005 when it had none).
+    PeerClosed(u16),
+}
+
+impl Conn {
+    /// A freshly accepted connection; nothing is read until the first event.
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls_config: Arc<ServerConfig>,
+        now: Instant,
+    ) -> Result<Self, rustls::Error> {
+        let mut tls = ServerConnection::new(tls_config)?;
+        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(Self {
+            socket,
+            peer,
+            tls,
+            phase: Phase::Upgrading { head: Vec::new() },
+            pending: Vec::new(),
+            read_stalled: false,
+            accepted_at: now,
+            last_rx: now,
+            pinged: false,
+            path: None,
+            close: None,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The socket, for (de)registration with the poll.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The upgraded path, once the upgrade request was parsed.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The close code and who closed, once known.
+    pub fn close(&self) -> Option<(u16, Closer)> {
+        self.close
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How long the connection has lived at `now`.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.accepted_at)
+    }
+
+    /// True once the reactor should drop the connection.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// The readiness the connection needs: readable always (edge-triggered,
+    /// so it costs nothing while idle), writable only while output waits.
+    pub fn interest(&self) -> Interest {
+        if self.tls.wants_write() || !self.pending.is_empty() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    /// When the connection next needs [`Conn::on_timeout`].
+    pub fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
+        match &self.phase {
+            Phase::Upgrading { .. } => Some(self.accepted_at + timeouts.handshake),
+            Phase::Open(_) => {
+                let idle = self.last_rx + timeouts.idle;
+                if self.pinged {
+                    Some(idle)
+                } else {
+                    Some(idle.min(self.last_rx + timeouts.ping_interval))
+                }
+            }
+            Phase::Closing { since, .. } | Phase::Draining { since, .. } => {
+                Some(*since + timeouts.close)
+            }
+            Phase::Done => None,
+        }
+    }
+
+    /// Handles a readiness event: reads until `WouldBlock` (or until output
+    /// backs up), serves what arrived, and flushes.
+    pub fn on_ready(&mut self, sh: &mut Shared<'_>, readable: bool) {
+        let mut read = readable || self.read_stalled;
+        for _ in 0..MAX_ROUNDS_PER_EVENT {
+            if read && !self.is_done() {
+                self.read_all(sh);
+            }
+            self.flush(sh);
+            // Output drained while reading was paused: the readable edge we
+            // skipped will not come again, so read now.
+            read = self.read_stalled && self.pending.is_empty() && !self.is_done();
+            if !read {
+                return;
+            }
+        }
+        debug!("{}: round cap reached in one event", self.peer);
+    }
+
+    /// Handles the connection's deadline.
+    pub fn on_timeout(&mut self, sh: &mut Shared<'_>) {
+        let timeouts = &sh.config.timeouts;
+        let now = sh.now;
+        match &self.phase {
+            Phase::Upgrading { .. } if now >= self.accepted_at + timeouts.handshake => {
+                debug!("{}: handshake timeout", self.peer);
+                self.close = Some((CloseCode::ABNORMAL.0, Closer::Server));
+                self.phase = Phase::Done;
+            }
+            Phase::Open(_) if now >= self.last_rx + timeouts.idle => {
+                self.start_close(sh, CloseCode::GOING_AWAY, "idle timeout");
+            }
+            Phase::Open(_) if !self.pinged && now >= self.last_rx + timeouts.ping_interval => {
+                encoder::encode_frame(sh.out, OpCode::Ping, b"");
+                self.pinged = true;
+            }
+            Phase::Closing { since, .. } | Phase::Draining { since, .. }
+                if now >= *since + timeouts.close =>
+            {
+                self.phase = Phase::Done;
+            }
+            _ => {}
+        }
+        self.flush(sh);
+    }
+
+    /// Server shutdown: Close 1001 to an open session; a connection that is
+    /// still upgrading is dropped.
+    pub fn on_shutdown(&mut self, sh: &mut Shared<'_>) {
+        match self.phase {
+            Phase::Open(_) => self.start_close(sh, CloseCode::GOING_AWAY, "server shutting down"),
+            Phase::Upgrading { .. } => self.phase = Phase::Done,
+            _ => {}
+        }
+        self.flush(sh);
+    }
+
+    /// Sends our Close and waits for the peer's.
+    fn start_close(&mut self, sh: &mut Shared<'_>, code: CloseCode, reason: &str) {
+        if let Phase::Open(session) = std::mem::replace(&mut self.phase, Phase::Done) {
+            encoder::encode_close(sh.out, Some((code, reason)));
+            self.close = Some((code.0, Closer::Server));
+            self.phase = Phase::Closing {
+                session,
+                since: sh.now,
+            };
+        }
+    }
+
+    fn drain(&mut self, now: Instant) {
+        self.phase = Phase::Draining {
+            since: now,
+            write_shut: false,
+        };
+    }
+
+    fn read_all(&mut self, sh: &mut Shared<'_>) {
+        loop {
+            if !self.pending.is_empty() {
+                self.read_stalled = true;
+                return;
+            }
+            self.read_plaintext(sh);
+            if self.is_done() || !self.pending.is_empty() {
+                continue;
+            }
+            match self.tls.read_tls(&mut self.socket) {
+                Ok(0) => return self.peer_gone(),
+                Ok(n) => {
+                    self.stats.bytes_in += n as u64;
+                    self.last_rx = sh.now;
+                    self.pinged = false;
+                    if let Err(e) = self.tls.process_new_packets() {
+                        debug!("{}: TLS error: {e}", self.peer);
+                        return self.last_gasp();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_stalled = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.peer_gone(),
+            }
+        }
+    }
+
+    /// Serves the plaintext rustls holds, until it is empty or output backs up.
+    fn read_plaintext(&mut self, sh: &mut Shared<'_>) {
+        while !self.is_done() && self.pending.is_empty() {
+            let n = match self.tls.reader().read(sh.buf) {
+                Ok(0) => return self.peer_gone(),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return self.peer_gone(),
+            };
+            let (buf, out) = (&mut sh.buf[..n], &mut *sh.out);
+            self.on_plaintext(buf, out, sh.config, sh.now);
+            self.flush_plaintext(sh.out);
+        }
+    }
+
+    fn on_plaintext(&mut self, bytes: &mut [u8], out: &mut Vec<u8>, config: &Config, now: Instant) {
+        match &mut self.phase {
+            Phase::Upgrading { head } => {
+                let cap = config.max_header_bytes;
+                let taken = bytes.len().min(cap.saturating_sub(head.len()));
+                head.extend_from_slice(&bytes[..taken]);
+                let policy = upgrade::Policy {
+                    max_header_bytes: cap,
+                    allowed_origins: &config.allowed_origins,
+                    subprotocols: &config.subprotocols,
+                };
+                let request = match upgrade::parse(head, &policy) {
+                    Ok(None) => return,
+                    Ok(Some(request)) => request,
+                    Err(rejection) => return self.refuse(rejection, out, now),
+                };
+                let Some(route) = config.route(&request.path) else {
+                    return self.refuse(Rejection::NotFound, out, now);
+                };
+                upgrade::write_accept(out, &request);
+                let mut early = head.split_off(request.head_len);
+                self.path = Some(request.path);
+                self.phase = Phase::Open(Session {
+                    decoder: Decoder::new(config.limits),
+                    service: route.service,
+                });
+                // Frames pipelined behind the request head.
+                self.on_plaintext(&mut early, out, config, now);
+                if !self.is_done() {
+                    self.on_plaintext(&mut bytes[taken..], out, config, now);
+                }
+            }
+            Phase::Open(session) | Phase::Closing { session, .. } => {
+                // Once our Close is out, only the peer's Close matters.
+                let closing = self.close.is_some();
+                match serve_frames(session, bytes, out, closing, &mut self.stats) {
+                    Ok(Next::Stay) => {
+                        if session.decoder.buffered() == 0 {
+                            session.decoder.release_memory();
+                        }
+                    }
+                    Ok(Next::PeerClosed(code)) => {
+                        self.close.get_or_insert((code, Closer::Client));
+                        self.drain(now);
+                    }
+                    Err(error) => {
+                        debug!("{}: {error}", self.peer);
+                        encoder::encode_close(out, Some((error.close_code(), error.reason())));
+                        self.close = Some((error.close_code().0, Closer::Server));
+                        self.drain(now);
+                    }
+                }
+            }
+            // After our last word, input is read only to reach EOF.
+            Phase::Draining { .. } | Phase::Done => {}
+        }
+    }
+
+    fn refuse(&mut self, rejection: Rejection, out: &mut Vec<u8>, now: Instant) {
+        debug!("{}: upgrade refused with {}", self.peer, rejection.status());
+        rejection.write_response(out);
+        self.close = Some((rejection.status(), Closer::Server));
+        self.drain(now);
+    }
+
+    /// Moves staged output into rustls; what it cannot take waits in
+    /// `pending`, which pauses reading.
+    fn flush_plaintext(&mut self, out: &mut Vec<u8>) {
+        if !self.pending.is_empty() {
+            let n = write_plaintext(&mut self.tls, &self.pending);
+            self.pending.drain(..n);
+        }
+        if !out.is_empty() {
+            let n = if self.pending.is_empty() {
+                write_plaintext(&mut self.tls, out)
+            } else {
+                0
+            };
+            self.pending.extend_from_slice(&out[n..]);
+            out.clear();
+        }
+    }
+
+    /// Writes TLS records until the socket would block, then, once a
+    /// draining connection has said everything, ends the TLS session and
+    /// the write side of TCP.
+    fn flush(&mut self, sh: &mut Shared<'_>) {
+        self.flush_plaintext(sh.out);
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.socket) {
+                Ok(n) => self.stats.bytes_out += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.peer_gone(),
+            }
+            self.flush_plaintext(sh.out);
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // An idle connection keeps no output buffer.
+            self.pending = Vec::new();
+        }
+        let all_sent = self.pending.is_empty() && !self.tls.wants_write();
+        if let Phase::Draining { write_shut, .. } = &mut self.phase {
+            if all_sent && !*write_shut {
+                *write_shut = true;
+                self.tls.send_close_notify();
+                let _ = self.tls.write_tls(&mut self.socket);
+                let _ = self.socket.shutdown(Shutdown::Write);
+            }
+        }
+    }
+
+    /// After a TLS error rustls has queued an alert: send it if the socket
+    /// takes it at once, then drop the connection.
+    fn last_gasp(&mut self) {
+        let _ = self.tls.write_tls(&mut self.socket);
+        self.close.get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
+        self.phase = Phase::Done;
+    }
+
+    fn peer_gone(&mut self) {
+        self.close
+            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
+        self.phase = Phase::Done;
+    }
+}
+
+/// Runs every complete frame in `bytes` through the decoder and the route's
+/// service, staging responses in `out`.
+fn serve_frames(
+    session: &mut Session,
+    bytes: &mut [u8],
+    out: &mut Vec<u8>,
+    closing: bool,
+    stats: &mut Stats,
+) -> Result<Next, crate::ws::Error> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let (used, event) = session.decoder.decode(&mut bytes[pos..])?;
+        pos += used;
+        let Some(event) = event else { continue };
+        match event {
+            // RFC 6455 section 5.5.1: after sending Close, data is discarded.
+            Event::Text(_) | Event::Binary(_) | Event::Ping(_) if closing => {}
+            Event::Text(text) => {
+                stats.messages_in += 1;
+                serve(session.service, OpCode::Text, text.as_bytes(), out, stats);
+            }
+            Event::Binary(data) => {
+                stats.messages_in += 1;
+                serve(session.service, OpCode::Binary, data, out, stats);
+            }
+            // RFC 6455 section 5.5.3: a Pong carries the Ping's payload.
+            Event::Ping(payload) => encoder::encode_frame(out, OpCode::Pong, payload),
+            // An unsolicited Pong is a heartbeat; nothing to answer.
+            Event::Pong(_) => {}
+            Event::Close(close) => {
+                // RFC 6455 section 5.5.1: answer a Close with a Close,
+                // echoing the status code, unless we sent ours already.
+                if !closing {
+                    encoder::encode_close(out, close.map(|(code, _)| (code, "")));
+                }
+                let code = close.map_or(CloseCode::NO_STATUS, |(code, _)| code);
+                return Ok(Next::PeerClosed(code.0));
+            }
+        }
+    }
+    Ok(Next::Stay)
+}
+
+fn serve(service: Service, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
+    match service {
+        Service::Echo => {
+            encoder::encode_frame(out, opcode, payload);
+            stats.messages_out += 1;
+        }
+    }
+}
+
+/// Writes as much of `data` into rustls as its buffer limit allows.
+fn write_plaintext(tls: &mut ServerConnection, data: &[u8]) -> usize {
+    let mut written = 0;
+    while written < data.len() {
+        match tls.writer().write(&data[written..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n,
+        }
+    }
+    written
+}

@@ -1,0 +1,319 @@
+//! The event loop: one `mio::Poll` for the listener, every client socket
+//! and the signal pipe; connection state in a slab; deadlines in a heap.
+
+pub mod timers;
+pub mod token;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Shared};
+use crate::logging;
+use crate::tls::TlsContext;
+use timers::{Timer, Timers};
+use token::{ConnId, LISTENER, SIGNALS};
+
+/// Size of the read buffer shared by every connection of the reactor.
+const READ_BUFFER: usize = 64 << 10;
+/// Staged output above this is released after the event that needed it.
+const OUT_BUFFER_KEEP: usize = 1 << 20;
+/// Pause before accepting again after EMFILE/ENFILE.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Connections accepted per listener event, so a connect flood cannot
+/// starve established connections.
+const ACCEPTS_PER_EVENT: usize = 256;
+
+/// A connection and the registration state the reactor keeps for it.
+struct Slot {
+    conn: Conn,
+    generation: u32,
+    interest: Interest,
+    scheduled: Option<Instant>,
+}
+
+/// One gateway node's event loop.
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+    slots: Slab<Slot>,
+    timers: Timers,
+    tls: TlsContext,
+    config: Config,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    next_generation: u32,
+    accept_paused: bool,
+    accept_backlog: bool,
+    draining: bool,
+    drain_over: bool,
+}
+
+impl Reactor {
+    /// Binds the listener and installs the signal handlers.
+    pub fn new(config: Config, tls: TlsContext) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Self {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            slots: Slab::new(),
+            timers: Timers::default(),
+            tls,
+            config,
+            buf: vec![0; READ_BUFFER],
+            out: Vec::new(),
+            next_generation: 0,
+            accept_paused: false,
+            accept_backlog: false,
+            draining: false,
+            drain_over: false,
+        })
+    }
+
+    /// The bound listener address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until a shutdown signal has been handled and every connection
+    /// closed, or the drain period ran out.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !(self.draining && (self.slots.is_empty() || self.drain_over)) {
+            let timeout = if self.accept_backlog {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.timers
+                    .next_deadline()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    SIGNALS => self.on_signals(now),
+                    token => {
+                        let Some(id) = ConnId::from_token(token) else { continue };
+                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.with_conn(id, now, |conn, sh| conn.on_ready(sh, readable));
+                    }
+                }
+            }
+            self.fire_timers(now);
+            if std::mem::take(&mut self.accept_backlog) {
+                self.accept(now);
+            }
+        }
+        info!(
+            "stopped; {} connection(s) still open at exit",
+            self.slots.len()
+        );
+        Ok(())
+    }
+
+    fn accept(&mut self, now: Instant) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            let Some(listener) = &self.listener else { return };
+            if self.accept_paused {
+                return;
+            }
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    warn!("accept paused for {ACCEPT_RETRY:?}: {e}");
+                    self.accept_paused = true;
+                    self.timers.arm(now + ACCEPT_RETRY, Timer::ResumeAccept);
+                    return;
+                }
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+        // The listener may still hold connections, but the edge is spent:
+        // take the next batch next turn, after established traffic.
+        self.accept_backlog = true;
+    }
+
+    fn admit(&mut self, mut socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        let _ = socket.set_nodelay(true);
+        let generation = self.next_generation;
+        let entry = self.slots.vacant_entry();
+        let Ok(key) = u32::try_from(entry.key()) else {
+            warn!("connection table full; dropping {peer}");
+            return;
+        };
+        let id = ConnId { key, generation };
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, id.token(), Interest::READABLE)
+        {
+            warn!("cannot register {peer}: {e}");
+            return;
+        }
+        let conn = match Conn::new(socket, peer, self.tls.config(), now) {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!("cannot start TLS for {peer}: {e}");
+                return;
+            }
+        };
+        self.next_generation = self.next_generation.wrapping_add(1);
+        entry.insert(Slot {
+            conn,
+            generation,
+            interest: Interest::READABLE,
+            scheduled: None,
+        });
+        self.settle(id, now);
+    }
+
+    /// Runs `f` on a live connection, then applies the interest and
+    /// deadline it now wants, or removes it when it is done.
+    fn with_conn(&mut self, id: ConnId, now: Instant, f: impl FnOnce(&mut Conn, &mut Shared<'_>)) {
+        let Some(slot) = self.slots.get_mut(id.key as usize) else { return };
+        if slot.generation != id.generation {
+            return; // a stale event for a slot that has been reused
+        }
+        let mut sh = Shared {
+            buf: &mut self.buf,
+            out: &mut self.out,
+            config: &self.config,
+            now,
+        };
+        f(&mut slot.conn, &mut sh);
+        if self.out.capacity() > OUT_BUFFER_KEEP {
+            self.out = Vec::new();
+        }
+        self.settle(id, now);
+    }
+
+    fn settle(&mut self, id: ConnId, now: Instant) {
+        let key = id.key as usize;
+        let Some(slot) = self.slots.get_mut(key) else { return };
+        if slot.conn.is_done() {
+            let mut slot = self.slots.remove(key);
+            let _ = self.poll.registry().deregister(slot.conn.socket());
+            logging::access(&slot.conn, now);
+            return;
+        }
+        let interest = slot.conn.interest();
+        if interest != slot.interest {
+            match self
+                .poll
+                .registry()
+                .reregister(slot.conn.socket(), id.token(), interest)
+            {
+                Ok(()) => slot.interest = interest,
+                Err(e) => warn!("reregister {}: {e}", slot.conn.peer()),
+            }
+        }
+        if let Some(at) = slot.conn.deadline(&self.config.timeouts) {
+            // Lazy cancellation: a later deadline waits for the earlier
+            // entry to fire and re-arm; only an earlier one is pushed.
+            if slot.scheduled.map_or(true, |scheduled| at < scheduled) {
+                slot.scheduled = Some(at);
+                self.timers.arm(at, Timer::Conn(id));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Conn(id) => {
+                    let Some(slot) = self.slots.get_mut(id.key as usize) else { continue };
+                    if slot.generation != id.generation || slot.scheduled != Some(at) {
+                        continue; // superseded by an earlier deadline
+                    }
+                    slot.scheduled = None;
+                    self.with_conn(id, now, |conn, sh| conn.on_timeout(sh));
+                }
+                Timer::ResumeAccept => {
+                    self.accept_paused = false;
+                    self.accept(now);
+                }
+                Timer::DrainOver => self.drain_over = true,
+            }
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let received: Vec<i32> = self.signals.pending().collect();
+        for signal in received {
+            match signal {
+                SIGHUP => match self.tls.reload() {
+                    Ok(()) => info!(
+                        "SIGHUP: certificate reloaded (SHA-256 {})",
+                        self.tls.fingerprint()
+                    ),
+                    Err(e) => warn!("SIGHUP: keeping the current certificate: {e}"),
+                },
+                _ => self.shut_down(now),
+            }
+        }
+    }
+
+    /// Stops accepting, sends Close 1001 to every open connection and gives
+    /// the closing handshakes until the drain deadline.
+    fn shut_down(&mut self, now: Instant) {
+        if self.draining {
+            return;
+        }
+        info!(
+            "shutting down: closing {} connection(s), waiting up to {:?}",
+            self.slots.len(),
+            self.config.timeouts.drain
+        );
+        self.draining = true;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.timers
+            .arm(now + self.config.timeouts.drain, Timer::DrainOver);
+        let ids: Vec<ConnId> = self
+            .slots
+            .iter()
+            .map(|(key, slot)| ConnId {
+                key: key as u32,
+                generation: slot.generation,
+            })
+            .collect();
+        for id in ids {
+            self.with_conn(id, now, |conn, sh| conn.on_shutdown(sh));
+        }
+    }
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 = 105;
+    const ENOMEM: i32 = 12;
+    matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}

@@ -1,0 +1,56 @@
+//! mio tokens that carry a slab key and a generation, so an event for a
+//! connection that has gone can never reach the connection that reuses its
+//! slot.
+
+use mio::Token;
+
+/// The TLS listener.
+pub const LISTENER: Token = Token(usize::MAX);
+/// The signal pipe (SIGHUP, SIGTERM, SIGINT).
+pub const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// A slab key together with the generation of the connection in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId {
+    /// Slot in the connection slab.
+    pub key: u32,
+    /// Counter value when the connection was accepted.
+    pub generation: u32,
+}
+
+impl ConnId {
+    /// The mio token for this connection.
+    pub fn token(self) -> Token {
+        Token(((self.generation as usize) << 32) | self.key as usize)
+    }
+
+    /// The connection a token names, unless it is one of the fixed tokens.
+    pub fn from_token(token: Token) -> Option<Self> {
+        if token == LISTENER || token == SIGNALS {
+            return None;
+        }
+        Some(Self {
+            key: (token.0 & 0xFFFF_FFFF) as u32,
+            generation: (token.0 >> 32) as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_key_and_generation() {
+        for (key, generation) in [(0, 0), (1, 7), (u32::MAX - 2, u32::MAX - 1)] {
+            let id = ConnId { key, generation };
+            assert_eq!(ConnId::from_token(id.token()), Some(id));
+        }
+    }
+
+    #[test]
+    fn fixed_tokens_are_not_connections() {
+        assert_eq!(ConnId::from_token(LISTENER), None);
+        assert_eq!(ConnId::from_token(SIGNALS), None);
+    }
+}
