@@ -1,0 +1,509 @@
+//! Load benchmark: the real `averyws` binary against a pipelining TLS
+//! WebSocket client on loopback.
+//!
+//! ```text
+//! cargo bench --bench load -- echo --connections 100 --inflight 16 --size 32 --seconds 10
+//! cargo bench --bench load -- handshake --count 2000
+//! cargo bench --bench load -- idle --connections 10000
+//! ```
+//!
+//! The server runs pinned to CPU 0 and the client to CPU 1 (when the machine
+//! has two). Server CPU time comes from `/proc/PID/schedstat` (nanoseconds
+//! on CPU), so "server CPU per message" does not depend on how fast the
+//! client is. Every loop is bounded in count and time; all traffic stays on
+//! 127.0.0.1.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+/// averyws load benchmark.
+#[derive(FromArgs)]
+struct Args {
+    #[argh(subcommand)]
+    mode: Mode,
+    /// connect to an already running server at this address instead of
+    /// starting averyws (e.g. a peer server for comparison)
+    #[argh(option)]
+    target: Option<SocketAddr>,
+    /// server certificate to trust with --target (PEM)
+    #[argh(option)]
+    cert: Option<String>,
+    /// path to upgrade (default /echo)
+    #[argh(option, default = "String::from(\"/echo\")")]
+    path: String,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Mode {
+    Echo(EchoArgs),
+    Handshake(HandshakeArgs),
+    Idle(IdleArgs),
+}
+
+/// Pipelined echo round trips.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "echo")]
+struct EchoArgs {
+    /// concurrent connections (default 100)
+    #[argh(option, default = "100")]
+    connections: usize,
+    /// messages in flight per connection (default 16)
+    #[argh(option, default = "16")]
+    inflight: usize,
+    /// payload bytes per message, at least 8 (default 32)
+    #[argh(option, default = "32")]
+    size: usize,
+    /// measured seconds after a one-second warm-up (default 10)
+    #[argh(option, default = "10")]
+    seconds: u64,
+}
+
+/// Full TLS + WebSocket handshakes, one connection at a time.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "handshake")]
+struct HandshakeArgs {
+    /// handshakes to run (default 2000)
+    #[argh(option, default = "2000")]
+    count: usize,
+}
+
+/// Idle connections held open, for resident memory per connection.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "idle")]
+struct IdleArgs {
+    /// connections to hold (default 10000)
+    #[argh(option, default = "10000")]
+    connections: usize,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; drop it before our own parsing.
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&["load"], &strs) {
+        Ok(args) => args,
+        Err(early) => {
+            println!("{}", early.output);
+            std::process::exit(if early.status.is_ok() { 0 } else { 2 });
+        }
+    };
+    let server = match args.target {
+        Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem")),
+        None => Target::spawn(),
+    };
+    pin_to_cpu(1);
+    match args.mode {
+        Mode::Echo(echo) => run_echo(&server, &args.path, &echo),
+        Mode::Handshake(hs) => run_handshakes(&server, &args.path, &hs),
+        Mode::Idle(idle) => run_idle(&server, &args.path, &idle),
+    }
+}
+
+/// The server under test.
+struct Target {
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    child: Option<Child>,
+    _dir: Option<TempPath>,
+}
+
+impl Target {
+    fn spawn() -> Target {
+        let dir = TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).expect("temp dir");
+        let cert = dir.0.join("cert.pem");
+        let mut command = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", env!("CARGO_BIN_EXE_averyws")]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_averyws"))
+        };
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+            .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start averyws");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().and_then(Result::ok).expect("server exited early");
+            if let Some(rest) = line.split("listening on wss://").nth(1) {
+                break rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("address");
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Target {
+            addr,
+            config: client_config(cert.to_str().expect("utf-8")),
+            child: Some(child),
+            _dir: Some(dir),
+        }
+    }
+
+    fn external(addr: SocketAddr, cert: &str) -> Target {
+        Target {
+            addr,
+            config: client_config(cert),
+            child: None,
+            _dir: None,
+        }
+    }
+
+    /// Nanoseconds the server process has spent on a CPU, all threads.
+    fn cpu_ns(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let mut total = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn client_config(cert: &str) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert).expect("read certificate") {
+        roots.add(cert.expect("certificate")).expect("trust certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Full handshakes only: resumption would flatter the handshake figure.
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+fn pin_to_cpu(cpu: usize) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu {
+        let _ = Command::new("taskset")
+            .args(["-p", "-c", &cpu.to_string(), &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+const UPGRADE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// One client connection driven by the benchmark's own mio loop.
+struct Client {
+    tcp: TcpStream,
+    tls: ClientConnection,
+    upgraded: bool,
+    inbox: Vec<u8>,
+    sent: u64,
+    received: u64,
+}
+
+impl Client {
+    fn connect(target: &Target, path: &str) -> io::Result<Client> {
+        let tcp = TcpStream::connect(target.addr)?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut tls = ClientConnection::new(Arc::clone(&target.config), name).map_err(io::Error::other)?;
+        // In-flight messages bound what is queued; rustls' default 64 KiB
+        // cap would cut a frame in half.
+        tls.set_buffer_limit(None);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {UPGRADE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tls.writer().write_all(request.as_bytes())?;
+        Ok(Client {
+            tcp,
+            tls,
+            upgraded: false,
+            inbox: Vec::new(),
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    /// Reads what the socket has; returns the echoed payloads' send times.
+    fn read(&mut self, sent_at: &mut Vec<u64>) -> io::Result<bool> {
+        let mut open = true;
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            match self.tls.read_tls(&mut self.tcp) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(_) => {
+                    self.tls.process_new_packets().map_err(io::Error::other)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            // Take the plaintext now: rustls refuses more records while
+            // its plaintext buffer is full.
+            loop {
+                match self.tls.reader().read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !self.upgraded {
+            let Some(end) = self.inbox.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return Ok(open);
+            };
+            if !self.inbox.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other("upgrade refused"));
+            }
+            self.inbox.drain(..end + 4);
+            self.upgraded = true;
+        }
+        let mut pos = 0;
+        while let Some((len, header)) = frame_len(&self.inbox[pos..]) {
+            let payload = &self.inbox[pos + header..pos + header + len];
+            if payload.len() >= 8 {
+                sent_at.push(u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")));
+            }
+            self.received += 1;
+            pos += header + len;
+        }
+        self.inbox.drain(..pos);
+        Ok(open)
+    }
+
+    fn send_message(&mut self, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x82);
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        // A zero mask key: masking is required, the key's value is not.
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(payload);
+        self.tls.writer().write_all(&frame).expect("unbounded buffer");
+        self.sent += 1;
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut self.tcp) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Payload length and header length of the complete server frame at the
+/// front of `buf`, if there is one.
+fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
+    let (len, header) = match *buf.get(1)? & 0x7F {
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        n => (n as usize, 2),
+    };
+    (buf.len() >= header + len).then_some((len, header))
+}
+
+fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
+    assert!(args.size >= 8, "--size must be at least 8 (the send timestamp)");
+    let mut poll = Poll::new().expect("poll");
+    let mut clients = Vec::with_capacity(args.connections);
+    for i in 0..args.connections {
+        let mut client = Client::connect(target, path).expect("connect");
+        poll.registry()
+            .register(&mut client.tcp, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        clients.push(client);
+    }
+    let start = Instant::now();
+    let mut payload = vec![0xA5u8; args.size];
+    let mut events = Events::with_capacity(1024);
+    let mut sent_at = Vec::new();
+    let mut latencies_ns: Vec<u64> = Vec::new();
+    let warm_up = Duration::from_secs(1);
+    let measured = Duration::from_secs(args.seconds);
+    let deadline = warm_up + measured;
+    let (mut cpu_start, mut wall_start, mut received_start) = (None, start, 0u64);
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= deadline {
+            break;
+        }
+        if cpu_start.is_none() && elapsed >= warm_up {
+            cpu_start = target.cpu_ns();
+            wall_start = Instant::now();
+            received_start = clients.iter().map(|c| c.received).sum();
+            latencies_ns.clear();
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(100))).expect("poll");
+        for event in events.iter() {
+            let client = &mut clients[event.token().0];
+            sent_at.clear();
+            if !client.read(&mut sent_at).expect("read") {
+                panic!("server closed a connection");
+            }
+            let now = start.elapsed().as_nanos() as u64;
+            latencies_ns.extend(sent_at.iter().map(|t| now.saturating_sub(*t)));
+            if client.upgraded {
+                while client.sent - client.received < args.inflight as u64 {
+                    let now = start.elapsed().as_nanos() as u64;
+                    payload[..8].copy_from_slice(&now.to_le_bytes());
+                    client.send_message(&payload);
+                }
+            }
+            client.flush().expect("write");
+        }
+    }
+    let wall = wall_start.elapsed();
+    let messages: u64 = clients.iter().map(|c| c.received).sum::<u64>() - received_start;
+    let cpu = match (cpu_start, target.cpu_ns()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    latencies_ns.sort_unstable();
+    let pct = |p: f64| {
+        latencies_ns
+            .get(((latencies_ns.len() as f64 * p) as usize).min(latencies_ns.len().saturating_sub(1)))
+            .map_or(0.0, |ns| *ns as f64 / 1000.0)
+    };
+    println!(
+        "echo: {} connections, {} in flight, {} B: {:.0} msg/s over {:.1} s; latency µs p50 {:.0} p90 {:.0} p99 {:.0} p99.9 {:.0}",
+        args.connections,
+        args.inflight,
+        args.size,
+        messages as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(0.999),
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "echo: server CPU {:.3} µs per message ({:.0}% of one core)",
+            cpu as f64 / 1000.0 / messages.max(1) as f64,
+            cpu as f64 / wall.as_nanos() as f64 * 100.0
+        );
+    }
+}
+
+fn run_handshakes(target: &Target, path: &str, args: &HandshakeArgs) {
+    let cpu_start = target.cpu_ns();
+    let start = Instant::now();
+    let limit = Duration::from_secs(120);
+    let mut done = 0;
+    while done < args.count && start.elapsed() < limit {
+        let mut client = Client::connect(target, path).expect("connect");
+        let mut poll = Poll::new().expect("poll");
+        poll.registry()
+            .register(&mut client.tcp, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        let mut events = Events::with_capacity(8);
+        let mut sink = Vec::new();
+        while !client.upgraded {
+            poll.poll(&mut events, Some(Duration::from_secs(5))).expect("poll");
+            assert!(!events.is_empty(), "handshake stalled");
+            client.read(&mut sink).expect("read");
+            client.flush().expect("write");
+        }
+        done += 1;
+    }
+    let wall = start.elapsed();
+    println!(
+        "handshake: {done} full TLS 1.3 + WebSocket handshakes in {:.2} s ({:.0}/s, {:.0} µs each end to end)",
+        wall.as_secs_f64(),
+        done as f64 / wall.as_secs_f64(),
+        wall.as_micros() as f64 / done.max(1) as f64
+    );
+    if let (Some(a), Some(b)) = (cpu_start, target.cpu_ns()) {
+        println!("handshake: server CPU {:.1} µs per handshake", (b - a) as f64 / 1000.0 / done.max(1) as f64);
+    }
+}
+
+fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
+    let rss_before = target.rss_kib();
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(1024);
+    let mut clients = Vec::with_capacity(args.connections);
+    let start = Instant::now();
+    let mut sink = Vec::new();
+    // Open in batches so the listen backlog is never the limit.
+    while clients.len() < args.connections && start.elapsed() < Duration::from_secs(300) {
+        let batch_start = clients.len();
+        for i in batch_start..(batch_start + 200).min(args.connections) {
+            let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
+            poll.registry()
+                .register(&mut client.tcp, Token(i), Interest::READABLE | Interest::WRITABLE)
+                .expect("register");
+            clients.push(client);
+        }
+        let batch_deadline = Instant::now() + Duration::from_secs(30);
+        while clients[batch_start..].iter().any(|c| !c.upgraded) && Instant::now() < batch_deadline {
+            poll.poll(&mut events, Some(Duration::from_millis(100))).expect("poll");
+            for event in events.iter() {
+                let client = &mut clients[event.token().0];
+                client.read(&mut sink).expect("read");
+                client.flush().expect("write");
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let upgraded = clients.iter().filter(|c| c.upgraded).count();
+    if let (Some(before), Some(after)) = (rss_before, target.rss_kib()) {
+        println!(
+            "idle: {upgraded} upgraded connections held; server RSS {before} KiB -> {after} KiB: {:.2} KiB per connection",
+            (after - before) as f64 / upgraded.max(1) as f64
+        );
+    }
+}
