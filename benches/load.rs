@@ -89,7 +89,10 @@ struct IdleArgs {
 
 fn main() {
     // `cargo bench` passes `--bench`; drop it before our own parsing.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let args = match Args::from_args(&["load"], &strs) {
         Ok(args) => args,
@@ -120,7 +123,8 @@ struct Target {
 
 impl Target {
     fn spawn() -> Target {
-        let dir = TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
+        let dir =
+            TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
         let cert = dir.0.join("cert.pem");
         let mut command = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
@@ -140,9 +144,16 @@ impl Target {
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let addr = loop {
-            let line = lines.next().and_then(Result::ok).expect("server exited early");
+            let line = lines
+                .next()
+                .and_then(Result::ok)
+                .expect("server exited early");
             if let Some(rest) = line.split("listening on wss://").nth(1) {
-                break rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("address");
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("address");
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
@@ -202,7 +213,9 @@ impl Drop for TempPath {
 fn client_config(cert: &str) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert).expect("read certificate") {
-        roots.add(cert.expect("certificate")).expect("trust certificate");
+        roots
+            .add(cert.expect("certificate"))
+            .expect("trust certificate");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
@@ -219,7 +232,12 @@ fn client_config(cert: &str) -> Arc<ClientConfig> {
 fn pin_to_cpu(cpu: usize) {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu {
         let _ = Command::new("taskset")
-            .args(["-p", "-c", &cpu.to_string(), &std::process::id().to_string()])
+            .args([
+                "-p",
+                "-c",
+                &cpu.to_string(),
+                &std::process::id().to_string(),
+            ])
             .stdout(Stdio::null())
             .status();
     }
@@ -242,7 +260,8 @@ impl Client {
         let tcp = TcpStream::connect(target.addr)?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost").expect("name");
-        let mut tls = ClientConnection::new(Arc::clone(&target.config), name).map_err(io::Error::other)?;
+        let mut tls =
+            ClientConnection::new(Arc::clone(&target.config), name).map_err(io::Error::other)?;
         // In-flight messages bound what is queued; rustls' default 64 KiB
         // cap would cut a frame in half.
         tls.set_buffer_limit(None);
@@ -302,7 +321,9 @@ impl Client {
         while let Some((len, header)) = frame_len(&self.inbox[pos..]) {
             let payload = &self.inbox[pos + header..pos + header + len];
             if payload.len() >= 8 {
-                sent_at.push(u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")));
+                sent_at.push(u64::from_le_bytes(
+                    payload[..8].try_into().expect("8 bytes"),
+                ));
             }
             self.received += 1;
             pos += header + len;
@@ -328,7 +349,10 @@ impl Client {
         // A zero mask key: masking is required, the key's value is not.
         frame.extend_from_slice(&[0; 4]);
         frame.extend_from_slice(payload);
-        self.tls.writer().write_all(&frame).expect("unbounded buffer");
+        self.tls
+            .writer()
+            .write_all(&frame)
+            .expect("unbounded buffer");
         self.sent += 1;
     }
 
@@ -348,21 +372,34 @@ impl Client {
 /// front of `buf`, if there is one.
 fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
     let (len, header) = match *buf.get(1)? & 0x7F {
-        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
         n => (n as usize, 2),
     };
     (buf.len() >= header + len).then_some((len, header))
 }
 
 fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
-    assert!(args.size >= 8, "--size must be at least 8 (the send timestamp)");
+    assert!(
+        args.size >= 8,
+        "--size must be at least 8 (the send timestamp)"
+    );
     let mut poll = Poll::new().expect("poll");
     let mut clients = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         let mut client = Client::connect(target, path).expect("connect");
         poll.registry()
-            .register(&mut client.tcp, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut client.tcp,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .expect("register");
         clients.push(client);
     }
@@ -386,7 +423,8 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
             received_start = clients.iter().map(|c| c.received).sum();
             latencies_ns.clear();
         }
-        poll.poll(&mut events, Some(Duration::from_millis(100))).expect("poll");
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .expect("poll");
         for event in events.iter() {
             let client = &mut clients[event.token().0];
             sent_at.clear();
@@ -414,7 +452,10 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
     latencies_ns.sort_unstable();
     let pct = |p: f64| {
         latencies_ns
-            .get(((latencies_ns.len() as f64 * p) as usize).min(latencies_ns.len().saturating_sub(1)))
+            .get(
+                ((latencies_ns.len() as f64 * p) as usize)
+                    .min(latencies_ns.len().saturating_sub(1)),
+            )
             .map_or(0.0, |ns| *ns as f64 / 1000.0)
     };
     println!(
@@ -447,12 +488,17 @@ fn run_handshakes(target: &Target, path: &str, args: &HandshakeArgs) {
         let mut client = Client::connect(target, path).expect("connect");
         let mut poll = Poll::new().expect("poll");
         poll.registry()
-            .register(&mut client.tcp, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut client.tcp,
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .expect("register");
         let mut events = Events::with_capacity(8);
         let mut sink = Vec::new();
         while !client.upgraded {
-            poll.poll(&mut events, Some(Duration::from_secs(5))).expect("poll");
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .expect("poll");
             assert!(!events.is_empty(), "handshake stalled");
             client.read(&mut sink).expect("read");
             client.flush().expect("write");
@@ -467,7 +513,10 @@ fn run_handshakes(target: &Target, path: &str, args: &HandshakeArgs) {
         wall.as_micros() as f64 / done.max(1) as f64
     );
     if let (Some(a), Some(b)) = (cpu_start, target.cpu_ns()) {
-        println!("handshake: server CPU {:.1} µs per handshake", (b - a) as f64 / 1000.0 / done.max(1) as f64);
+        println!(
+            "handshake: server CPU {:.1} µs per handshake",
+            (b - a) as f64 / 1000.0 / done.max(1) as f64
+        );
     }
 }
 
@@ -484,13 +533,19 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
         for i in batch_start..(batch_start + 200).min(args.connections) {
             let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
             poll.registry()
-                .register(&mut client.tcp, Token(i), Interest::READABLE | Interest::WRITABLE)
+                .register(
+                    &mut client.tcp,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
                 .expect("register");
             clients.push(client);
         }
         let batch_deadline = Instant::now() + Duration::from_secs(30);
-        while clients[batch_start..].iter().any(|c| !c.upgraded) && Instant::now() < batch_deadline {
-            poll.poll(&mut events, Some(Duration::from_millis(100))).expect("poll");
+        while clients[batch_start..].iter().any(|c| !c.upgraded) && Instant::now() < batch_deadline
+        {
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .expect("poll");
             for event in events.iter() {
                 let client = &mut clients[event.token().0];
                 client.read(&mut sink).expect("read");

@@ -63,7 +63,8 @@ pub struct Args {
     #[argh(option, default = "10")]
     pub drain_timeout_s: u64,
 
-    /// a subprotocol the server speaks, in preference order (repeatable)
+    /// a subprotocol the server speaks (repeatable); the first one the
+    /// client offers that is listed here is chosen
     #[argh(option)]
     pub subprotocol: Vec<String>,
 
@@ -86,7 +87,9 @@ impl argh::FromArgValue for RouteArg {
             .split_once('=')
             .ok_or_else(|| format!("route `{value}` is not PATH=SERVICE"))?;
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-            return Err(format!("route path `{path}` must start with / and have no query"));
+            return Err(format!(
+                "route path `{path}` must start with / and have no query"
+            ));
         }
         let service = match service {
             "echo" => Service::Echo,
@@ -125,7 +128,9 @@ impl Args {
     /// Checks the combination of flags and builds the [`Config`].
     pub fn into_config(self) -> Result<Config, String> {
         let tls = match (self.cert, self.key) {
-            (Some(cert), Some(key)) if self.dev_cert_out.is_none() => TlsSource::Files { cert, key },
+            (Some(cert), Some(key)) if self.dev_cert_out.is_none() => {
+                TlsSource::Files { cert, key }
+            }
             (Some(_), Some(_)) => {
                 return Err("--dev-cert-out only applies without --cert/--key".into())
             }
@@ -202,7 +207,10 @@ mod tests {
         let config = parse("averyws", &[]).expect("defaults are valid");
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(config.tls, TlsSource::Development { out: None });
-        assert_eq!(config.route("/echo").map(|r| r.service), Some(Service::Echo));
+        assert_eq!(
+            config.route("/echo").map(|r| r.service),
+            Some(Service::Echo)
+        );
         assert_eq!(config.limits, Limits::default());
     }
 

@@ -293,7 +293,13 @@ impl Conn {
                 return;
             }
             self.read_plaintext(sh);
-            if self.is_done() || !self.pending.is_empty() {
+            // Done here (the peer's close_notify, a reader error) must
+            // return: `read_plaintext` does nothing once done, so looping
+            // would spin forever and stall the reactor.
+            if self.is_done() {
+                return;
+            }
+            if !self.pending.is_empty() {
                 continue;
             }
             match self.tls.read_tls(&mut self.socket) {
@@ -337,7 +343,18 @@ impl Conn {
             Phase::Upgrading { head } => {
                 let cap = config.max_header_bytes;
                 let taken = bytes.len().min(cap.saturating_sub(head.len()));
+                let seen = head.len();
                 head.extend_from_slice(&bytes[..taken]);
+                // httparse re-parses from the start: only try once the
+                // head can have ended, so a byte-at-a-time client costs
+                // one scan per byte, not one parse.
+                let fresh = &head[seen.saturating_sub(2)..];
+                let may_be_complete = head.len() >= cap
+                    || fresh.windows(2).any(|w| w == b"\n\n")
+                    || fresh.windows(3).any(|w| w == b"\n\r\n");
+                if !may_be_complete {
+                    return;
+                }
                 let policy = upgrade::Policy {
                     max_header_bytes: cap,
                     allowed_origins: &config.allowed_origins,
@@ -379,8 +396,13 @@ impl Conn {
                     }
                     Err(error) => {
                         debug!("{}: {error}", self.peer);
-                        encoder::encode_close(out, Some((error.close_code(), error.reason())));
-                        self.close = Some((error.close_code().0, Closer::Server));
+                        // One Close per side (RFC 6455 section 5.5.1): if
+                        // ours is out already, just end the session.
+                        if !closing {
+                            let close = (error.close_code(), error.reason());
+                            encoder::encode_close(out, Some(close));
+                            self.close = Some((error.close_code().0, Closer::Server));
+                        }
                         self.drain(now);
                     }
                 }
@@ -448,7 +470,8 @@ impl Conn {
     /// takes it at once, then drop the connection.
     fn last_gasp(&mut self) {
         let _ = self.tls.write_tls(&mut self.socket);
-        self.close.get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
+        self.close
+            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
         self.phase = Phase::Done;
     }
 

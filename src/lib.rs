@@ -7,10 +7,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod ws;
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod logging;
 pub mod reactor;
 pub mod tls;
+pub mod ws;

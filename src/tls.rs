@@ -78,7 +78,9 @@ impl TlsContext {
     /// they keep the configuration they were accepted with.
     pub fn reload(&mut self) -> Result<(), TlsError> {
         let TlsSource::Files { cert, key } = &self.source else {
-            return Err(TlsError("the development certificate has no files to reload".into()));
+            return Err(TlsError(
+                "the development certificate has no files to reload".into(),
+            ));
         };
         let (chain, key) = load_pair(cert, key)?;
         let fingerprint = sha256_fingerprint(&chain[0]);
@@ -95,7 +97,10 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Pair, TlsError> {
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| TlsError(format!("{}: {e}", cert.display())))?;
     if chain.is_empty() {
-        return Err(TlsError(format!("{}: no certificate found", cert.display())));
+        return Err(TlsError(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| TlsError(format!("{}: {e}", key.display())))?;
@@ -127,7 +132,11 @@ fn build_config(
         .map_err(|e| TlsError(format!("protocol versions: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError(format!("certificate and key do not form a usable pair: {e}")))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "certificate and key do not form a usable pair: {e}"
+            ))
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ticketer = Arc::clone(ticketer);
     config.session_storage = Arc::clone(sessions);

@@ -118,8 +118,11 @@ impl Reactor {
                     LISTENER => self.accept(now),
                     SIGNALS => self.on_signals(now),
                     token => {
-                        let Some(id) = ConnId::from_token(token) else { continue };
-                        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                        let Some(id) = ConnId::from_token(token) else {
+                            continue;
+                        };
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
                         self.with_conn(id, now, |conn, sh| conn.on_ready(sh, readable));
                     }
                 }
@@ -138,7 +141,9 @@ impl Reactor {
 
     fn accept(&mut self, now: Instant) {
         for _ in 0..ACCEPTS_PER_EVENT {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             if self.accept_paused {
                 return;
             }
@@ -196,7 +201,9 @@ impl Reactor {
     /// Runs `f` on a live connection, then applies the interest and
     /// deadline it now wants, or removes it when it is done.
     fn with_conn(&mut self, id: ConnId, now: Instant, f: impl FnOnce(&mut Conn, &mut Shared<'_>)) {
-        let Some(slot) = self.slots.get_mut(id.key as usize) else { return };
+        let Some(slot) = self.slots.get_mut(id.key as usize) else {
+            return;
+        };
         if slot.generation != id.generation {
             return; // a stale event for a slot that has been reused
         }
@@ -215,7 +222,9 @@ impl Reactor {
 
     fn settle(&mut self, id: ConnId, now: Instant) {
         let key = id.key as usize;
-        let Some(slot) = self.slots.get_mut(key) else { return };
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         if slot.conn.is_done() {
             let mut slot = self.slots.remove(key);
             let _ = self.poll.registry().deregister(slot.conn.socket());
@@ -247,7 +256,9 @@ impl Reactor {
         while let Some((at, timer)) = self.timers.pop_due(now) {
             match timer {
                 Timer::Conn(id) => {
-                    let Some(slot) = self.slots.get_mut(id.key as usize) else { continue };
+                    let Some(slot) = self.slots.get_mut(id.key as usize) else {
+                        continue;
+                    };
                     if slot.generation != id.generation || slot.scheduled != Some(at) {
                         continue; // superseded by an earlier deadline
                     }
@@ -315,5 +326,8 @@ fn is_resource_exhaustion(error: &io::Error) -> bool {
     const ENFILE: i32 = 23;
     const ENOBUFS: i32 = 105;
     const ENOMEM: i32 = 12;
-    matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+    matches!(
+        error.raw_os_error(),
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM)
+    )
 }
