@@ -11,12 +11,25 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, RootCertStore, StreamOwned, SupportedProtocolVersion,
+};
 
 /// A TLS stream to the server.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 /// A tungstenite client over TLS.
 pub type WebSocket = tungstenite::WebSocket<TlsStream>;
+
+/// Frame opcodes (RFC 6455 section 5.2).
+pub const CONTINUATION: u8 = 0x0;
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
+
+/// How long a test client waits for any single read before failing.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server process, killed on drop.
 pub struct Server {
@@ -118,13 +131,27 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// How many log lines have been written so far: a mark for
+    /// [`Server::wait_log_from`].
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
     /// Waits until a log line contains `needle`, returning it.
     pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        self.wait_log_from(0, needle, limit)
+    }
+
+    /// Waits until a log line after the first `from` lines contains
+    /// `needle`, returning it.
+    pub fn wait_log_from(&self, from: usize, needle: &str, limit: Duration) -> Option<String> {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return Some(line);
+            let log = self.log.lock().unwrap();
+            if let Some(line) = log.iter().skip(from).find(|l| l.contains(needle)) {
+                return Some(line.clone());
             }
+            drop(log);
             std::thread::sleep(Duration::from_millis(20));
         }
         None
@@ -138,6 +165,11 @@ impl Server {
     /// A raw TLS stream, handshake not yet driven.
     pub fn tls(&self) -> TlsStream {
         tls_stream(self.addr, self.client_config())
+    }
+
+    /// A raw TLS stream with the given client configuration.
+    pub fn tls_with(&self, config: Arc<ClientConfig>) -> TlsStream {
+        tls_stream(self.addr, config)
     }
 
     /// A WebSocket client (tungstenite) connected to `path`.
@@ -157,15 +189,34 @@ impl Drop for Server {
 
 /// A client TLS configuration trusting the PEM certificate at `cert`.
 pub fn client_config(cert: &Path, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(cert).expect("read cert") {
-        roots.add(cert.expect("parse cert")).expect("add root");
+    client_config_with(&pem_certs(cert), alpn, rustls::DEFAULT_VERSIONS)
+}
+
+/// The certificates in the PEM file at `path`.
+pub fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(path)
+        .expect("read cert")
+        .map(|cert| cert.expect("parse cert"))
+        .collect()
+}
+
+/// A client TLS configuration trusting `roots`, offering `alpn` and only
+/// the protocol `versions`. Each call has its own session cache, so its
+/// first connection is a full handshake.
+pub fn client_config_with(
+    roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut store = RootCertStore::empty();
+    for cert in roots {
+        store.add(cert.clone()).expect("add root");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(store)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
@@ -174,7 +225,7 @@ pub fn client_config(cert: &Path, alpn: &[&[u8]]) -> Arc<ClientConfig> {
 /// A TLS stream to `addr` for the name `localhost`.
 pub fn tls_stream(addr: SocketAddr, config: Arc<ClientConfig>) -> TlsStream {
     let tcp = TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     tcp.set_nodelay(true).unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let conn = ClientConnection::new(config, name).unwrap();
@@ -202,15 +253,41 @@ pub fn read_response_head(stream: &mut impl Read) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// The value of the first header field `name` (ASCII case-insensitive) in
+/// an HTTP response head.
+pub fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// The status code of an HTTP response head (0 if there is none).
+pub fn status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Opens a raw WebSocket over TLS on `path` and checks the 101.
 pub fn raw_ws(server: &Server, path: &str) -> TlsStream {
     let mut stream = server.tls();
+    upgrade(&mut stream, path);
     stream
-        .write_all(upgrade_request(path, "").as_bytes())
-        .unwrap();
-    let head = read_response_head(&mut stream);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream
+}
+
+/// Sends the upgrade request for `path` on `stream` and checks the 101.
+pub fn upgrade(stream: &mut TlsStream, path: &str) {
+    send(stream, upgrade_request(path, "").as_bytes());
+    let head = read_response_head(stream);
+    assert_eq!(status(&head), 101, "{head}");
+}
+
+/// Writes all of `bytes` and flushes them to the socket.
+pub fn send(stream: &mut impl Write, bytes: &[u8]) {
+    stream.write_all(bytes).expect("write");
+    stream.flush().expect("flush");
 }
 
 /// A masked client frame.
@@ -218,24 +295,38 @@ pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     client_frame_raw((fin as u8) << 7 | opcode, payload)
 }
 
+/// The masking key of every client frame the harness builds.
+const MASK_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
 /// A masked client frame with a literal first byte (FIN, RSV, opcode).
 pub fn client_frame_raw(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![first];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
+    let mut frame = client_header(first, payload.len() as u64);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK_KEY[i % 4]));
+    frame
+}
+
+/// The header of a masked client frame (first byte, minimal length
+/// encoding, masking key) announcing `len` payload bytes.
+pub fn client_header(first: u8, len: u64) -> Vec<u8> {
+    let mut header = vec![first];
+    match len {
+        n if n < 126 => header.push(0x80 | n as u8),
         n if n <= 0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
+            header.push(0x80 | 126);
+            header.extend_from_slice(&(n as u16).to_be_bytes());
         }
         n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
+            header.push(0x80 | 127);
+            header.extend_from_slice(&n.to_be_bytes());
         }
     }
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
+    header.extend_from_slice(&MASK_KEY);
+    header
+}
+
+/// A masked Close frame with `code` and `reason`.
+pub fn client_close(code: u16, reason: &[u8]) -> Vec<u8> {
+    client_frame(true, CLOSE, &[&code.to_be_bytes()[..], reason].concat())
 }
 
 /// A server frame as read back: opcode and payload (server frames are
@@ -266,8 +357,77 @@ pub fn read_frame(stream: &mut impl Read) -> std::io::Result<(bool, u8, Vec<u8>)
 pub fn read_close(stream: &mut impl Read) -> Option<u16> {
     loop {
         let (_, opcode, payload) = read_frame(stream).expect("a close frame");
-        if opcode == 8 {
-            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        if opcode == CLOSE {
+            return close_code(&payload);
+        }
+    }
+}
+
+/// Reads the next frame, which must be a Close, and returns its payload.
+pub fn next_close(stream: &mut impl Read) -> Vec<u8> {
+    let (fin, opcode, payload) = read_frame(stream).expect("a close frame");
+    assert!(
+        fin && opcode == CLOSE,
+        "expected Close, got opcode {opcode:#x} {payload:?}"
+    );
+    assert!(payload.len() != 1, "a one-byte close payload");
+    payload
+}
+
+/// The status code of a Close payload (None if it is empty).
+pub fn close_code(payload: &[u8]) -> Option<u16> {
+    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+}
+
+/// Sends one frame and checks that the next frame back is the same
+/// message, unfragmented.
+pub fn assert_echo(stream: &mut TlsStream, opcode: u8, payload: &[u8]) {
+    send(stream, &client_frame(true, opcode, payload));
+    let (fin, got_opcode, got) = read_frame(stream).expect("echo");
+    assert!(fin, "echo of {} bytes is fragmented", payload.len());
+    assert_eq!(
+        got_opcode,
+        opcode,
+        "echo opcode for {} bytes",
+        payload.len()
+    );
+    assert!(got == payload, "echo of {} bytes differs", payload.len());
+}
+
+/// Checks the end of the connection after the server's last word: TLS
+/// close_notify (a clean EOF from rustls), then a TCP FIN.
+pub fn expect_eof(stream: &mut TlsStream) {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        other => panic!("expected TLS close_notify, got {other:?} {byte:?}"),
+    }
+    match stream.sock.read(&mut byte) {
+        Ok(0) => {}
+        other => panic!("expected TCP EOF after close_notify, got {other:?}"),
+    }
+}
+
+/// Reads until the server drops the connection (EOF or a reset, with or
+/// without close_notify) and returns what arrived; fails if the read
+/// timeout passes first.
+pub fn wait_dropped(stream: &mut impl Read) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the server kept the connection open; got {got:?}")
+            }
+            Err(_) => return got,
         }
     }
 }
