@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::config::{Config, Route, Service, Timeouts, TlsSource};
+use crate::config::{Config, Protection, Route, Service, Timeouts, TlsSource};
+use crate::pace::Pace;
 use crate::ws::Limits;
 
 /// averyws: a TLS-only WebSocket gateway. With no arguments it serves
@@ -55,9 +56,45 @@ pub struct Args {
     #[argh(option, default = "75")]
     pub idle_timeout_s: u64,
 
-    /// seconds from accept to a completed upgrade (default 10)
-    #[argh(option, default = "10")]
-    pub handshake_timeout_s: u64,
+    /// milliseconds from accept to a completed upgrade (default 10000)
+    #[argh(option, default = "10_000")]
+    pub handshake_timeout_ms: u64,
+
+    /// milliseconds a client gets to send the first byte of a TLS flight or
+    /// the upgrade request (default 25; the measured round trip is added)
+    #[argh(option, default = "25")]
+    pub first_byte_timeout_ms: u64,
+
+    /// bytes per second a client must keep up once a unit of input has
+    /// started, and for draining its output (default 50000)
+    #[argh(option, default = "50_000")]
+    pub min_rate: u64,
+
+    /// output bytes queued for one client beyond which it is a slow
+    /// consumer and is closed (default 1048576)
+    #[argh(option, default = "1 << 20")]
+    pub max_outbound_bytes: usize,
+
+    /// connections at once (default 100000)
+    #[argh(option, default = "100_000")]
+    pub max_connections: usize,
+
+    /// connections at once from one IP address, 0 for no limit (default 1024)
+    #[argh(option, default = "1024")]
+    pub max_connections_per_ip: usize,
+
+    /// connections in the TLS handshake or upgrade at once (default 10000)
+    #[argh(option, default = "10_000")]
+    pub max_pending_handshakes: usize,
+
+    /// data messages per second per connection, 0 for no limit (default 0)
+    #[argh(option, default = "0")]
+    pub max_messages_per_s: u32,
+
+    /// messages a connection may send in a burst above --max-messages-per-s
+    /// (default: one second's worth)
+    #[argh(option)]
+    pub message_burst: Option<u32>,
 
     /// seconds to wait for closing handshakes on SIGTERM (default 10)
     #[argh(option, default = "10")]
@@ -159,7 +196,15 @@ impl Args {
             ("--max-header-bytes", self.max_header_bytes as u64),
             ("--ping-interval-s", self.ping_interval_s),
             ("--idle-timeout-s", self.idle_timeout_s),
-            ("--handshake-timeout-s", self.handshake_timeout_s),
+            ("--handshake-timeout-ms", self.handshake_timeout_ms),
+            ("--first-byte-timeout-ms", self.first_byte_timeout_ms),
+            ("--min-rate", self.min_rate),
+            ("--max-outbound-bytes", self.max_outbound_bytes as u64),
+            ("--max-connections", self.max_connections as u64),
+            (
+                "--max-pending-handshakes",
+                self.max_pending_handshakes as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -180,11 +225,23 @@ impl Args {
             subprotocols: self.subprotocol,
             allowed_origins: self.allowed_origin,
             timeouts: Timeouts {
-                handshake: Duration::from_secs(self.handshake_timeout_s),
+                handshake: Duration::from_millis(self.handshake_timeout_ms),
                 ping_interval: Duration::from_secs(self.ping_interval_s),
                 idle: Duration::from_secs(self.idle_timeout_s),
                 drain: Duration::from_secs(self.drain_timeout_s),
                 ..Timeouts::default()
+            },
+            protection: Protection {
+                pace: Pace {
+                    first_byte: Duration::from_millis(self.first_byte_timeout_ms),
+                    min_rate: self.min_rate,
+                },
+                max_outbound_bytes: self.max_outbound_bytes,
+                max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                max_pending_handshakes: self.max_pending_handshakes,
+                max_messages_per_s: self.max_messages_per_s,
+                message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
             },
             log_level: self.log_level,
         })

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pace::Pace;
 use crate::ws::Limits;
 
 /// Everything the reactor needs to run; built from the command line by
@@ -22,12 +23,14 @@ pub struct Config {
     /// Cap on the HTTP upgrade request head. Default 8 KiB, as most
     /// servers: larger heads get 431.
     pub max_header_bytes: usize,
-    /// Subprotocols the server speaks, in preference order.
+    /// Subprotocols the server speaks; the client's order decides.
     pub subprotocols: Vec<String>,
     /// Allowed `Origin` values; empty allows any origin.
     pub allowed_origins: Vec<String>,
     /// Connection timers.
     pub timeouts: Timeouts,
+    /// Slow-client eviction and connection limits.
+    pub protection: Protection,
     /// Log level for the `log` facade.
     pub log_level: log::LevelFilter,
 }
@@ -70,7 +73,7 @@ pub enum Service {
 /// Connection deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Accept to completed upgrade. Default 10 s.
+    /// Accept to completed upgrade, whatever the pace. Default 10 s.
     pub handshake: Duration,
     /// Ping a connection after this long without inbound traffic.
     /// Default 30 s: under the 60 s idle cut-off of most proxies.
@@ -94,6 +97,46 @@ impl Default for Timeouts {
             idle: Duration::from_secs(75),
             close: Duration::from_secs(5),
             drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What protects the server and its honest clients from slow, greedy or
+/// hostile ones. See `docs/operations.md` for the reasoning behind each
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protection {
+    /// First-byte time and minimum rate for every unit of input and for
+    /// draining output.
+    pub pace: Pace,
+    /// A client with more than this much output queued when more is due
+    /// is a slow consumer. Default 1 MiB.
+    pub max_outbound_bytes: usize,
+    /// Connections at once, all clients together. Default 100,000.
+    pub max_connections: usize,
+    /// Connections at once from one IP address; 0 = no limit. Default 1024.
+    pub max_connections_per_ip: usize,
+    /// Connections still in the TLS handshake or upgrade at once.
+    /// Default 10,000.
+    pub max_pending_handshakes: usize,
+    /// Data messages a client may send per second, sustained; 0 = no
+    /// limit (the default).
+    pub max_messages_per_s: u32,
+    /// Messages a client may send in a burst above the sustained rate.
+    /// Default: one second's worth.
+    pub message_burst: u32,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Self {
+            pace: Pace::default(),
+            max_outbound_bytes: 1 << 20,
+            max_connections: 100_000,
+            max_connections_per_ip: 1024,
+            max_pending_handshakes: 10_000,
+            max_messages_per_s: 0,
+            message_burst: 0,
         }
     }
 }

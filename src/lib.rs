@@ -5,12 +5,14 @@
 //! fuzz targets and benches reach the same code: the sans-IO protocol parts
 //! in [`ws`], and the I/O shell around them.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed only in `sys`, for getsockopt(TCP_INFO)
 
 pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod logging;
+pub mod pace;
 pub mod reactor;
+pub mod sys;
 pub mod tls;
 pub mod ws;

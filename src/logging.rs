@@ -37,7 +37,7 @@ pub fn access(conn: &Conn, now: Instant) {
     };
     info!(
         target: ACCESS_TARGET,
-        "peer={} path={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={}",
+        "peer={} path={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
         conn.peer(),
         conn.path().unwrap_or("-"),
         conn.age(now).as_millis(),
@@ -47,5 +47,6 @@ pub fn access(conn: &Conn, now: Instant) {
         stats.messages_out,
         code,
         closer,
+        conn.eviction().map_or("-", |reason| reason.as_str()),
     );
 }

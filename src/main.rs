@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         eprintln!("averyws: cannot start logging: {e}");
         return ExitCode::FAILURE;
     }
+    match averyws::sys::raise_nofile_limit() {
+        Ok(limit) => info!("open-file limit: {limit}"),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+    }
     let tls = match TlsContext::new(config.tls.clone()) {
         Ok(tls) => tls,
         Err(e) => {

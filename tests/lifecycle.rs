@@ -284,10 +284,18 @@ fn access_log_line_per_connection() {
         (
             normal_port,
             "path=/echo",
-            "messages_in=1 messages_out=1 close=1000 closed_by=client",
+            "messages_in=1 messages_out=1 close=1000 closed_by=client evicted=-",
         ),
-        (faulty_port, "path=/echo", "close=1002 closed_by=server"),
-        (refused_port, "path=-", "close=404 closed_by=server"),
+        (
+            faulty_port,
+            "path=/echo",
+            "close=1002 closed_by=server evicted=-",
+        ),
+        (
+            refused_port,
+            "path=-",
+            "close=404 closed_by=server evicted=-",
+        ),
     ];
     for (port, path, end) in rows {
         let peer = format!("peer=127.0.0.1:{port} ");
@@ -302,7 +310,7 @@ fn access_log_line_per_connection() {
 
 #[test]
 fn handshake_deadline_drops_clients_that_never_upgrade() {
-    let server = Server::start(&["--handshake-timeout-s", "1"]);
+    let server = Server::start(&["--handshake-timeout-ms", "1000"]);
 
     let mut tcp = TcpStream::connect(server.addr).unwrap();
     tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();

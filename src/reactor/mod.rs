@@ -1,11 +1,13 @@
 //! The event loop: one `mio::Poll` for the listener, every client socket
 //! and the signal pipe; connection state in a slab; deadlines in a heap.
 
+pub mod accounting;
 pub mod timers;
 pub mod token;
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info, warn};
@@ -19,6 +21,7 @@ use crate::config::Config;
 use crate::conn::{Conn, Shared};
 use crate::logging;
 use crate::tls::TlsContext;
+use accounting::{Counters, Refusal};
 use timers::{Timer, Timers};
 use token::{ConnId, LISTENER, SIGNALS};
 
@@ -36,6 +39,8 @@ const ACCEPTS_PER_EVENT: usize = 256;
 struct Slot {
     conn: Conn,
     generation: u32,
+    /// Counted in `pending_handshakes` until the upgrade completes.
+    upgrading: bool,
     interest: Interest,
     scheduled: Option<Instant>,
 }
@@ -53,6 +58,9 @@ pub struct Reactor {
     buf: Vec<u8>,
     out: Vec<u8>,
     next_generation: u32,
+    per_ip: HashMap<IpAddr, usize>,
+    pending_handshakes: usize,
+    counters: Counters,
     accept_paused: bool,
     accept_backlog: bool,
     draining: bool,
@@ -82,6 +90,9 @@ impl Reactor {
             buf: vec![0; READ_BUFFER],
             out: Vec::new(),
             next_generation: 0,
+            per_ip: HashMap::new(),
+            pending_handshakes: 0,
+            counters: Counters::default(),
             accept_paused: false,
             accept_backlog: false,
             draining: false,
@@ -164,7 +175,28 @@ impl Reactor {
         self.accept_backlog = true;
     }
 
+    /// Which limit, if any, a new connection from `peer` would break.
+    fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
+        let limits = &self.config.protection;
+        let from_peer = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+        if self.slots.len() >= limits.max_connections {
+            Some(Refusal::MaxConnections)
+        } else if limits.max_connections_per_ip > 0 && from_peer >= limits.max_connections_per_ip {
+            Some(Refusal::MaxConnectionsPerIp)
+        } else if self.pending_handshakes >= limits.max_pending_handshakes {
+            Some(Refusal::MaxPendingHandshakes)
+        } else {
+            None
+        }
+    }
+
     fn admit(&mut self, mut socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        if let Some(refusal) = self.refusal(peer) {
+            // Dropping the socket closes it: cheaper than a TLS handshake
+            // just to say 503, and it is what a flood deserves.
+            self.counters.refused(refusal, peer, now);
+            return;
+        }
         let _ = socket.set_nodelay(true);
         let generation = self.next_generation;
         let entry = self.slots.vacant_entry();
@@ -181,7 +213,7 @@ impl Reactor {
             warn!("cannot register {peer}: {e}");
             return;
         }
-        let conn = match Conn::new(socket, peer, self.tls.config(), now) {
+        let conn = match Conn::new(socket, peer, self.tls.config(), &self.config, now) {
             Ok(conn) => conn,
             Err(e) => {
                 warn!("cannot start TLS for {peer}: {e}");
@@ -189,9 +221,12 @@ impl Reactor {
             }
         };
         self.next_generation = self.next_generation.wrapping_add(1);
+        *self.per_ip.entry(peer.ip()).or_default() += 1;
+        self.pending_handshakes += 1;
         entry.insert(Slot {
             conn,
             generation,
+            upgrading: true,
             interest: Interest::READABLE,
             scheduled: None,
         });
@@ -225,10 +260,14 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
+        if slot.upgrading && !slot.conn.is_upgrading() {
+            slot.upgrading = false;
+            self.pending_handshakes -= 1;
+        }
         if slot.conn.is_done() {
             let mut slot = self.slots.remove(key);
             let _ = self.poll.registry().deregister(slot.conn.socket());
-            logging::access(&slot.conn, now);
+            self.forget(&slot.conn, slot.upgrading, now);
             return;
         }
         let interest = slot.conn.interest();
@@ -242,14 +281,33 @@ impl Reactor {
                 Err(e) => warn!("reregister {}: {e}", slot.conn.peer()),
             }
         }
-        if let Some(at) = slot.conn.deadline(&self.config.timeouts) {
+        if let Some(at) = slot.conn.deadline(&self.config) {
             // Lazy cancellation: a later deadline waits for the earlier
             // entry to fire and re-arm; only an earlier one is pushed.
-            if slot.scheduled.map_or(true, |scheduled| at < scheduled) {
+            if slot.scheduled.is_none_or(|scheduled| at < scheduled) {
                 slot.scheduled = Some(at);
                 self.timers.arm(at, Timer::Conn(id));
             }
         }
+    }
+
+    /// Books a removed connection out of the limits, counts its eviction
+    /// and writes its access-log line.
+    fn forget(&mut self, conn: &Conn, upgrading: bool, now: Instant) {
+        if upgrading {
+            self.pending_handshakes -= 1;
+        }
+        let ip = conn.peer().ip();
+        if let Some(count) = self.per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        if let Some(reason) = conn.eviction() {
+            self.counters.evicted(reason, conn.peer(), now);
+        }
+        logging::access(conn, now);
     }
 
     fn fire_timers(&mut self, now: Instant) {

@@ -165,6 +165,21 @@ impl Decoder {
         self.spill_len + control + message
     }
 
+    /// How far the frame being received has come, as (bytes received,
+    /// bytes in the whole frame), header included; `None` between frames.
+    /// While the header itself is cut short the frame's size is not known
+    /// yet, and the largest header is reported as its size.
+    pub fn frame_progress(&self) -> Option<(u64, u64)> {
+        match self.frame {
+            Some(frame) => {
+                let header = frame_header_len(frame.payload_len);
+                Some((header + frame.received, header + frame.payload_len))
+            }
+            None if self.spill_len > 0 => Some((self.spill_len as u64, MAX_HEADER_LEN as u64)),
+            None => None,
+        }
+    }
+
     /// Release memory held between messages: drops the message buffer's
     /// allocation when no message is in progress. Called when a connection
     /// goes idle.
@@ -385,6 +400,17 @@ impl Decoder {
         self.delivered = true;
         Ok(Some(Ready::Message(opcode)))
     }
+}
+
+/// Header size of a masked client frame with the minimal length encoding
+/// (a non-minimal encoding is a few bytes longer: close enough for pacing).
+fn frame_header_len(payload_len: u64) -> u64 {
+    let extended = match payload_len {
+        0..=125 => 0,
+        126..=0xFFFF => 2,
+        _ => 8,
+    };
+    2 + extended + 4
 }
 
 /// Build the event for a complete payload.
@@ -1133,5 +1159,22 @@ mod tests {
             assert!(dec.message.capacity() <= 3000);
         }
         assert!(delivered);
+    }
+
+    #[test]
+    fn frame_progress_tracks_the_frame_in_flight() {
+        let mut dec = Decoder::new(Limits::default());
+        assert_eq!(dec.frame_progress(), None);
+        let whole = frame(0x82, &[7; 300]);
+        // Two header bytes: the size is not known yet.
+        dec.decode(&mut whole[..2].to_vec()).unwrap();
+        assert_eq!(dec.frame_progress(), Some((2, MAX_HEADER_LEN as u64)));
+        // The rest of the header and 100 payload bytes.
+        dec.decode(&mut whole[2..108].to_vec()).unwrap();
+        assert_eq!(dec.frame_progress(), Some((108, 308)));
+        let mut rest = whole[108..].to_vec();
+        let (_, event) = dec.decode(&mut rest).unwrap();
+        assert!(event.is_some());
+        assert_eq!(dec.frame_progress(), None);
     }
 }

@@ -64,8 +64,17 @@ impl Server {
     }
 
     fn spawn(args: &[&str], dir: TempDir, cert: PathBuf) -> Server {
+        // Test clients share two cores with parallel tests: a descheduled
+        // client thread must not look like a slowloris, unless a test is
+        // about exactly that and sets the pace itself.
+        let mut args = args.to_vec();
+        for (flag, relaxed) in [("--first-byte-timeout-ms", "5000"), ("--min-rate", "1000")] {
+            if !args.contains(&flag) {
+                args.extend([flag, relaxed]);
+            }
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_averyws"))
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -22,6 +22,13 @@
 //!   TCP reset (RFC 6455 section 7.1.1: the server closes TCP first).
 //! - **Done**: the reactor removes the connection.
 //!
+//! Alongside the phases, a [`Guard`] tracks what the client owes (the
+//! first byte of a flight, the rest of a unit, by when) and whether our
+//! output is draining: see [`crate::pace`] for the rules and
+//! `docs/operations.md` for the knobs. A deadline never evicts on its own
+//! word: the connection first reads what the kernel already holds, so a
+//! busy reactor judges a client by when its bytes arrived.
+//!
 //! The connection never touches the poll or the timer heap: it reports the
 //! interest and deadline it wants, and the reactor applies them.
 
@@ -30,18 +37,26 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod guard;
+
+pub use guard::{Eviction, Guard};
+
 use log::debug;
 use mio::net::TcpStream;
 use mio::Interest;
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::config::{Config, Service, Timeouts};
+use crate::config::{Config, Service};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
 
 /// Plaintext rustls may hold unsent before we keep the rest ourselves and
 /// stop reading from the client (TCP backpressure).
 const TLS_BUFFER_LIMIT: usize = 256 << 10;
+
+/// The unit size assumed for a client's TLS handshake flight, whose
+/// length the record layer does not announce up front: one full record.
+const TLS_FLIGHT_BYTES: u64 = 16 << 10;
 
 /// Read/flush rounds per event, so one busy connection cannot stall the
 /// reactor.
@@ -97,14 +112,29 @@ pub struct Conn {
     pinged: bool,
     path: Option<String>,
     close: Option<(u16, Closer)>,
+    eviction: Option<Eviction>,
+    guard: Guard,
+    /// Plaintext bytes served so far, to tell which input a batch held.
+    plaintext_in: u64,
     stats: Stats,
 }
 
 enum Phase {
-    Upgrading { head: Vec<u8> },
+    Upgrading {
+        head: Vec<u8>,
+    },
     Open(Session),
-    Closing { session: Session, since: Instant },
-    Draining { since: Instant, write_shut: bool },
+    Closing {
+        session: Session,
+        since: Instant,
+    },
+    /// `peer_done`: the client has ended its side; once our last bytes
+    /// are out there is nobody left to wait for.
+    Draining {
+        since: Instant,
+        write_shut: bool,
+        peer_done: bool,
+    },
     Done,
 }
 
@@ -118,6 +148,8 @@ enum Next {
     Stay,
     /// The peer sent Close with this code (1005 when it had none).
     PeerClosed(u16),
+    /// The peer sent more messages than its budget.
+    OverBudget,
 }
 
 impl Conn {
@@ -126,10 +158,19 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         tls_config: Arc<ServerConfig>,
+        config: &Config,
         now: Instant,
     ) -> Result<Self, rustls::Error> {
         let mut tls = ServerConnection::new(tls_config)?;
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        let protection = &config.protection;
+        let rtt = crate::sys::tcp_rtt(&socket).unwrap_or_default();
+        let guard = Guard::new(
+            now,
+            rtt,
+            protection.max_messages_per_s,
+            protection.message_burst,
+        );
         Ok(Self {
             socket,
             peer,
@@ -142,6 +183,9 @@ impl Conn {
             pinged: false,
             path: None,
             close: None,
+            eviction: None,
+            guard,
+            plaintext_in: 0,
             stats: Stats::default(),
         })
     }
@@ -164,6 +208,17 @@ impl Conn {
     /// The close code and who closed, once known.
     pub fn close(&self) -> Option<(u16, Closer)> {
         self.close
+    }
+
+    /// Why the server evicted the connection, if it did.
+    pub fn eviction(&self) -> Option<Eviction> {
+        self.eviction
+    }
+
+    /// True until the upgrade completes: counted against the pending
+    /// handshake limit.
+    pub fn is_upgrading(&self) -> bool {
+        matches!(self.phase, Phase::Upgrading { .. })
     }
 
     /// Traffic counters.
@@ -192,7 +247,21 @@ impl Conn {
     }
 
     /// When the connection next needs [`Conn::on_timeout`].
-    pub fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
+    pub fn deadline(&self, config: &Config) -> Option<Instant> {
+        let pace = &config.protection.pace;
+        let input = match self.phase {
+            Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(pace),
+            _ => None,
+        };
+        let output = self.guard.output_deadline(pace, self.queued());
+        [self.phase_deadline(config), input, output]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn phase_deadline(&self, config: &Config) -> Option<Instant> {
+        let timeouts = &config.timeouts;
         match &self.phase {
             Phase::Upgrading { .. } => Some(self.accepted_at + timeouts.handshake),
             Phase::Open(_) => {
@@ -216,7 +285,7 @@ impl Conn {
         let mut read = readable || self.read_stalled;
         for _ in 0..MAX_ROUNDS_PER_EVENT {
             if read && !self.is_done() {
-                self.read_all(sh);
+                self.read_and_account(sh);
             }
             self.flush(sh);
             // Output drained while reading was paused: the readable edge we
@@ -229,18 +298,34 @@ impl Conn {
         debug!("{}: round cap reached in one event", self.peer);
     }
 
-    /// Handles the connection's deadline.
+    /// Handles the connection's deadline. What the kernel already holds is
+    /// read first: a client is judged by when its bytes arrived, not by
+    /// when a busy reactor got to them.
     pub fn on_timeout(&mut self, sh: &mut Shared<'_>) {
-        let timeouts = &sh.config.timeouts;
-        let now = sh.now;
+        if !self.is_done() && self.pending.is_empty() {
+            self.read_and_account(sh);
+        }
+        self.flush(sh);
+        let config = sh.config;
+        let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, sh.now);
+        let input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
+            && self.guard.input_deadline(pace).is_some_and(|at| now >= at);
+        let output_overdue = self
+            .guard
+            .output_deadline(pace, self.queued())
+            .is_some_and(|at| now >= at);
         match &self.phase {
+            _ if self.is_done() => {}
+            _ if input_overdue => {
+                let reason = self.slow_input_reason();
+                self.evict(sh.out, now, reason);
+            }
+            _ if output_overdue => self.evict(sh.out, now, Eviction::SlowConsumer),
             Phase::Upgrading { .. } if now >= self.accepted_at + timeouts.handshake => {
-                debug!("{}: handshake timeout", self.peer);
-                self.close = Some((CloseCode::ABNORMAL.0, Closer::Server));
-                self.phase = Phase::Done;
+                self.evict(sh.out, now, Eviction::HandshakeTimeout);
             }
             Phase::Open(_) if now >= self.last_rx + timeouts.idle => {
-                self.start_close(sh, CloseCode::GOING_AWAY, "idle timeout");
+                self.evict(sh.out, now, Eviction::Idle);
             }
             Phase::Open(_) if !self.pinged && now >= self.last_rx + timeouts.ping_interval => {
                 encoder::encode_frame(sh.out, OpCode::Ping, b"");
@@ -260,21 +345,83 @@ impl Conn {
     /// still upgrading is dropped.
     pub fn on_shutdown(&mut self, sh: &mut Shared<'_>) {
         match self.phase {
-            Phase::Open(_) => self.start_close(sh, CloseCode::GOING_AWAY, "server shutting down"),
+            Phase::Open(_) => self.start_close(
+                sh.out,
+                sh.now,
+                CloseCode::GOING_AWAY,
+                "server shutting down",
+            ),
             Phase::Upgrading { .. } => self.phase = Phase::Done,
             _ => {}
         }
         self.flush(sh);
     }
 
+    /// Which slow-input eviction an overdue input deadline means now.
+    fn slow_input_reason(&self) -> Eviction {
+        match self.phase {
+            _ if self.guard.awaiting_first_byte() => Eviction::FirstByte,
+            Phase::Upgrading { .. } if self.tls.is_handshaking() => Eviction::SlowHandshake,
+            Phase::Upgrading { .. } => Eviction::SlowUpgrade,
+            _ => Eviction::SlowFrame,
+        }
+    }
+
+    /// Ends a connection that is too slow or too greedy. Before the upgrade
+    /// it is simply dropped: a slowloris gets no response to wait for.
+    fn evict(&mut self, out: &mut Vec<u8>, now: Instant, reason: Eviction) {
+        debug!("{}: evicted: {}", self.peer, reason.as_str());
+        self.eviction = Some(reason);
+        match (&self.phase, reason) {
+            (Phase::Open(_), Eviction::Idle) => {
+                self.start_close(out, now, CloseCode::GOING_AWAY, "idle timeout")
+            }
+            (Phase::Open(_) | Phase::Closing { .. }, Eviction::SlowConsumer) => {
+                // What never reached rustls is dropped; the Close goes out
+                // only if rustls can still take it, else TCP is dropped.
+                self.pending.clear();
+                out.clear();
+                encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, "slow consumer")));
+                let accepted = write_plaintext(&mut self.tls, out) == out.len();
+                out.clear();
+                self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
+                if accepted {
+                    self.drain(now);
+                } else {
+                    self.phase = Phase::Done;
+                }
+            }
+            (Phase::Open(_), _) => {
+                encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, reason.as_str())));
+                self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
+                self.drain(now);
+            }
+            _ => {
+                self.close
+                    .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
+                self.phase = Phase::Done;
+            }
+        }
+    }
+
+    /// Output queued for the client: ours, plus at most what rustls holds.
+    fn queued(&self) -> u64 {
+        let in_tls = if self.tls.wants_write() {
+            TLS_BUFFER_LIMIT
+        } else {
+            0
+        };
+        (self.pending.len() + in_tls) as u64
+    }
+
     /// Sends our Close and waits for the peer's.
-    fn start_close(&mut self, sh: &mut Shared<'_>, code: CloseCode, reason: &str) {
+    fn start_close(&mut self, out: &mut Vec<u8>, now: Instant, code: CloseCode, reason: &str) {
         if let Phase::Open(session) = std::mem::replace(&mut self.phase, Phase::Done) {
-            encoder::encode_close(sh.out, Some((code, reason)));
+            encoder::encode_close(out, Some((code, reason)));
             self.close = Some((code.0, Closer::Server));
             self.phase = Phase::Closing {
                 session,
-                since: sh.now,
+                since: now,
             };
         }
     }
@@ -283,7 +430,63 @@ impl Conn {
         self.phase = Phase::Draining {
             since: now,
             write_shut: false,
+            peer_done: false,
         };
+    }
+
+    /// Reads what there is, then brings the guard up to date with what the
+    /// client sent (and is still sending).
+    fn read_and_account(&mut self, sh: &mut Shared<'_>) {
+        let was_handshaking = self.tls.is_handshaking();
+        let (tls_before, plaintext_before) = (self.stats.bytes_in, self.plaintext_in);
+        self.read_all(sh);
+        let tls_got = self.stats.bytes_in - tls_before;
+        let plaintext_got = self.plaintext_in - plaintext_before;
+        self.account(sh, was_handshaking, tls_got, plaintext_got);
+    }
+
+    fn account(
+        &mut self,
+        sh: &Shared<'_>,
+        was_handshaking: bool,
+        tls_got: u64,
+        plaintext_got: u64,
+    ) {
+        let (pace, now) = (&sh.config.protection.pace, sh.now);
+        match &self.phase {
+            Phase::Upgrading { .. } if self.tls.is_handshaking() => {
+                if tls_got == 0 {
+                    return;
+                }
+                if self.tls.wants_write() {
+                    // Their flight is complete: ours answers it, and the
+                    // next one is owed, a round trip away.
+                    self.guard.ask(now, crate::sys::tcp_rtt(&self.socket));
+                } else {
+                    let fresh = self.guard.awaiting_first_byte();
+                    self.guard.unit(pace, now, TLS_FLIGHT_BYTES, fresh, None);
+                }
+            }
+            Phase::Upgrading { head } => {
+                let request_len = sh.config.max_header_bytes as u64;
+                if was_handshaking && head.is_empty() {
+                    self.guard.ask(now, None);
+                } else if !head.is_empty() && (was_handshaking || plaintext_got > 0) {
+                    let fresh = was_handshaking || self.guard.awaiting_first_byte();
+                    self.guard.unit(pace, now, request_len, fresh, None);
+                }
+            }
+            Phase::Open(session) | Phase::Closing { session, .. } => {
+                match session.decoder.frame_progress() {
+                    None => self.guard.settled(),
+                    Some((received, total)) => {
+                        let fresh = received <= plaintext_got;
+                        self.guard.unit(pace, now, total, fresh, None);
+                    }
+                }
+            }
+            _ => self.guard.settled(),
+        }
     }
 
     fn read_all(&mut self, sh: &mut Shared<'_>) {
@@ -296,7 +499,7 @@ impl Conn {
             // Done here (the peer's close_notify, a reader error) must
             // return: `read_plaintext` does nothing once done, so looping
             // would spin forever and stall the reactor.
-            if self.is_done() {
+            if self.is_done() || self.peer_done() {
                 return;
             }
             if !self.pending.is_empty() {
@@ -332,6 +535,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return self.peer_gone(),
             };
+            self.plaintext_in += n as u64;
             let (buf, out) = (&mut sh.buf[..n], &mut *sh.out);
             self.on_plaintext(buf, out, sh.config, sh.now);
             self.flush_plaintext(sh.out);
@@ -384,7 +588,8 @@ impl Conn {
             Phase::Open(session) | Phase::Closing { session, .. } => {
                 // Once our Close is out, only the peer's Close matters.
                 let closing = self.close.is_some();
-                match serve_frames(session, bytes, out, closing, &mut self.stats) {
+                let (guard, stats) = (&mut self.guard, &mut self.stats);
+                match serve_frames(session, bytes, out, closing, guard, stats, now) {
                     Ok(Next::Stay) => {
                         if session.decoder.buffered() == 0 {
                             session.decoder.release_memory();
@@ -394,6 +599,7 @@ impl Conn {
                         self.close.get_or_insert((code, Closer::Client));
                         self.drain(now);
                     }
+                    Ok(Next::OverBudget) => self.evict(out, now, Eviction::RateLimited),
                     Err(error) => {
                         debug!("{}: {error}", self.peer);
                         // One Close per side (RFC 6455 section 5.5.1): if
@@ -441,13 +647,25 @@ impl Conn {
     /// draining connection has said everything, ends the TLS session and
     /// the write side of TCP.
     fn flush(&mut self, sh: &mut Shared<'_>) {
+        // More output for a client that already has more than its cap
+        // queued: it is not reading, and nothing more is buffered for it.
+        let over_cap = self.pending.len() > sh.config.protection.max_outbound_bytes;
+        if over_cap && !sh.out.is_empty() {
+            self.evict(sh.out, sh.now, Eviction::SlowConsumer);
+        }
         self.flush_plaintext(sh.out);
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.socket) {
                 Ok(n) => self.stats.bytes_out += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.peer_gone(),
+                Err(_) => {
+                    // A socket that cannot be written is gone for good.
+                    self.close
+                        .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
+                    self.phase = Phase::Done;
+                    return;
+                }
             }
             self.flush_plaintext(sh.out);
         }
@@ -456,12 +674,21 @@ impl Conn {
             self.pending = Vec::new();
         }
         let all_sent = self.pending.is_empty() && !self.tls.wants_write();
-        if let Phase::Draining { write_shut, .. } = &mut self.phase {
+        self.guard.output_blocked(sh.now, !all_sent);
+        if let Phase::Draining {
+            write_shut,
+            peer_done,
+            ..
+        } = &mut self.phase
+        {
             if all_sent && !*write_shut {
                 *write_shut = true;
                 self.tls.send_close_notify();
                 let _ = self.tls.write_tls(&mut self.socket);
                 let _ = self.socket.shutdown(Shutdown::Write);
+            }
+            if *write_shut && *peer_done {
+                self.phase = Phase::Done;
             }
         }
     }
@@ -475,10 +702,25 @@ impl Conn {
         self.phase = Phase::Done;
     }
 
+    /// The client ended its side (EOF, close_notify, an error). A draining
+    /// connection still flushes its last words; any other is done.
     fn peer_gone(&mut self) {
         self.close
             .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
-        self.phase = Phase::Done;
+        match &mut self.phase {
+            Phase::Draining { peer_done, .. } => *peer_done = true,
+            _ => self.phase = Phase::Done,
+        }
+    }
+
+    fn peer_done(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Draining {
+                peer_done: true,
+                ..
+            }
+        )
     }
 }
 
@@ -489,7 +731,9 @@ fn serve_frames(
     bytes: &mut [u8],
     out: &mut Vec<u8>,
     closing: bool,
+    guard: &mut Guard,
     stats: &mut Stats,
+    now: Instant,
 ) -> Result<Next, crate::ws::Error> {
     let mut pos = 0;
     while pos < bytes.len() {
@@ -499,6 +743,9 @@ fn serve_frames(
         match event {
             // RFC 6455 section 5.5.1: after sending Close, data is discarded.
             Event::Text(_) | Event::Binary(_) | Event::Ping(_) if closing => {}
+            Event::Text(_) | Event::Binary(_) if !guard.admit_message(now) => {
+                return Ok(Next::OverBudget)
+            }
             Event::Text(text) => {
                 stats.messages_in += 1;
                 serve(session.service, OpCode::Text, text.as_bytes(), out, stats);

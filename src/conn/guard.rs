@@ -1,0 +1,257 @@
+//! Slow-client bookkeeping for one connection: what the client owes us and
+//! by when, whether its output is draining, and its message budget. The
+//! rules themselves are in [`crate::pace`]; this keeps the state.
+
+use std::time::{Duration, Instant};
+
+use crate::pace::Pace;
+
+/// Why the server ended a connection to protect itself or other clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// No first byte of a TLS flight or of the upgrade request in time.
+    FirstByte,
+    /// A TLS handshake flight arrived below the minimum rate.
+    SlowHandshake,
+    /// The upgrade request arrived below the minimum rate.
+    SlowUpgrade,
+    /// A WebSocket frame arrived below the minimum rate.
+    SlowFrame,
+    /// No completed upgrade within the handshake timeout.
+    HandshakeTimeout,
+    /// Output queued beyond the cap, or not draining at the minimum rate.
+    SlowConsumer,
+    /// More messages than the per-connection rate limit.
+    RateLimited,
+    /// No inbound traffic within the idle timeout.
+    Idle,
+}
+
+impl Eviction {
+    /// Every reason, for counters indexed by [`Eviction::index`].
+    pub const ALL: [Eviction; 8] = [
+        Eviction::FirstByte,
+        Eviction::SlowHandshake,
+        Eviction::SlowUpgrade,
+        Eviction::SlowFrame,
+        Eviction::HandshakeTimeout,
+        Eviction::SlowConsumer,
+        Eviction::RateLimited,
+        Eviction::Idle,
+    ];
+
+    /// Position in [`Eviction::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::FirstByte => "first_byte_timeout",
+            Eviction::SlowHandshake => "slow_tls_handshake",
+            Eviction::SlowUpgrade => "slow_upgrade_request",
+            Eviction::SlowFrame => "slow_frame",
+            Eviction::HandshakeTimeout => "handshake_timeout",
+            Eviction::SlowConsumer => "slow_consumer",
+            Eviction::RateLimited => "message_rate",
+            Eviction::Idle => "idle_timeout",
+        }
+    }
+}
+
+/// What the client owes the server next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// Nothing: an open connection between frames (the idle rules apply).
+    Nothing,
+    /// The first byte of a unit, asked for at `since`.
+    FirstByte { since: Instant },
+    /// The rest of a unit, by `deadline`.
+    Rest { deadline: Instant },
+}
+
+/// A connection's slow-client state.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    owed: Owed,
+    rtt: Duration,
+    /// Output stopped draining at this time (socket full, bytes left).
+    blocked_since: Option<Instant>,
+    bucket: Option<TokenBucket>,
+}
+
+impl Guard {
+    /// A guard for a connection accepted at `now`: it owes its first byte.
+    pub fn new(now: Instant, rtt: Duration, messages_per_s: u32, burst: u32) -> Self {
+        Self {
+            owed: Owed::FirstByte { since: now },
+            rtt,
+            blocked_since: None,
+            bucket: (messages_per_s > 0).then(|| TokenBucket::new(now, messages_per_s, burst)),
+        }
+    }
+
+    /// The server asked for a new unit (sent its TLS flight, finished the
+    /// handshake): the first byte is due from `since`.
+    pub fn ask(&mut self, since: Instant, rtt: Option<Duration>) {
+        self.refresh_rtt(rtt);
+        self.owed = Owed::FirstByte { since };
+    }
+
+    /// A unit of `len` bytes is under way. If it started in this batch of
+    /// input (`fresh`), its deadline runs from `now`; a unit already under
+    /// way keeps the deadline it had.
+    pub fn unit(
+        &mut self,
+        pace: &Pace,
+        now: Instant,
+        len: u64,
+        fresh: bool,
+        rtt: Option<Duration>,
+    ) {
+        if fresh || !matches!(self.owed, Owed::Rest { .. }) {
+            self.refresh_rtt(rtt);
+            self.owed = Owed::Rest {
+                deadline: pace.unit_deadline(now, len, self.rtt),
+            };
+        }
+    }
+
+    /// The client owes nothing (between frames).
+    pub fn settled(&mut self) {
+        self.owed = Owed::Nothing;
+    }
+
+    /// True while a unit has been asked for but not a byte of it came.
+    pub fn awaiting_first_byte(&self) -> bool {
+        matches!(self.owed, Owed::FirstByte { .. })
+    }
+
+    /// Records whether output is still waiting after a flush.
+    pub fn output_blocked(&mut self, now: Instant, blocked: bool) {
+        match (blocked, self.blocked_since) {
+            (true, None) => self.blocked_since = Some(now),
+            (false, Some(_)) => self.blocked_since = None,
+            _ => {}
+        }
+    }
+
+    /// Takes one message from the budget; false when the client is over it.
+    pub fn admit_message(&mut self, now: Instant) -> bool {
+        self.bucket.as_mut().is_none_or(|bucket| bucket.take(now))
+    }
+
+    /// When the input owed is due.
+    pub fn input_deadline(&self, pace: &Pace) -> Option<Instant> {
+        match self.owed {
+            Owed::Nothing => None,
+            Owed::FirstByte { since } => Some(pace.first_byte_deadline(since, self.rtt)),
+            Owed::Rest { deadline } => Some(deadline),
+        }
+    }
+
+    /// When `queued` bytes of blocked output must have drained.
+    pub fn output_deadline(&self, pace: &Pace, queued: u64) -> Option<Instant> {
+        self.blocked_since
+            .map(|since| pace.drain_deadline(since, queued, self.rtt))
+    }
+
+    fn refresh_rtt(&mut self, rtt: Option<Duration>) {
+        if let Some(rtt) = rtt {
+            self.rtt = rtt;
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `burst`.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(now: Instant, rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            burst,
+            rate: f64::from(rate),
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn first_byte_then_unit_then_settled_with_virtual_time() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let mut guard = Guard::new(t0, ms(2), 0, 0);
+        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(27)));
+        // 8 KiB unit starting at t0+10ms: 164 ms at 50 kB/s, plus the RTT.
+        guard.unit(&pace, t0 + ms(10), 8192, true, None);
+        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(176)));
+        // More bytes of the same unit do not move its deadline.
+        guard.unit(&pace, t0 + ms(100), 8192, false, None);
+        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(176)));
+        guard.settled();
+        assert_eq!(guard.input_deadline(&pace), None);
+        guard.ask(t0 + ms(200), Some(ms(40)));
+        assert!(guard.awaiting_first_byte());
+        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(265)));
+    }
+
+    #[test]
+    fn output_deadline_runs_from_when_output_stopped_draining() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let mut guard = Guard::new(t0, Duration::ZERO, 0, 0);
+        assert_eq!(guard.output_deadline(&pace, 50_000), None);
+        guard.output_blocked(t0, true);
+        guard.output_blocked(t0 + ms(50), true);
+        assert_eq!(guard.output_deadline(&pace, 50_000), Some(t0 + ms(1025)));
+        guard.output_blocked(t0 + ms(60), false);
+        assert_eq!(guard.output_deadline(&pace, 50_000), None);
+    }
+
+    #[test]
+    fn token_bucket_allows_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut guard = Guard::new(t0, Duration::ZERO, 10, 3);
+        assert!((0..3).all(|_| guard.admit_message(t0)));
+        assert!(!guard.admit_message(t0));
+        // 100 ms at 10/s refills one token.
+        assert!(guard.admit_message(t0 + ms(100)));
+        assert!(!guard.admit_message(t0 + ms(100)));
+    }
+
+    #[test]
+    fn no_limit_admits_everything() {
+        let t0 = Instant::now();
+        let mut guard = Guard::new(t0, Duration::ZERO, 0, 0);
+        assert!((0..10_000).all(|_| guard.admit_message(t0)));
+    }
+}
