@@ -136,6 +136,8 @@ impl Target {
         };
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+            // Every connection comes from 127.0.0.1.
+            .args(["--max-connections-per-ip", "0"])
             .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -156,7 +158,14 @@ impl Target {
                     .expect("address");
             }
         };
-        std::thread::spawn(move || lines.for_each(drop));
+        // Evictions and errors would skew the figures: show them.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains(" WARN ") || line.contains(" ERROR ") {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
         Target {
             addr,
             config: client_config(cert.to_str().expect("utf-8")),
@@ -256,9 +265,11 @@ struct Client {
 }
 
 impl Client {
+    /// Connects and sends the ClientHello at once, as an honest client
+    /// does (the server evicts clients that wait).
     fn connect(target: &Target, path: &str) -> io::Result<Client> {
-        let tcp = TcpStream::connect(target.addr)?;
-        tcp.set_nodelay(true)?;
+        let std_tcp = std::net::TcpStream::connect(target.addr)?;
+        std_tcp.set_nodelay(true)?;
         let name = ServerName::try_from("localhost").expect("name");
         let mut tls =
             ClientConnection::new(Arc::clone(&target.config), name).map_err(io::Error::other)?;
@@ -270,8 +281,13 @@ impl Client {
              Sec-WebSocket-Key: {UPGRADE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
         tls.writer().write_all(request.as_bytes())?;
+        let mut std_tcp = std_tcp;
+        while tls.wants_write() {
+            tls.write_tls(&mut std_tcp)?;
+        }
+        std_tcp.set_nonblocking(true)?;
         Ok(Client {
-            tcp,
+            tcp: TcpStream::from_std(std_tcp),
             tls,
             upgraded: false,
             inbox: Vec::new(),
@@ -411,13 +427,15 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
     let warm_up = Duration::from_secs(1);
     let measured = Duration::from_secs(args.seconds);
     let deadline = warm_up + measured;
-    let (mut cpu_start, mut wall_start, mut received_start) = (None, start, 0u64);
+    let (mut measuring, mut cpu_start, mut wall_start, mut received_start) =
+        (false, None, start, 0u64);
     loop {
         let elapsed = start.elapsed();
         if elapsed >= deadline {
             break;
         }
-        if cpu_start.is_none() && elapsed >= warm_up {
+        if !measuring && elapsed >= warm_up {
+            measuring = true;
             cpu_start = target.cpu_ns();
             wall_start = Instant::now();
             received_start = clients.iter().map(|c| c.received).sum();
@@ -524,34 +542,45 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
     let rss_before = target.rss_kib();
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
-    let mut clients = Vec::with_capacity(args.connections);
-    let start = Instant::now();
-    let mut sink = Vec::new();
-    // Open in batches so the listen backlog is never the limit.
-    while clients.len() < args.connections && start.elapsed() < Duration::from_secs(300) {
-        let batch_start = clients.len();
-        for i in batch_start..(batch_start + 200).min(args.connections) {
-            let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
-            poll.registry()
-                .register(
-                    &mut client.tcp,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .expect("register");
-            clients.push(client);
-        }
-        let batch_deadline = Instant::now() + Duration::from_secs(30);
-        while clients[batch_start..].iter().any(|c| !c.upgraded) && Instant::now() < batch_deadline
+    let mut clients: Vec<Client> = Vec::with_capacity(args.connections);
+    let limit = Instant::now() + Duration::from_secs(300);
+    // Serve the handshakes under way between connects, and keep only a
+    // few in progress: real clients each have a CPU of their own and
+    // answer at once, and the server evicts clients that wait.
+    for i in 0..args.connections {
+        while clients
+            .iter()
+            .rev()
+            .take(64)
+            .filter(|c| !c.upgraded)
+            .count()
+            >= 16
         {
-            poll.poll(&mut events, Some(Duration::from_millis(100)))
-                .expect("poll");
-            for event in events.iter() {
-                let client = &mut clients[event.token().0];
-                client.read(&mut sink).expect("read");
-                client.flush().expect("write");
-            }
+            serve_ready(
+                &mut poll,
+                &mut events,
+                &mut clients,
+                Duration::from_millis(1),
+            );
         }
+        let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
+        poll.registry()
+            .register(
+                &mut client.tcp,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .expect("register");
+        clients.push(client);
+        serve_ready(&mut poll, &mut events, &mut clients, Duration::ZERO);
+    }
+    while clients.iter().any(|c| !c.upgraded) && Instant::now() < limit {
+        serve_ready(
+            &mut poll,
+            &mut events,
+            &mut clients,
+            Duration::from_millis(100),
+        );
     }
     std::thread::sleep(Duration::from_secs(1));
     let upgraded = clients.iter().filter(|c| c.upgraded).count();
@@ -560,5 +589,16 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
             "idle: {upgraded} upgraded connections held; server RSS {before} KiB -> {after} KiB: {:.2} KiB per connection",
             (after - before) as f64 / upgraded.max(1) as f64
         );
+    }
+}
+
+/// Handles the readiness events of one poll: reads, then writes.
+fn serve_ready(poll: &mut Poll, events: &mut Events, clients: &mut [Client], timeout: Duration) {
+    poll.poll(events, Some(timeout)).expect("poll");
+    let mut sink = Vec::new();
+    for event in events.iter() {
+        let client = &mut clients[event.token().0];
+        client.read(&mut sink).expect("read");
+        client.flush().expect("write");
     }
 }

@@ -453,6 +453,12 @@ impl Conn {
         plaintext_got: u64,
     ) {
         let (pace, now) = (&sh.config.protection.pace, sh.now);
+        if !self.pending.is_empty() {
+            // We stopped reading (backpressure): the client owes nothing
+            // while we are not listening, and a unit it is in the middle
+            // of gets a fresh deadline once we read again.
+            return self.guard.settled();
+        }
         match &self.phase {
             Phase::Upgrading { .. } if self.tls.is_handshaking() => {
                 if tls_got == 0 {

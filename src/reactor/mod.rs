@@ -134,7 +134,7 @@ impl Reactor {
                         };
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.with_conn(id, now, |conn, sh| conn.on_ready(sh, readable));
+                        self.with_conn(id, |conn, sh| conn.on_ready(sh, readable));
                     }
                 }
             }
@@ -159,7 +159,7 @@ impl Reactor {
                 return;
             }
             match listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Ok((socket, peer)) => self.admit(socket, peer, Instant::now()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_resource_exhaustion(&e) => {
                     warn!("accept paused for {ACCEPT_RETRY:?}: {e}");
@@ -235,7 +235,12 @@ impl Reactor {
 
     /// Runs `f` on a live connection, then applies the interest and
     /// deadline it now wants, or removes it when it is done.
-    fn with_conn(&mut self, id: ConnId, now: Instant, f: impl FnOnce(&mut Conn, &mut Shared<'_>)) {
+    ///
+    /// The connection sees the time of its own event, not of the loop
+    /// turn: a deadline that starts with our action (our TLS flight sent)
+    /// must not start before it, however long the turn has run.
+    fn with_conn(&mut self, id: ConnId, f: impl FnOnce(&mut Conn, &mut Shared<'_>)) {
+        let now = Instant::now();
         let Some(slot) = self.slots.get_mut(id.key as usize) else {
             return;
         };
@@ -321,7 +326,7 @@ impl Reactor {
                         continue; // superseded by an earlier deadline
                     }
                     slot.scheduled = None;
-                    self.with_conn(id, now, |conn, sh| conn.on_timeout(sh));
+                    self.with_conn(id, |conn, sh| conn.on_timeout(sh));
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
@@ -374,7 +379,7 @@ impl Reactor {
             })
             .collect();
         for id in ids {
-            self.with_conn(id, now, |conn, sh| conn.on_shutdown(sh));
+            self.with_conn(id, |conn, sh| conn.on_shutdown(sh));
         }
     }
 }
