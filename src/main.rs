@@ -12,6 +12,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let program = args.first().map_or("averyws", String::as_str);
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    if let Some((&"acl", acl_args)) = rest.split_first() {
+        return averyws::auth::check::run(acl_args);
+    }
     let config = match cli::parse(program, &rest) {
         Ok(config) => config,
         Err(Exit::Info(text)) => {
