@@ -8,6 +8,7 @@
 #![deny(unsafe_code)] // allowed only in `sys`, for getsockopt(TCP_INFO)
 
 pub mod auth;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod conn;

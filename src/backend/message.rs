@@ -1,0 +1,610 @@
+//! The values of backend protocol version 1: one type per message, the
+//! small enums of the wire format and the caps the codec enforces.
+//!
+//! `docs/protocol.md` is the normative description; every name here is the
+//! name it uses. Strings and payloads borrow from the received frames, so a
+//! decoded [`Message`] copies nothing.
+
+use crate::ws::CloseCode;
+
+/// The protocol version this crate speaks, byte 0 of every header frame.
+pub const VERSION: u8 = 1;
+
+/// Header flag: the last frame of the message is a signature frame.
+pub const FLAG_SIGNED: u8 = 0x01;
+
+/// CONNECT flag: the connection was moved here from a worker that died.
+pub const CONNECT_REASSIGNED: u8 = 0x01;
+
+/// Service names a worker may not claim: the built-in routes.
+pub const RESERVED_SERVICES: &[&str] = &["echo"];
+
+/// Most frames one v1 message can have: a CONNECT with every role and
+/// header pair, plus the signature frame. A multipart message with more
+/// frames can be dropped before it is read further.
+pub const MAX_FRAMES: usize = 9 + MAX_ROLES + 2 * MAX_HEADERS + 1;
+
+/// Most services one READY may announce.
+pub const MAX_SERVICES: usize = 32;
+/// Most roles one CONNECT may carry.
+pub const MAX_ROLES: usize = 32;
+/// Most header pairs one CONNECT may carry.
+pub const MAX_HEADERS: usize = 32;
+/// Most connection ids one SEND (or ERROR) may carry.
+pub const MAX_CONN_IDS: usize = 1024;
+
+/// The type byte of a message (byte 1 of the header frame).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    /// 0x01, both ways: "I am alive".
+    Heartbeat = 0x01,
+    /// 0x02, both ways: "I am leaving".
+    Bye = 0x02,
+    /// 0x10, worker to node: announce the services a worker serves.
+    Ready = 0x10,
+    /// 0x11, node to worker: accept a READY, state the node's parameters.
+    Welcome = 0x11,
+    /// 0x12, node to worker: a command could not be carried out.
+    Error = 0x12,
+    /// 0x20, node to worker: a client connection was assigned to the worker.
+    Connect = 0x20,
+    /// 0x21, node to worker: a client sent a message.
+    Message = 0x21,
+    /// 0x22, node to worker: a client connection ended.
+    Disconnect = 0x22,
+    /// 0x30, worker to node: send a message to one or more connections.
+    Send = 0x30,
+    /// 0x31, worker to node: send a message to a channel's subscribers.
+    Publish = 0x31,
+    /// 0x32, worker to node: subscribe a connection to a channel.
+    Subscribe = 0x32,
+    /// 0x33, worker to node: unsubscribe a connection from a channel.
+    Unsubscribe = 0x33,
+    /// 0x34, worker to node: close a connection.
+    Close = 0x34,
+}
+
+impl MessageType {
+    /// The type for a type byte, or `None` for a value v1 does not define
+    /// (0x40-0x4F are reserved for ACL administration).
+    pub fn from_u8(byte: u8) -> Option<MessageType> {
+        use MessageType::*;
+        [
+            Heartbeat,
+            Bye,
+            Ready,
+            Welcome,
+            Error,
+            Connect,
+            Message,
+            Disconnect,
+            Send,
+            Publish,
+            Subscribe,
+            Unsubscribe,
+            Close,
+        ]
+        .into_iter()
+        .find(|kind| *kind as u8 == byte)
+    }
+
+    /// Whether a node may send this type; a worker drops any other.
+    pub fn sent_by_node(self) -> bool {
+        use MessageType::*;
+        matches!(
+            self,
+            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect
+        )
+    }
+
+    /// Whether a worker may send this type; a node drops any other.
+    pub fn sent_by_worker(self) -> bool {
+        use MessageType::*;
+        matches!(
+            self,
+            Heartbeat | Bye | Ready | Send | Publish | Subscribe | Unsubscribe | Close
+        )
+    }
+}
+
+/// One protocol message, borrowing its strings and payload from the frames
+/// it was decoded from (or from the caller's values, to encode it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// HEARTBEAT: the sender's boot id (a node) or instance id (a worker).
+    Heartbeat {
+        /// Changes when the sender restarts.
+        boot: u64,
+    },
+    /// BYE: the sender is leaving; no body.
+    Bye,
+    /// READY.
+    Ready(Ready<'a>),
+    /// WELCOME.
+    Welcome(Welcome<'a>),
+    /// ERROR.
+    Error(ErrorReply<'a>),
+    /// CONNECT.
+    Connect(Connect<'a>),
+    /// MESSAGE.
+    Message(Data<'a>),
+    /// DISCONNECT.
+    Disconnect(Disconnect<'a>),
+    /// SEND.
+    Send(SendTo<'a>),
+    /// PUBLISH.
+    Publish(Publish<'a>),
+    /// SUBSCRIBE.
+    Subscribe(Subscription<'a>),
+    /// UNSUBSCRIBE.
+    Unsubscribe(Subscription<'a>),
+    /// CLOSE.
+    Close(Close<'a>),
+}
+
+impl Message<'_> {
+    /// The message's type byte.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Heartbeat { .. } => MessageType::Heartbeat,
+            Message::Bye => MessageType::Bye,
+            Message::Ready(_) => MessageType::Ready,
+            Message::Welcome(_) => MessageType::Welcome,
+            Message::Error(_) => MessageType::Error,
+            Message::Connect(_) => MessageType::Connect,
+            Message::Message(_) => MessageType::Message,
+            Message::Disconnect(_) => MessageType::Disconnect,
+            Message::Send(_) => MessageType::Send,
+            Message::Publish(_) => MessageType::Publish,
+            Message::Subscribe(_) => MessageType::Subscribe,
+            Message::Unsubscribe(_) => MessageType::Unsubscribe,
+            Message::Close(_) => MessageType::Close,
+        }
+    }
+}
+
+/// READY: a worker announces itself and the services it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready<'a> {
+    /// Random per worker process start; the node's replies are addressed
+    /// to it when signing is on.
+    pub instance: u64,
+    /// A name for logs (host, process), 1-64 bytes of UTF-8.
+    pub name: &'a str,
+    /// 1-[`MAX_SERVICES`] service names (see [`is_service_name`]).
+    pub services: List<'a, &'a str>,
+}
+
+/// WELCOME: the node took the worker on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Welcome<'a> {
+    /// Random per node process start; a new value means every connection
+    /// the worker knew from this node is gone.
+    pub boot: u64,
+    /// Both sides send something at least this often, in milliseconds.
+    pub heartbeat_ms: u32,
+    /// A peer is dead after this many intervals without a message.
+    pub liveness: u8,
+    /// The largest payload the node accepts in SEND and PUBLISH, in bytes.
+    pub max_payload: u32,
+    /// The node's name, 1-64 bytes of UTF-8.
+    pub node: &'a str,
+}
+
+/// ERROR: why a worker's message was not carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorReply<'a> {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// The type byte of the message this answers; 0 when none.
+    pub about: u8,
+    /// Human-readable detail, 0-256 bytes of UTF-8.
+    pub detail: &'a str,
+    /// The connections concerned, 0-[`MAX_CONN_IDS`].
+    pub conns: List<'a, u64>,
+}
+
+/// CONNECT: a client connection is now this worker's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connect<'a> {
+    /// The connection id, unique within the node's boot; never 0.
+    pub conn: u64,
+    /// The connection was moved here from a worker that died.
+    pub reassigned: bool,
+    /// The service the path was routed to.
+    pub service: &'a str,
+    /// The node's name.
+    pub node: &'a str,
+    /// The client's address as `ip:port`, 0-64 bytes.
+    pub peer: &'a str,
+    /// The request path, raw (not percent-decoded), 1-8192 bytes.
+    pub path: &'a str,
+    /// The query after `?`, raw; empty when there was none.
+    pub query: &'a str,
+    /// The negotiated subprotocol; empty when none.
+    pub subprotocol: &'a str,
+    /// The authenticated user; empty when anonymous.
+    pub user: &'a str,
+    /// The user's roles, 0-[`MAX_ROLES`].
+    pub roles: List<'a, &'a str>,
+    /// Selected request headers, lowercase names, 0-[`MAX_HEADERS`].
+    pub headers: List<'a, HttpHeader<'a>>,
+}
+
+/// One request header: a lowercase field name and its raw value.
+pub type HttpHeader<'a> = (&'a str, &'a [u8]);
+
+/// MESSAGE: a data message from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Data<'a> {
+    /// The connection it came from.
+    pub conn: u64,
+    /// The message.
+    pub payload: Payload<'a>,
+}
+
+/// DISCONNECT: a client connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnect<'a> {
+    /// The connection.
+    pub conn: u64,
+    /// The close code: what was sent or received, 1005 when the Close had
+    /// none, 1006 when the connection ended without one.
+    pub code: CloseCode,
+    /// Who ended it.
+    pub initiator: Initiator,
+    /// The close reason, 0-123 bytes of UTF-8.
+    pub reason: &'a str,
+}
+
+/// SEND: deliver one message to one or more connections of this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendTo<'a> {
+    /// 1-[`MAX_CONN_IDS`] connections.
+    pub conns: List<'a, u64>,
+    /// The message.
+    pub payload: Payload<'a>,
+}
+
+/// PUBLISH: deliver one message to every subscriber of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish<'a> {
+    /// The channel, 1-256 bytes of UTF-8.
+    pub channel: &'a str,
+    /// A connection to leave out (typically the one the message came from).
+    pub except: Option<u64>,
+    /// The message.
+    pub payload: Payload<'a>,
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription<'a> {
+    /// The connection.
+    pub conn: u64,
+    /// The channel, 1-256 bytes of UTF-8.
+    pub channel: &'a str,
+}
+
+/// CLOSE: close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close<'a> {
+    /// The connection.
+    pub conn: u64,
+    /// The close code; one a Close frame may carry
+    /// ([`CloseCode::is_valid_on_wire`]).
+    pub code: CloseCode,
+    /// The close reason, 0-123 bytes of UTF-8.
+    pub reason: &'a str,
+}
+
+/// A WebSocket data message; the kind byte on the wire is the RFC 6455
+/// opcode (1 text, 2 binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// A text message, valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    /// The payload's bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Payload::Text(text) => text.as_bytes(),
+            Payload::Binary(bytes) => bytes,
+        }
+    }
+}
+
+/// Who ended a connection (DISCONNECT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initiator {
+    /// 0: the client closed or went away.
+    Client = 0,
+    /// 1: the node closed it (timeout, policy, shutdown, eviction).
+    Node = 1,
+    /// 2: a worker's CLOSE.
+    Worker = 2,
+}
+
+/// An ERROR code. Receivers treat a code they do not know like any other
+/// failure: v1 may add codes without a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// 1: the message's protocol version is not spoken here.
+    pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(1);
+    /// 2: the sender is not a registered worker: send READY.
+    pub const UNKNOWN_PEER: ErrorCode = ErrorCode(2);
+    /// 3: READY claimed a reserved service name; not registered.
+    pub const RESERVED_SERVICE: ErrorCode = ErrorCode(3);
+    /// 4: the listed connections are not open on this node.
+    pub const NO_SUCH_CONNECTION: ErrorCode = ErrorCode(4);
+    /// 5: the ACL refused the SUBSCRIBE for the listed connection.
+    pub const FORBIDDEN: ErrorCode = ErrorCode(5);
+    /// 6: the payload is larger than WELCOME's `max_payload`.
+    pub const TOO_BIG: ErrorCode = ErrorCode(6);
+    /// 7: the message did not decode (sent only to an authenticated,
+    /// registered worker, at most once per heartbeat interval).
+    pub const MALFORMED: ErrorCode = ErrorCode(7);
+}
+
+/// Whether `name` is a valid service name: 1-64 bytes of
+/// `A-Z a-z 0-9 . _ -`.
+pub fn is_service_name(name: &[u8]) -> bool {
+    Field::Service.fits(name.len()) && is_name(name)
+}
+
+/// Whether a worker may not claim `service` (see [`RESERVED_SERVICES`]).
+pub fn is_reserved_service(service: &str) -> bool {
+    RESERVED_SERVICES.contains(&service)
+}
+
+/// Whether every byte is one of `A-Z a-z 0-9 . _ -` (service names, key
+/// ids).
+pub(super) fn is_name(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|&byte| byte.is_ascii_alphanumeric() || b"._-".contains(&byte))
+}
+
+/// A string or list of a message, named for errors, with its length bounds.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// READY's worker name: 1-64 bytes.
+    WorkerName,
+    /// A service name: 1-64 bytes of `A-Z a-z 0-9 . _ -`.
+    Service,
+    /// READY's list of services: 1-32 entries.
+    Services,
+    /// A node name: 1-64 bytes.
+    Node,
+    /// CONNECT's client address: 0-64 bytes.
+    Peer,
+    /// CONNECT's path: 1-8192 bytes.
+    Path,
+    /// CONNECT's query: 0-8192 bytes.
+    Query,
+    /// CONNECT's subprotocol: 0-256 bytes.
+    Subprotocol,
+    /// CONNECT's user: 0-256 bytes.
+    User,
+    /// One role: 1-64 bytes.
+    Role,
+    /// CONNECT's list of roles: 0-32 entries.
+    Roles,
+    /// A header name: 1-64 bytes, lowercase RFC 9110 token.
+    HeaderName,
+    /// A header value: 0-8192 bytes, any octets.
+    HeaderValue,
+    /// CONNECT's list of header pairs: 0-32 entries.
+    Headers,
+    /// A channel name: 1-256 bytes.
+    Channel,
+    /// A close reason: 0-123 bytes (a Close frame's 125 less the code).
+    Reason,
+    /// ERROR's detail: 0-256 bytes.
+    Detail,
+    /// SEND's connection ids: 1-1024 entries.
+    Targets,
+    /// ERROR's connection ids: 0-1024 entries.
+    Affected,
+    /// A payload: at most 2^32 - 1 bytes (the node's own cap is lower, see
+    /// [`Welcome::max_payload`]).
+    Payload,
+}
+
+impl Field {
+    /// Inclusive bounds, in bytes for strings and entries for lists.
+    pub fn bounds(self) -> (usize, usize) {
+        match self {
+            Field::WorkerName | Field::Service | Field::Node | Field::Role | Field::HeaderName => {
+                (1, 64)
+            }
+            Field::Services => (1, MAX_SERVICES),
+            Field::Peer => (0, 64),
+            Field::Path => (1, 8192),
+            Field::Query | Field::HeaderValue => (0, 8192),
+            Field::Subprotocol | Field::User | Field::Detail => (0, 256),
+            Field::Roles => (0, MAX_ROLES),
+            Field::Headers => (0, MAX_HEADERS),
+            Field::Channel => (1, 256),
+            Field::Reason => (0, 123),
+            Field::Targets => (1, MAX_CONN_IDS),
+            Field::Affected => (0, MAX_CONN_IDS),
+            Field::Payload => (0, u32::MAX as usize),
+        }
+    }
+
+    /// Whether `len` is within [`Field::bounds`].
+    pub fn fits(self, len: usize) -> bool {
+        let (min, max) = self.bounds();
+        (min..=max).contains(&len)
+    }
+}
+
+/// A list of a message: strings, header pairs or connection ids, borrowed
+/// either from received frames (as [`decode`](super::codec::decode) makes
+/// it) or from the caller's values (`List::from(&values[..])`, to encode).
+#[derive(Clone, Copy)]
+pub struct List<'a, T> {
+    repr: Repr<'a, T>,
+}
+
+#[derive(Clone, Copy)]
+enum Repr<'a, T> {
+    /// Frames the decoder has checked; [`Item::at`] reads them.
+    Wire(&'a [&'a [u8]]),
+    Values(&'a [T]),
+}
+
+/// How a list entry is read from its frames. Strings and header pairs take
+/// one and two frames per entry; connection ids are 8 bytes each, all in
+/// one frame.
+pub trait Item<'a>: Copy {
+    /// The number of entries in `wire`.
+    fn count(wire: &'a [&'a [u8]]) -> usize;
+    /// Entry `index` of `wire`, or `None` past the end.
+    fn at(wire: &'a [&'a [u8]], index: usize) -> Option<Self>;
+}
+
+impl<'a> Item<'a> for &'a str {
+    fn count(wire: &'a [&'a [u8]]) -> usize {
+        wire.len()
+    }
+
+    fn at(wire: &'a [&'a [u8]], index: usize) -> Option<Self> {
+        // The decoder checked every frame of the wire form, so this holds.
+        std::str::from_utf8(wire.get(index)?).ok()
+    }
+}
+
+impl<'a> Item<'a> for HttpHeader<'a> {
+    fn count(wire: &'a [&'a [u8]]) -> usize {
+        wire.len() / 2
+    }
+
+    fn at(wire: &'a [&'a [u8]], index: usize) -> Option<Self> {
+        let name = <&str as Item>::at(wire, index.checked_mul(2)?)?;
+        Some((name, wire.get(index * 2 + 1)?))
+    }
+}
+
+impl<'a> Item<'a> for u64 {
+    fn count(wire: &'a [&'a [u8]]) -> usize {
+        wire.first().map_or(0, |frame| frame.len() / 8)
+    }
+
+    fn at(wire: &'a [&'a [u8]], index: usize) -> Option<Self> {
+        let start = index.checked_mul(8)?;
+        let bytes = wire.first()?.get(start..start.checked_add(8)?)?;
+        Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    }
+}
+
+impl<'a, T: Item<'a>> List<'a, T> {
+    /// A list over frames the decoder has checked.
+    pub(super) fn wire(frames: &'a [&'a [u8]]) -> Self {
+        List {
+            repr: Repr::Wire(frames),
+        }
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        match self.repr {
+            Repr::Wire(wire) => T::count(wire),
+            Repr::Values(values) => values.len(),
+        }
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries, in order.
+    pub fn iter(&self) -> impl Iterator<Item = T> + 'a {
+        let repr = self.repr;
+        (0..self.len()).map_while(move |index| match repr {
+            Repr::Wire(wire) => T::at(wire, index),
+            Repr::Values(values) => values.get(index).copied(),
+        })
+    }
+}
+
+impl<'a, T> From<&'a [T]> for List<'a, T> {
+    fn from(values: &'a [T]) -> Self {
+        List {
+            repr: Repr::Values(values),
+        }
+    }
+}
+
+impl<'a, T: Item<'a> + PartialEq> PartialEq for List<'a, T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl<'a, T: Item<'a> + Eq> Eq for List<'a, T> {}
+
+impl<'a, T: Item<'a> + std::fmt::Debug> std::fmt::Debug for List<'a, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_bytes_round_trip_and_directions_cover_every_type() {
+        let mut known = 0;
+        for byte in 0..=u8::MAX {
+            let Some(kind) = MessageType::from_u8(byte) else {
+                continue;
+            };
+            known += 1;
+            assert_eq!(kind as u8, byte);
+            assert!(kind.sent_by_node() || kind.sent_by_worker(), "{kind:?}");
+        }
+        assert_eq!(known, 13);
+        assert_eq!(MessageType::from_u8(0x40), None, "reserved for ACL admin");
+    }
+
+    #[test]
+    fn service_names() {
+        assert!(is_service_name(b"chat"));
+        assert!(is_service_name(b"Chat-2.v1_x"));
+        assert!(is_service_name(&[b'a'; 64]));
+        assert!(!is_service_name(&[b'a'; 65]));
+        assert!(!is_service_name(b""));
+        assert!(!is_service_name(b"chat/room"));
+        assert!(!is_service_name(b"caf\xc3\xa9"));
+        assert!(is_reserved_service("echo"));
+        assert!(!is_reserved_service("Echo"));
+    }
+
+    #[test]
+    fn lists_compare_by_entries_across_forms() {
+        let frame: &[u8] = &[0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 1, 0];
+        let wire = [frame];
+        let ids = [7, 256];
+        let decoded = List::<u64>::wire(&wire);
+        assert_eq!(decoded, List::from(&ids[..]));
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(format!("{decoded:?}"), "[7, 256]");
+        let frames: [&[u8]; 4] = [b"origin", b"https://a", b"x-id", b"\xff"];
+        let headers = List::<HttpHeader>::wire(&frames);
+        let pairs: [HttpHeader; 2] = [("origin", b"https://a"), ("x-id", b"\xff")];
+        assert_eq!(headers, List::from(&pairs[..]));
+        assert_ne!(headers, List::from(&pairs[..1]));
+    }
+}

@@ -1,0 +1,32 @@
+//! The backend link's protocol, version 1, sans-IO: what travels between
+//! averyws nodes and their ZeroMQ workers, and how it is signed.
+//! `docs/protocol.md` is the specification; this module implements it.
+//!
+//! - [`message`]: the message types, their fields and the caps.
+//! - [`codec`]: frames to [`Message`] ([`decode`], borrowing) and back
+//!   ([`encode`] into a reusable [`Frames`]).
+//! - [`signing`]: the key file, [`Signer`], [`Verifier`].
+//! - [`replay`]: the per-sender replay window behind the verifier.
+//!
+//! Nothing here touches a socket or a clock. A receiver handles one
+//! multipart message (the ROUTER's routing-id frame removed) like this,
+//! dropping it, counting it and logging it (rate-limited) at the first
+//! failure, never failing the link:
+//!
+//! 1. more than [`MAX_FRAMES`] frames: drop without reading further;
+//! 2. with a key ring, [`Verifier::verify`] (header, key, MAC, recipient,
+//!    timestamp, replay); without one, a SIGNED message is dropped;
+//! 3. [`decode`];
+//! 4. a type the sender's side may not send
+//!    ([`MessageType::sent_by_worker`], [`MessageType::sent_by_node`]):
+//!    drop.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod message;
+pub mod replay;
+pub mod signing;
+
+pub use codec::{decode, encode, DecodeError, Frames};
+pub use message::{Message, MessageType, MAX_FRAMES, VERSION};
+pub use signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
