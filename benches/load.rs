@@ -38,6 +38,9 @@ struct Args {
     /// server certificate to trust with --target (PEM)
     #[argh(option)]
     cert: Option<String>,
+    /// process id of the --target server, for its CPU time and memory
+    #[argh(option)]
+    pid: Option<u32>,
     /// path to upgrade (default /echo)
     #[argh(option, default = "String::from(\"/echo\")")]
     path: String,
@@ -102,7 +105,7 @@ fn main() {
         }
     };
     let server = match args.target {
-        Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem")),
+        Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
         None => Target::spawn(),
     };
     pin_to_cpu(1);
@@ -117,6 +120,7 @@ fn main() {
 struct Target {
     addr: SocketAddr,
     config: Arc<ClientConfig>,
+    pid: Option<u32>,
     child: Option<Child>,
     _dir: Option<TempPath>,
 }
@@ -169,15 +173,17 @@ impl Target {
         Target {
             addr,
             config: client_config(cert.to_str().expect("utf-8")),
+            pid: Some(child.id()),
             child: Some(child),
             _dir: Some(dir),
         }
     }
 
-    fn external(addr: SocketAddr, cert: &str) -> Target {
+    fn external(addr: SocketAddr, cert: &str, pid: Option<u32>) -> Target {
         Target {
             addr,
             config: client_config(cert),
+            pid,
             child: None,
             _dir: None,
         }
@@ -185,7 +191,7 @@ impl Target {
 
     /// Nanoseconds the server process has spent on a CPU, all threads.
     fn cpu_ns(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
+        let pid = self.pid?;
         let mut total = 0;
         for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
             let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
@@ -195,7 +201,7 @@ impl Target {
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
+        let pid = self.pid?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
