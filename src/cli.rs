@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::config::{Config, Protection, Route, Service, Timeouts, TlsSource};
+use crate::backend::message::is_service_name;
+use crate::config::{Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss};
 use crate::pace::Pace;
 use crate::ws::Limits;
 
@@ -31,8 +32,9 @@ pub struct Args {
     #[argh(option)]
     pub dev_cert_out: Option<PathBuf>,
 
-    /// mount a service at a path, as PATH=SERVICE (repeatable); the
-    /// built-in service is `echo`; default /echo=echo
+    /// mount a service at a path, as PATH=SERVICE (repeatable): `echo` is
+    /// the built-in service, any other name is served by backend workers;
+    /// default /echo=echo
     #[argh(option)]
     pub route: Vec<RouteArg>,
 
@@ -109,6 +111,38 @@ pub struct Args {
     #[argh(option)]
     pub allowed_origin: Vec<String>,
 
+    /// backend endpoint the node binds for workers, tcp:// or ipc://
+    /// (repeatable; default tcp://127.0.0.1:7100 when a route targets
+    /// workers)
+    #[argh(option)]
+    pub backend_bind: Vec<String>,
+
+    /// file of KEYID:SECRET lines signing every backend message
+    #[argh(option)]
+    pub backend_key_file: Option<PathBuf>,
+
+    /// network allowed to connect to the backend endpoints, as CIDR
+    /// (repeatable; loopback is always allowed)
+    #[argh(option)]
+    pub backend_allow: Vec<String>,
+
+    /// allow a non-loopback backend endpoint without --backend-key-file
+    #[argh(switch)]
+    pub backend_insecure: bool,
+
+    /// what happens to a dead worker's connections: reassign (another
+    /// worker gets them; none left: close 1013) or close (1012)
+    #[argh(option, default = "String::from(\"reassign\")")]
+    pub worker_loss: String,
+
+    /// the node's name for workers (default averyws-PID)
+    #[argh(option)]
+    pub node_name: Option<String>,
+
+    /// backend heartbeat interval in milliseconds (default 1000)
+    #[argh(option, default = "1000")]
+    pub backend_heartbeat_ms: u64,
+
     /// log level: off, error, warn, info, debug or trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
@@ -130,7 +164,12 @@ impl argh::FromArgValue for RouteArg {
         }
         let service = match service {
             "echo" => Service::Echo,
-            other => return Err(format!("unknown service `{other}` (built-in: echo)")),
+            name if is_service_name(name.as_bytes()) => Service::Worker(name.to_owned()),
+            other => {
+                return Err(format!(
+                    "service `{other}` is not 1-64 characters of A-Z a-z 0-9 . _ -"
+                ))
+            }
         };
         Ok(RouteArg(Route {
             path: path.to_owned(),
@@ -163,20 +202,11 @@ fn first_line(text: &str) -> String {
 
 impl Args {
     /// Checks the combination of flags and builds the [`Config`].
-    pub fn into_config(self) -> Result<Config, String> {
-        let tls = match (self.cert, self.key) {
-            (Some(cert), Some(key)) if self.dev_cert_out.is_none() => {
-                TlsSource::Files { cert, key }
-            }
-            (Some(_), Some(_)) => {
-                return Err("--dev-cert-out only applies without --cert/--key".into())
-            }
-            (None, None) => TlsSource::Development {
-                out: self.dev_cert_out,
-            },
-            _ => return Err("--cert and --key go together".into()),
-        };
-        let mut routes: Vec<Route> = self.route.into_iter().map(|r| r.0).collect();
+    pub fn into_config(mut self) -> Result<Config, String> {
+        let mut routes: Vec<Route> = std::mem::take(&mut self.route)
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         if let Some(dup) = routes
             .iter()
             .enumerate()
@@ -190,6 +220,19 @@ impl Args {
                 service: Service::Echo,
             });
         }
+        let backend = self.backend(&routes)?;
+        let tls = match (self.cert, self.key) {
+            (Some(cert), Some(key)) if self.dev_cert_out.is_none() => {
+                TlsSource::Files { cert, key }
+            }
+            (Some(_), Some(_)) => {
+                return Err("--dev-cert-out only applies without --cert/--key".into())
+            }
+            (None, None) => TlsSource::Development {
+                out: self.dev_cert_out,
+            },
+            _ => return Err("--cert and --key go together".into()),
+        };
         for (name, value) in [
             ("--max-message-size", self.max_message_size),
             ("--max-frame-size", self.max_frame_size),
@@ -243,9 +286,90 @@ impl Args {
                 max_messages_per_s: self.max_messages_per_s,
                 message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
             },
+            backend,
             log_level: self.log_level,
         })
     }
+
+    /// The backend link's settings; `None` when nothing needs one.
+    fn backend(&self, routes: &[Route]) -> Result<Option<Backend>, String> {
+        let wants_workers = routes
+            .iter()
+            .any(|r| matches!(r.service, Service::Worker(_)));
+        if !wants_workers && self.backend_bind.is_empty() {
+            return Ok(None);
+        }
+        let binds = if self.backend_bind.is_empty() {
+            vec!["tcp://127.0.0.1:7100".to_owned()]
+        } else {
+            self.backend_bind.clone()
+        };
+        for endpoint in &binds {
+            if !(endpoint.starts_with("tcp://") || endpoint.starts_with("ipc://")) {
+                return Err(format!(
+                    "backend endpoint `{endpoint}` is not tcp:// or ipc://"
+                ));
+            }
+            if !is_local_endpoint(endpoint)
+                && self.backend_key_file.is_none()
+                && !self.backend_insecure
+            {
+                return Err(format!(
+                    "backend endpoint `{endpoint}` is not loopback: give --backend-key-file \
+                     (or --backend-insecure to run unsigned)"
+                ));
+            }
+        }
+        let worker_loss = match self.worker_loss.as_str() {
+            "reassign" => WorkerLoss::Reassign,
+            "close" => WorkerLoss::Close,
+            other => return Err(format!("--worker-loss `{other}` is not reassign or close")),
+        };
+        let node_name = self
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("averyws-{}", std::process::id()));
+        if node_name.is_empty() || node_name.len() > 64 {
+            return Err("--node-name must be 1-64 bytes".into());
+        }
+        if !(10..=60_000).contains(&self.backend_heartbeat_ms) {
+            return Err("--backend-heartbeat-ms must be 10 to 60000".into());
+        }
+        let allow = self
+            .backend_allow
+            .iter()
+            .map(|cidr| {
+                cidr.parse()
+                    .map_err(|e| format!("--backend-allow `{cidr}`: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Backend {
+            binds,
+            key_file: self.backend_key_file.clone(),
+            allow,
+            worker_loss,
+            node_name,
+            heartbeat: Duration::from_millis(self.backend_heartbeat_ms),
+            liveness: 3,
+        }))
+    }
+}
+
+/// Whether an endpoint only takes peers on this machine: `ipc://`, or
+/// `tcp://` on a loopback address.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    if endpoint.starts_with("ipc://") {
+        return true;
+    }
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -265,7 +389,7 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(config.tls, TlsSource::Development { out: None });
         assert_eq!(
-            config.route("/echo").map(|r| r.service),
+            config.route("/echo").map(|r| r.service.clone()),
             Some(Service::Echo)
         );
         assert_eq!(config.limits, Limits::default());
@@ -282,7 +406,20 @@ mod tests {
     fn bad_values_are_one_line_errors() {
         let table: &[(&[&str], &str)] = &[
             (&["--route", "echo"], "PATH=SERVICE"),
-            (&["--route", "/x=nope"], "unknown service"),
+            (&["--route", "/x=no pe"], "is not 1-64 characters"),
+            (&["--backend-bind", "tcp://0.0.0.0:7100"], "not loopback"),
+            (
+                &["--backend-bind", "udp://127.0.0.1:1"],
+                "not tcp:// or ipc://",
+            ),
+            (
+                &["--route", "/c=chat", "--worker-loss", "maybe"],
+                "reassign or close",
+            ),
+            (
+                &["--route", "/c=chat", "--backend-allow", "10.0.0.1/8"],
+                "--backend-allow",
+            ),
             (&["--route", "x=echo"], "must start with /"),
             (&["--route", "/a=echo", "--route", "/a=echo"], "twice"),
             (&["--cert", "c.pem"], "go together"),

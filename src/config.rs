@@ -31,6 +31,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Slow-client eviction and connection limits.
     pub protection: Protection,
+    /// The backend link, if any route targets workers.
+    pub backend: Option<Backend>,
     /// Log level for the `log` facade.
     pub log_level: log::LevelFilter,
 }
@@ -64,10 +66,42 @@ pub struct Route {
 
 /// A route target.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Service {
     /// The built-in echo service: every message comes back unchanged.
     Echo,
+    /// A service of backend workers, by the name they announce in READY.
+    Worker(String),
+}
+
+/// The backend link, present when a route targets workers or an endpoint
+/// is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Endpoints the ROUTER binds. Default `tcp://127.0.0.1:7100`.
+    pub binds: Vec<String>,
+    /// `KEYID:SECRET` lines that sign every message; none = unsigned.
+    pub key_file: Option<PathBuf>,
+    /// Peer networks allowed to connect, besides loopback.
+    pub allow: Vec<crate::backend::cidr::Cidr>,
+    /// What happens to a dead worker's connections.
+    pub worker_loss: WorkerLoss,
+    /// The node's name in WELCOME and CONNECT.
+    pub node_name: String,
+    /// Heartbeat interval, both ways. Default 1 s.
+    pub heartbeat: Duration,
+    /// Heartbeat intervals of silence after which a worker is dead.
+    /// Default 3.
+    pub liveness: u8,
+}
+
+/// What happens to the connections of a worker that died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerLoss {
+    /// Another worker gets a fresh CONNECT; none left: close 1013.
+    Reassign,
+    /// Close with 1012 (service restart).
+    Close,
 }
 
 /// Connection deadlines.

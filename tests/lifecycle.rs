@@ -356,7 +356,7 @@ fn help_exits_0_and_bad_flags_exit_2_with_one_line() {
         (&["--ping-interval-s", "soon"], "ping"),
         (&["--listen", "nowhere"], "listen"),
         (&["--cert", "c.pem"], "--key"),
-        (&["--route", "/x=nope"], "unknown service"),
+        (&["--route", "/x=no pe"], "is not 1-64 characters"),
     ];
     for (args, needle) in rows {
         let output = run(args);

@@ -22,10 +22,16 @@
 //!    drop.
 #![forbid(unsafe_code)]
 
+pub mod channels;
+pub mod cidr;
 pub mod codec;
+pub mod link;
 pub mod message;
 pub mod replay;
 pub mod signing;
+pub mod worker;
+pub mod workers;
+pub mod zap;
 
 pub use codec::{decode, encode, DecodeError, Frames};
 pub use message::{Message, MessageType, MAX_FRAMES, VERSION};

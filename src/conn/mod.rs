@@ -38,17 +38,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod guard;
+mod serve;
 
 pub use guard::{Eviction, Guard};
+pub use serve::{payload_of, Target, WorkerSession};
+use serve::{Next, Serving};
 
 use log::debug;
 use mio::net::TcpStream;
 use mio::Interest;
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::backend::link::Link;
+use crate::backend::message::{Disconnect, Initiator, Payload};
+use crate::backend::workers::WorkerRef;
 use crate::config::{Config, Service};
 use crate::ws::upgrade::{self, Rejection};
-use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
+use crate::ws::{encoder, CloseCode, Decoder, OpCode};
 
 /// Plaintext rustls may hold unsent before we keep the rest ourselves and
 /// stop reading from the client (TCP backpressure).
@@ -73,6 +79,8 @@ pub struct Shared<'a> {
     pub config: &'a Config,
     /// The time of this event.
     pub now: Instant,
+    /// The backend link, when the node has one.
+    pub link: Option<&'a mut Link>,
 }
 
 /// Who ended the WebSocket session, for the access log.
@@ -82,6 +90,8 @@ pub enum Closer {
     Client,
     /// The server sent Close, refused the upgrade or timed out.
     Server,
+    /// A backend worker's CLOSE.
+    Worker,
 }
 
 /// Counters for the access log.
@@ -103,8 +113,14 @@ pub struct Conn {
     peer: SocketAddr,
     tls: ServerConnection,
     phase: Phase,
+    /// The connection's id on the backend link (never 0).
+    id: u64,
+    /// What serves the connection, from the upgrade on.
+    target: Option<Target>,
     /// Plaintext rustls did not accept yet; reading pauses while non-empty.
     pending: Vec<u8>,
+    /// Client bytes read but not yet served: a worker's pipe was full.
+    unread: Vec<u8>,
     /// Reading stopped before `WouldBlock`: the edge is still owed to us.
     read_stalled: bool,
     accepted_at: Instant,
@@ -140,16 +156,6 @@ enum Phase {
 
 struct Session {
     decoder: Decoder,
-    service: Service,
-}
-
-/// What the peer's frames asked of the connection.
-enum Next {
-    Stay,
-    /// The peer sent Close with this code (1005 when it had none).
-    PeerClosed(u16),
-    /// The peer sent more messages than its budget.
-    OverBudget,
 }
 
 impl Conn {
@@ -157,6 +163,7 @@ impl Conn {
     pub fn new(
         socket: TcpStream,
         peer: SocketAddr,
+        id: u64,
         tls_config: Arc<ServerConfig>,
         config: &Config,
         now: Instant,
@@ -176,7 +183,10 @@ impl Conn {
             peer,
             tls,
             phase: Phase::Upgrading { head: Vec::new() },
+            id,
+            target: None,
             pending: Vec::new(),
+            unread: Vec::new(),
             read_stalled: false,
             accepted_at: now,
             last_rx: now,
@@ -208,6 +218,156 @@ impl Conn {
     /// The close code and who closed, once known.
     pub fn close(&self) -> Option<(u16, Closer)> {
         self.close
+    }
+
+    /// The connection's id on the backend link.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// True while the WebSocket session is open (upgraded, not closing).
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open(_))
+    }
+
+    /// True while a message for its worker waits for the worker's pipe.
+    pub fn backend_blocked(&self) -> bool {
+        matches!(&self.target, Some(Target::Worker(session)) if session.pending.is_some())
+    }
+
+    /// Tries the waiting message again and, once it is out, resumes
+    /// reading from the client where it stopped.
+    pub fn retry_backend(&mut self, sh: &mut Shared<'_>) {
+        let (Some(Target::Worker(session)), Some(link)) =
+            (&mut self.target, sh.link.as_deref_mut())
+        else {
+            return;
+        };
+        if session.retry(link, self.id, sh.now) {
+            self.on_ready(sh, false);
+        }
+    }
+
+    /// Writes a worker's message to the client; false when the connection
+    /// is not open (closing or gone).
+    pub fn deliver(&mut self, sh: &mut Shared<'_>, payload: Payload<'_>) -> bool {
+        if !matches!(self.phase, Phase::Open(_)) {
+            return false;
+        }
+        encoder::encode_frame(sh.out, serve::opcode_of(payload), payload.as_bytes());
+        self.stats.messages_out += 1;
+        self.flush(sh);
+        true
+    }
+
+    /// A worker's CLOSE: the closing handshake with its code and reason.
+    pub fn close_by_worker(&mut self, sh: &mut Shared<'_>, code: CloseCode, reason: &str) {
+        if matches!(self.phase, Phase::Open(_)) {
+            self.start_close(sh.out, sh.now, code, reason);
+            self.close = Some((code.0, Closer::Worker));
+            self.flush(sh);
+        }
+    }
+
+    /// The worker the connection sticks to, if any.
+    pub fn worker(&self) -> Option<WorkerRef> {
+        match &self.target {
+            Some(Target::Worker(session)) => session.worker,
+            _ => None,
+        }
+    }
+
+    /// Its worker died: another one gets a fresh CONNECT (REASSIGNED), or
+    /// the client is closed, 1013 when no worker is left and 1012 when
+    /// `reassign` is off (docs/protocol.md section 6).
+    pub fn worker_lost(&mut self, sh: &mut Shared<'_>, reassign: bool) {
+        let Some(Target::Worker(session)) = &mut self.target else {
+            return;
+        };
+        session.worker = None;
+        if reassign {
+            return self.attach_worker(sh);
+        }
+        session.pending = None;
+        self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, "worker lost");
+        self.flush(sh);
+    }
+
+    /// Gives the connection a worker for its service and tells it
+    /// (CONNECT); with none to be had, Close 1013.
+    fn attach_worker(&mut self, sh: &mut Shared<'_>) {
+        let reassigned = self.stats.messages_in > 0 || self.backend_blocked();
+        let (Some(Target::Worker(session)), Some(link)) =
+            (&mut self.target, sh.link.as_deref_mut())
+        else {
+            return;
+        };
+        match link.workers.assign(&session.service, self.id) {
+            Some(worker) => {
+                session.worker = Some(worker);
+                let node = link.node_name.clone();
+                session.with_connect(self.id, &node, reassigned, |connect| {
+                    link.send_control(worker, connect, sh.now)
+                });
+            }
+            None => {
+                session.pending = None;
+                self.start_close(
+                    sh.out,
+                    sh.now,
+                    CloseCode::TRY_AGAIN_LATER,
+                    "no worker for this service",
+                );
+            }
+        }
+    }
+
+    /// The connection is gone: its worker gets the message that was still
+    /// waiting, then DISCONNECT, and forgets it.
+    pub fn farewell(&self, link: &mut Link, now: Instant) {
+        let Some(Target::Worker(session)) = &self.target else {
+            return;
+        };
+        let Some(worker) = session.worker else { return };
+        if let Some(payload) = session
+            .pending
+            .as_ref()
+            .and_then(|(op, p)| payload_of(*op, p))
+        {
+            let data = crate::backend::message::Data {
+                conn: self.id,
+                payload,
+            };
+            link.send_control(
+                worker,
+                &crate::backend::message::Message::Message(data),
+                now,
+            );
+        }
+        let (code, initiator) = match self.close {
+            Some((code, Closer::Client)) => (code, Initiator::Client),
+            Some((code, Closer::Server)) => (code, Initiator::Node),
+            Some((code, Closer::Worker)) => (code, Initiator::Worker),
+            None => (CloseCode::ABNORMAL.0, Initiator::Client),
+        };
+        // An HTTP status is not a close code: the upgrade never completed.
+        let code = if code < 1000 {
+            CloseCode::ABNORMAL.0
+        } else {
+            code
+        };
+        let disconnect = Disconnect {
+            conn: self.id,
+            code: CloseCode(code),
+            initiator,
+            reason: "",
+        };
+        link.send_control(
+            worker,
+            &crate::backend::message::Message::Disconnect(disconnect),
+            now,
+        );
+        link.workers.release(worker, self.id);
     }
 
     /// Why the server evicted the connection, if it did.
@@ -371,7 +531,9 @@ impl Conn {
     /// it is simply dropped: a slowloris gets no response to wait for.
     fn evict(&mut self, out: &mut Vec<u8>, now: Instant, reason: Eviction) {
         debug!("{}: evicted: {}", self.peer, reason.as_str());
-        self.eviction = Some(reason);
+        // The first reason is the one that counts: a client closed for its
+        // message rate that then stops reading is not also a slow consumer.
+        self.eviction.get_or_insert(reason);
         match (&self.phase, reason) {
             (Phase::Open(_), Eviction::Idle) => {
                 self.start_close(out, now, CloseCode::GOING_AWAY, "idle timeout")
@@ -495,11 +657,24 @@ impl Conn {
         }
     }
 
+    /// Reading stops while output backs up or a worker's pipe is full:
+    /// TCP pushes back to the client.
+    fn must_pause(&self) -> bool {
+        !self.pending.is_empty()
+            || matches!(&self.target, Some(Target::Worker(session)) if session.pending.is_some())
+    }
+
     fn read_all(&mut self, sh: &mut Shared<'_>) {
         loop {
-            if !self.pending.is_empty() {
+            if self.must_pause() {
                 self.read_stalled = true;
                 return;
+            }
+            if !self.unread.is_empty() {
+                let mut unread = std::mem::take(&mut self.unread);
+                self.on_plaintext(&mut unread, sh);
+                self.flush_plaintext(sh.out);
+                continue;
             }
             self.read_plaintext(sh);
             // Done here (the peer's close_notify, a reader error) must
@@ -508,7 +683,7 @@ impl Conn {
             if self.is_done() || self.peer_done() {
                 return;
             }
-            if !self.pending.is_empty() {
+            if self.must_pause() {
                 continue;
             }
             match self.tls.read_tls(&mut self.socket) {
@@ -534,7 +709,7 @@ impl Conn {
 
     /// Serves the plaintext rustls holds, until it is empty or output backs up.
     fn read_plaintext(&mut self, sh: &mut Shared<'_>) {
-        while !self.is_done() && self.pending.is_empty() {
+        while !self.is_done() && !self.must_pause() {
             let n = match self.tls.reader().read(sh.buf) {
                 Ok(0) => return self.peer_gone(),
                 Ok(n) => n,
@@ -542,13 +717,15 @@ impl Conn {
                 Err(_) => return self.peer_gone(),
             };
             self.plaintext_in += n as u64;
-            let (buf, out) = (&mut sh.buf[..n], &mut *sh.out);
-            self.on_plaintext(buf, out, sh.config, sh.now);
+            let buf = std::mem::take(&mut sh.buf);
+            self.on_plaintext(&mut buf[..n], sh);
+            sh.buf = buf;
             self.flush_plaintext(sh.out);
         }
     }
 
-    fn on_plaintext(&mut self, bytes: &mut [u8], out: &mut Vec<u8>, config: &Config, now: Instant) {
+    fn on_plaintext(&mut self, bytes: &mut [u8], sh: &mut Shared<'_>) {
+        let (config, now) = (sh.config, sh.now);
         match &mut self.phase {
             Phase::Upgrading { head } => {
                 let cap = config.max_header_bytes;
@@ -573,29 +750,49 @@ impl Conn {
                 let request = match upgrade::parse(head, &policy) {
                     Ok(None) => return,
                     Ok(Some(request)) => request,
-                    Err(rejection) => return self.refuse(rejection, out, now),
+                    Err(rejection) => return self.refuse(rejection, sh.out, now),
                 };
                 let Some(route) = config.route(&request.path) else {
-                    return self.refuse(Rejection::NotFound, out, now);
+                    return self.refuse(Rejection::NotFound, sh.out, now);
                 };
-                upgrade::write_accept(out, &request);
+                upgrade::write_accept(sh.out, &request);
                 let mut early = head.split_off(request.head_len);
-                self.path = Some(request.path);
                 self.phase = Phase::Open(Session {
                     decoder: Decoder::new(config.limits),
-                    service: route.service,
                 });
+                self.target = Some(match &route.service {
+                    Service::Echo => Target::Echo,
+                    Service::Worker(name) => {
+                        let session = WorkerSession::new(name, self.peer, &request);
+                        Target::Worker(Box::new(session))
+                    }
+                });
+                self.path = Some(request.path);
+                self.attach_worker(sh);
                 // Frames pipelined behind the request head.
-                self.on_plaintext(&mut early, out, config, now);
+                self.on_plaintext(&mut early, sh);
                 if !self.is_done() {
-                    self.on_plaintext(&mut bytes[taken..], out, config, now);
+                    self.on_plaintext(&mut bytes[taken..], sh);
                 }
             }
             Phase::Open(session) | Phase::Closing { session, .. } => {
-                // Once our Close is out, only the peer's Close matters.
-                let closing = self.close.is_some();
-                let (guard, stats) = (&mut self.guard, &mut self.stats);
-                match serve_frames(session, bytes, out, closing, guard, stats, now) {
+                let Some(target) = self.target.as_mut() else {
+                    return;
+                };
+                let mut serving = Serving {
+                    out: sh.out,
+                    link: sh.link.as_deref_mut(),
+                    guard: &mut self.guard,
+                    stats: &mut self.stats,
+                    now,
+                    conn: self.id,
+                    // Once our Close is out, only the peer's Close matters.
+                    closing: self.close.is_some(),
+                };
+                let closing = serving.closing;
+                let served = serving.frames(&mut session.decoder, target, bytes);
+                let out = &mut *sh.out;
+                match served {
                     Ok(Next::Stay) => {
                         if session.decoder.buffered() == 0 {
                             session.decoder.release_memory();
@@ -606,6 +803,9 @@ impl Conn {
                         self.drain(now);
                     }
                     Ok(Next::OverBudget) => self.evict(out, now, Eviction::RateLimited),
+                    Ok(Next::Blocked(served)) => {
+                        self.unread = bytes.get(served..).unwrap_or_default().to_vec();
+                    }
                     Err(error) => {
                         debug!("{}: {error}", self.peer);
                         // One Close per side (RFC 6455 section 5.5.1): if
@@ -727,63 +927,6 @@ impl Conn {
                 ..
             }
         )
-    }
-}
-
-/// Runs every complete frame in `bytes` through the decoder and the route's
-/// service, staging responses in `out`.
-fn serve_frames(
-    session: &mut Session,
-    bytes: &mut [u8],
-    out: &mut Vec<u8>,
-    closing: bool,
-    guard: &mut Guard,
-    stats: &mut Stats,
-    now: Instant,
-) -> Result<Next, crate::ws::Error> {
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let (used, event) = session.decoder.decode(&mut bytes[pos..])?;
-        pos += used;
-        let Some(event) = event else { continue };
-        match event {
-            // RFC 6455 section 5.5.1: after sending Close, data is discarded.
-            Event::Text(_) | Event::Binary(_) | Event::Ping(_) if closing => {}
-            Event::Text(_) | Event::Binary(_) if !guard.admit_message(now) => {
-                return Ok(Next::OverBudget)
-            }
-            Event::Text(text) => {
-                stats.messages_in += 1;
-                serve(session.service, OpCode::Text, text.as_bytes(), out, stats);
-            }
-            Event::Binary(data) => {
-                stats.messages_in += 1;
-                serve(session.service, OpCode::Binary, data, out, stats);
-            }
-            // RFC 6455 section 5.5.3: a Pong carries the Ping's payload.
-            Event::Ping(payload) => encoder::encode_frame(out, OpCode::Pong, payload),
-            // An unsolicited Pong is a heartbeat; nothing to answer.
-            Event::Pong(_) => {}
-            Event::Close(close) => {
-                // RFC 6455 section 5.5.1: answer a Close with a Close,
-                // echoing the status code, unless we sent ours already.
-                if !closing {
-                    encoder::encode_close(out, close.map(|(code, _)| (code, "")));
-                }
-                let code = close.map_or(CloseCode::NO_STATUS, |(code, _)| code);
-                return Ok(Next::PeerClosed(code.0));
-            }
-        }
-    }
-    Ok(Next::Stay)
-}
-
-fn serve(service: Service, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>, stats: &mut Stats) {
-    match service {
-        Service::Echo => {
-            encoder::encode_frame(out, opcode, payload);
-            stats.messages_out += 1;
-        }
     }
 }
 

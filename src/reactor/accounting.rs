@@ -1,11 +1,12 @@
 //! What the reactor counts about the clients it turns away or evicts, and
 //! a log budget so that an attacker cannot flood the log.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::warn;
 
 use crate::conn::Eviction;
+use crate::logging::LogBudget;
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,53 +65,9 @@ impl Counters {
     }
 }
 
-/// At most [`LogBudget::LINES`] lines a second; the rest are summed up in
-/// one line when the next second starts.
-#[derive(Debug, Default)]
-struct LogBudget {
-    window: Option<Instant>,
-    used: u32,
-    suppressed: u64,
-}
-
-impl LogBudget {
-    const LINES: u32 = 20;
-
-    fn allow(&mut self, now: Instant) -> bool {
-        let fresh = self
-            .window
-            .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));
-        if fresh {
-            if self.suppressed > 0 {
-                warn!("{} more eviction/refusal lines suppressed", self.suppressed);
-            }
-            *self = LogBudget {
-                window: Some(now),
-                ..LogBudget::default()
-            };
-        }
-        self.used += 1;
-        if self.used > Self::LINES {
-            self.suppressed += 1;
-        }
-        self.used <= Self::LINES
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_allows_a_burst_per_second_with_virtual_time() {
-        let t0 = Instant::now();
-        let mut budget = LogBudget::default();
-        let allowed = (0..100).filter(|_| budget.allow(t0)).count();
-        assert_eq!(allowed, LogBudget::LINES as usize);
-        assert_eq!(budget.suppressed, 80);
-        assert!(budget.allow(t0 + Duration::from_secs(1)));
-        assert_eq!(budget.suppressed, 0);
-    }
 
     #[test]
     fn counters_count_by_reason() {

@@ -2,28 +2,32 @@
 //! and the signal pipe; connection state in a slab; deadlines in a heap.
 
 pub mod accounting;
+mod backend;
 pub mod timers;
 pub mod token;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::backend::channels::Channels;
+use crate::backend::link::Link;
 use crate::config::Config;
 use crate::conn::{Conn, Shared};
 use crate::logging;
 use crate::tls::TlsContext;
 use accounting::{Counters, Refusal};
 use timers::{Timer, Timers};
-use token::{ConnId, LISTENER, SIGNALS};
+use token::{ConnId, BACKEND, LISTENER, SIGNALS, ZAP};
 
 /// Size of the read buffer shared by every connection of the reactor.
 const READ_BUFFER: usize = 64 << 10;
@@ -43,6 +47,8 @@ struct Slot {
     upgrading: bool,
     interest: Interest,
     scheduled: Option<Instant>,
+    /// In `blocked`: a message for its worker waits for the pipe.
+    blocked: bool,
 }
 
 /// One gateway node's event loop.
@@ -65,6 +71,16 @@ pub struct Reactor {
     accept_backlog: bool,
     draining: bool,
     drain_over: bool,
+    /// The backend link, when a route targets workers.
+    link: Option<Link>,
+    /// Answers libzmq's ZAP requests: the backend peer allowlist.
+    zap: Option<crate::backend::zap::ZapHandler>,
+    /// Keeps ZeroMQ's I/O threads alive as long as the link.
+    _zmq: Option<zmq::Context>,
+    channels: Channels,
+    /// Connections waiting for a worker's pipe, oldest first.
+    blocked: VecDeque<ConnId>,
+    drops: backend::Drops,
 }
 
 impl Reactor {
@@ -78,18 +94,32 @@ impl Reactor {
         let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let (zmq, link, zap) = match &config.backend {
+            Some(backend_config) => {
+                let (ctx, link, zap) = backend::open(backend_config, config.limits)?;
+                let registry = poll.registry();
+                registry.register(&mut SourceFd(&link.fd()), BACKEND, Interest::READABLE)?;
+                registry.register(&mut SourceFd(&zap.fd()), ZAP, Interest::READABLE)?;
+                (Some(ctx), Some(link), Some(zap))
+            }
+            None => (None, None, None),
+        };
+        let mut timers = Timers::default();
+        if let Some(link) = &link {
+            timers.arm(Instant::now() + link.heartbeat(), Timer::Backend);
+        }
         Ok(Self {
             poll,
             listener: Some(listener),
             local_addr,
             signals,
             slots: Slab::new(),
-            timers: Timers::default(),
+            timers,
             tls,
             config,
             buf: vec![0; READ_BUFFER],
             out: Vec::new(),
-            next_generation: 0,
+            next_generation: 1,
             per_ip: HashMap::new(),
             pending_handshakes: 0,
             counters: Counters::default(),
@@ -97,6 +127,12 @@ impl Reactor {
             accept_backlog: false,
             draining: false,
             drain_over: false,
+            link,
+            zap,
+            _zmq: zmq,
+            channels: Channels::default(),
+            blocked: VecDeque::new(),
+            drops: backend::Drops::default(),
         })
     }
 
@@ -128,6 +164,9 @@ impl Reactor {
                 match event.token() {
                     LISTENER => self.accept(now),
                     SIGNALS => self.on_signals(now),
+                    // Serviced below, every turn: ZMQ_FD is edge-triggered
+                    // and our own sends can consume its edge.
+                    BACKEND | ZAP => {}
                     token => {
                         let Some(id) = ConnId::from_token(token) else {
                             continue;
@@ -142,6 +181,10 @@ impl Reactor {
             if std::mem::take(&mut self.accept_backlog) {
                 self.accept(now);
             }
+            self.service_backend();
+        }
+        if let Some(link) = &mut self.link {
+            link.bye(Instant::now());
         }
         info!(
             "stopped; {} connection(s) still open at exit",
@@ -213,14 +256,22 @@ impl Reactor {
             warn!("cannot register {peer}: {e}");
             return;
         }
-        let conn = match Conn::new(socket, peer, self.tls.config(), &self.config, now) {
+        let conn = match Conn::new(
+            socket,
+            peer,
+            id.wire(),
+            self.tls.config(),
+            &self.config,
+            now,
+        ) {
             Ok(conn) => conn,
             Err(e) => {
                 warn!("cannot start TLS for {peer}: {e}");
                 return;
             }
         };
-        self.next_generation = self.next_generation.wrapping_add(1);
+        // Generation 0 is never used, so no backend connection id is 0.
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
         *self.per_ip.entry(peer.ip()).or_default() += 1;
         self.pending_handshakes += 1;
         entry.insert(Slot {
@@ -229,6 +280,7 @@ impl Reactor {
             upgrading: true,
             interest: Interest::READABLE,
             scheduled: None,
+            blocked: false,
         });
         self.settle(id, now);
     }
@@ -239,25 +291,29 @@ impl Reactor {
     /// The connection sees the time of its own event, not of the loop
     /// turn: a deadline that starts with our action (our TLS flight sent)
     /// must not start before it, however long the turn has run.
-    fn with_conn(&mut self, id: ConnId, f: impl FnOnce(&mut Conn, &mut Shared<'_>)) {
+    fn with_conn<R>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Conn, &mut Shared<'_>) -> R,
+    ) -> Option<R> {
         let now = Instant::now();
-        let Some(slot) = self.slots.get_mut(id.key as usize) else {
-            return;
-        };
+        let slot = self.slots.get_mut(id.key as usize)?;
         if slot.generation != id.generation {
-            return; // a stale event for a slot that has been reused
+            return None; // a stale event for a slot that has been reused
         }
         let mut sh = Shared {
             buf: &mut self.buf,
             out: &mut self.out,
             config: &self.config,
             now,
+            link: self.link.as_mut(),
         };
-        f(&mut slot.conn, &mut sh);
+        let result = f(&mut slot.conn, &mut sh);
         if self.out.capacity() > OUT_BUFFER_KEEP {
             self.out = Vec::new();
         }
         self.settle(id, now);
+        Some(result)
     }
 
     fn settle(&mut self, id: ConnId, now: Instant) {
@@ -274,6 +330,10 @@ impl Reactor {
             let _ = self.poll.registry().deregister(slot.conn.socket());
             self.forget(&slot.conn, slot.upgrading, now);
             return;
+        }
+        if slot.conn.backend_blocked() && !slot.blocked {
+            slot.blocked = true;
+            self.blocked.push_back(id);
         }
         let interest = slot.conn.interest();
         if interest != slot.interest {
@@ -312,6 +372,10 @@ impl Reactor {
         if let Some(reason) = conn.eviction() {
             self.counters.evicted(reason, conn.peer(), now);
         }
+        if let Some(link) = &mut self.link {
+            conn.farewell(link, now);
+            self.channels.remove_conn(conn.id());
+        }
         logging::access(conn, now);
     }
 
@@ -333,6 +397,7 @@ impl Reactor {
                     self.accept(now);
                 }
                 Timer::DrainOver => self.drain_over = true,
+                Timer::Backend => self.backend_tick(now),
             }
         }
     }

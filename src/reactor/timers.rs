@@ -17,6 +17,8 @@ pub enum Timer {
     ResumeAccept,
     /// The shutdown drain period is over.
     DrainOver,
+    /// Backend heartbeats and liveness, and a retry of full pipes.
+    Backend,
 }
 
 /// The reactor's deadline heap.

@@ -8,6 +8,10 @@ use mio::Token;
 pub const LISTENER: Token = Token(usize::MAX);
 /// The signal pipe (SIGHUP, SIGTERM, SIGINT).
 pub const SIGNALS: Token = Token(usize::MAX - 1);
+/// The backend link's ROUTER (`ZMQ_FD`).
+pub const BACKEND: Token = Token(usize::MAX - 2);
+/// The ZAP handler's socket (`ZMQ_FD`).
+pub const ZAP: Token = Token(usize::MAX - 3);
 
 /// A slab key together with the generation of the connection in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,13 +30,30 @@ impl ConnId {
 
     /// The connection a token names, unless it is one of the fixed tokens.
     pub fn from_token(token: Token) -> Option<Self> {
-        if token == LISTENER || token == SIGNALS {
+        if [LISTENER, SIGNALS, BACKEND, ZAP].contains(&token) {
             return None;
         }
         Some(Self {
             key: (token.0 & 0xFFFF_FFFF) as u32,
             generation: (token.0 >> 32) as u32,
         })
+    }
+}
+
+impl ConnId {
+    /// The connection id on the backend link: never 0 (generations start
+    /// at 1) and not reused within a boot until the 32-bit generation
+    /// counter wraps.
+    pub fn wire(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.key)
+    }
+
+    /// The connection a backend connection id names.
+    pub fn from_wire(id: u64) -> Self {
+        Self {
+            key: (id & 0xFFFF_FFFF) as u32,
+            generation: (id >> 32) as u32,
+        }
     }
 }
 
@@ -50,7 +71,18 @@ mod tests {
 
     #[test]
     fn fixed_tokens_are_not_connections() {
-        assert_eq!(ConnId::from_token(LISTENER), None);
-        assert_eq!(ConnId::from_token(SIGNALS), None);
+        for token in [LISTENER, SIGNALS, BACKEND, ZAP] {
+            assert_eq!(ConnId::from_token(token), None);
+        }
+    }
+
+    #[test]
+    fn wire_ids_round_trip() {
+        let id = ConnId {
+            key: 5,
+            generation: 1,
+        };
+        assert_eq!(id.wire(), (1 << 32) | 5);
+        assert_eq!(ConnId::from_wire(id.wire()), id);
     }
 }

@@ -1,0 +1,285 @@
+//! The node's table of registered workers, sans-IO: who serves which
+//! service, who is alive, which connections each one holds, and which
+//! worker a new connection goes to.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+/// Most workers one node registers at once; a READY beyond it is ignored.
+pub const MAX_WORKERS: usize = 4096;
+
+/// A registered worker, as a connection refers to it: the slot plus the
+/// instance id, so a reused slot is never mistaken for the old worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerRef {
+    key: usize,
+    /// The worker's instance id from READY.
+    pub instance: u64,
+}
+
+/// One registered worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// The ROUTER routing id of its pipe.
+    pub routing_id: Vec<u8>,
+    /// The instance id from READY (the recipient of signed messages).
+    pub instance: u64,
+    /// Its name, for logs.
+    pub name: String,
+    services: Vec<String>,
+    /// The client connections it holds (connection ids).
+    pub conns: HashSet<u64>,
+    heard: Instant,
+    /// When the node last sent it anything (heartbeats are due after a
+    /// quiet interval).
+    pub sent: Instant,
+    assigned_at: u64,
+}
+
+/// The table.
+#[derive(Debug, Default)]
+pub struct Workers {
+    slots: Slab<Worker>,
+    by_routing_id: HashMap<Vec<u8>, usize>,
+    assignments: u64,
+}
+
+/// What a READY did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new worker.
+    New(WorkerRef),
+    /// A known worker replaced its service list; its connections stay.
+    Updated(WorkerRef),
+    /// The pipe belongs to another instance of a worker (it restarted
+    /// without a new pipe): remove that one first, then register again.
+    Conflict(WorkerRef),
+    /// The table is full.
+    Full,
+}
+
+impl Workers {
+    /// Registers the worker behind `routing_id`, or updates it.
+    pub fn register(
+        &mut self,
+        routing_id: &[u8],
+        instance: u64,
+        name: &str,
+        services: impl Iterator<Item = String>,
+        now: Instant,
+    ) -> Registered {
+        if let Some(&key) = self.by_routing_id.get(routing_id) {
+            let worker = &mut self.slots[key];
+            if worker.instance == instance {
+                worker.services = services.collect();
+                worker.name = name.to_owned();
+                worker.heard = now;
+                return Registered::Updated(WorkerRef { key, instance });
+            }
+            return Registered::Conflict(WorkerRef {
+                key,
+                instance: worker.instance,
+            });
+        }
+        if self.slots.len() >= MAX_WORKERS {
+            return Registered::Full;
+        }
+        let key = self.slots.insert(Worker {
+            routing_id: routing_id.to_vec(),
+            instance,
+            name: name.to_owned(),
+            services: services.collect(),
+            conns: HashSet::new(),
+            heard: now,
+            sent: now,
+            assigned_at: 0,
+        });
+        self.by_routing_id.insert(routing_id.to_vec(), key);
+        Registered::New(WorkerRef { key, instance })
+    }
+
+    /// The registered worker behind a routing id.
+    pub fn by_routing_id(&self, routing_id: &[u8]) -> Option<WorkerRef> {
+        let key = *self.by_routing_id.get(routing_id)?;
+        let instance = self.slots.get(key)?.instance;
+        Some(WorkerRef { key, instance })
+    }
+
+    /// The worker a reference names, if it is still registered.
+    pub fn get(&self, worker: WorkerRef) -> Option<&Worker> {
+        self.slots
+            .get(worker.key)
+            .filter(|w| w.instance == worker.instance)
+    }
+
+    /// Mutable access to a registered worker.
+    pub fn get_mut(&mut self, worker: WorkerRef) -> Option<&mut Worker> {
+        self.slots
+            .get_mut(worker.key)
+            .filter(|w| w.instance == worker.instance)
+    }
+
+    /// Records that a worker proved itself alive.
+    pub fn heard(&mut self, worker: WorkerRef, now: Instant) {
+        if let Some(w) = self.get_mut(worker) {
+            w.heard = now;
+        }
+    }
+
+    /// The live worker a new connection to `service` goes to: the one with
+    /// the fewest connections, ties to the one assigned least recently.
+    /// The connection is counted as its.
+    pub fn assign(&mut self, service: &str, conn: u64) -> Option<WorkerRef> {
+        let (key, _) = self
+            .slots
+            .iter()
+            .filter(|(_, w)| w.services.iter().any(|s| s == service))
+            .min_by_key(|(_, w)| (w.conns.len(), w.assigned_at))?;
+        self.assignments += 1;
+        let worker = &mut self.slots[key];
+        worker.assigned_at = self.assignments;
+        worker.conns.insert(conn);
+        Some(WorkerRef {
+            key,
+            instance: worker.instance,
+        })
+    }
+
+    /// Forgets that `worker` holds `conn`.
+    pub fn release(&mut self, worker: WorkerRef, conn: u64) {
+        if let Some(w) = self.get_mut(worker) {
+            w.conns.remove(&conn);
+        }
+    }
+
+    /// Removes a worker (it left, died or its pipe is gone), returning it
+    /// so the caller can move or close its connections.
+    pub fn remove(&mut self, worker: WorkerRef) -> Option<Worker> {
+        self.get(worker)?;
+        let removed = self.slots.remove(worker.key);
+        self.by_routing_id.remove(&removed.routing_id);
+        Some(removed)
+    }
+
+    /// Workers silent for longer than `limit` at `now`.
+    pub fn silent(&self, now: Instant, limit: Duration) -> Vec<WorkerRef> {
+        self.slots
+            .iter()
+            .filter(|(_, w)| now.saturating_duration_since(w.heard) > limit)
+            .map(|(key, w)| WorkerRef {
+                key,
+                instance: w.instance,
+            })
+            .collect()
+    }
+
+    /// Workers the node has sent nothing to for `interval` at `now`.
+    pub fn quiet(&self, now: Instant, interval: Duration) -> Vec<WorkerRef> {
+        self.slots
+            .iter()
+            .filter(|(_, w)| now.saturating_duration_since(w.sent) >= interval)
+            .map(|(key, w)| WorkerRef {
+                key,
+                instance: w.instance,
+            })
+            .collect()
+    }
+
+    /// Every registered worker.
+    pub fn all(&self) -> Vec<WorkerRef> {
+        self.slots
+            .iter()
+            .map(|(key, w)| WorkerRef {
+                key,
+                instance: w.instance,
+            })
+            .collect()
+    }
+
+    /// Registered workers.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when no worker is registered.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services<'a>(names: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
+        names.iter().map(|s| s.to_string())
+    }
+
+    #[test]
+    fn assigns_to_the_least_loaded_then_least_recent_worker() {
+        let now = Instant::now();
+        let mut table = Workers::default();
+        let a = table.register(b"a", 1, "a", services(&["chat"]), now);
+        let b = table.register(b"b", 2, "b", services(&["chat", "other"]), now);
+        let (Registered::New(a), Registered::New(b)) = (a, b) else {
+            panic!()
+        };
+        let first = table.assign("chat", 10).unwrap();
+        let second = table.assign("chat", 11).unwrap();
+        assert_ne!(first, second);
+        // Both hold one: the least recently assigned gets the next.
+        assert_eq!(table.assign("chat", 12), Some(first));
+        assert_eq!(table.assign("other", 13), Some(b));
+        assert_eq!(table.assign("nobody", 14), None);
+        table.release(a, 10);
+        table.release(a, 12);
+        assert_eq!(table.assign("chat", 15), Some(a));
+    }
+
+    #[test]
+    fn a_removed_worker_is_never_confused_with_its_slot_successor() {
+        let now = Instant::now();
+        let mut table = Workers::default();
+        let Registered::New(old) = table.register(b"x", 7, "x", services(&["s"]), now) else {
+            panic!()
+        };
+        assert!(table.remove(old).is_some());
+        let Registered::New(new) = table.register(b"y", 8, "y", services(&["s"]), now) else {
+            panic!()
+        };
+        assert!(table.get(old).is_none());
+        assert!(table.get(new).is_some());
+        assert!(table.by_routing_id(b"x").is_none());
+    }
+
+    #[test]
+    fn ready_again_updates_services_and_keeps_connections() {
+        let now = Instant::now();
+        let mut table = Workers::default();
+        table.register(b"w", 1, "w", services(&["a"]), now);
+        let worker = table.assign("a", 5).unwrap();
+        assert_eq!(
+            table.register(b"w", 1, "w", services(&["b"]), now),
+            Registered::Updated(worker)
+        );
+        assert!(table.get(worker).unwrap().conns.contains(&5));
+        assert_eq!(table.assign("a", 6), None);
+    }
+
+    #[test]
+    fn silence_and_quiet_with_virtual_time() {
+        let t0 = Instant::now();
+        let mut table = Workers::default();
+        let Registered::New(w) = table.register(b"w", 1, "w", services(&["a"]), t0) else {
+            panic!()
+        };
+        let second = Duration::from_secs(1);
+        assert!(table.silent(t0 + second, 3 * second).is_empty());
+        assert_eq!(table.silent(t0 + 4 * second, 3 * second), vec![w]);
+        table.heard(w, t0 + 4 * second);
+        assert!(table.silent(t0 + 4 * second, 3 * second).is_empty());
+        assert_eq!(table.quiet(t0 + second, second), vec![w]);
+    }
+}

@@ -1,0 +1,230 @@
+//! What serves an open connection, the built-in echo or a backend worker,
+//! and the loop that runs a batch of client frames through it.
+
+use std::time::Instant;
+
+use super::{Guard, Stats};
+use crate::backend::link::{Delivery, Link};
+use crate::backend::message::{Connect, Data, Message, Payload};
+use crate::backend::workers::WorkerRef;
+use crate::ws::upgrade::Request;
+use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
+
+/// The service behind an open connection.
+pub enum Target {
+    /// The built-in echo.
+    Echo,
+    /// A backend worker: the state the protocol needs for this connection.
+    Worker(Box<WorkerSession>),
+}
+
+/// A connection's side of the backend protocol.
+pub struct WorkerSession {
+    /// The service its route names.
+    pub service: String,
+    /// The worker it sticks to; `None` once none is left.
+    pub worker: Option<WorkerRef>,
+    /// One MESSAGE the worker's pipe did not take yet: reading from the
+    /// client stops until it is sent (docs/protocol.md section 7).
+    pub pending: Option<(OpCode, Vec<u8>)>,
+    peer: String,
+    path: String,
+    query: String,
+    subprotocol: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl WorkerSession {
+    /// The session of a client upgraded on `request` to `service`.
+    pub fn new(service: &str, peer: std::net::SocketAddr, request: &Request) -> Self {
+        let headers = [
+            ("origin", &request.origin),
+            ("user-agent", &request.user_agent),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.clone()?)))
+        .collect();
+        Self {
+            service: service.to_owned(),
+            worker: None,
+            pending: None,
+            peer: peer.to_string(),
+            path: request.path.clone(),
+            query: request.query.clone().unwrap_or_default(),
+            subprotocol: request.subprotocol.clone().unwrap_or_default(),
+            headers,
+        }
+    }
+
+    /// Runs `f` on the CONNECT event for this connection.
+    pub fn with_connect<R>(
+        &self,
+        conn: u64,
+        node: &str,
+        reassigned: bool,
+        f: impl FnOnce(&Message<'_>) -> R,
+    ) -> R {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .collect();
+        let roles: [&str; 0] = [];
+        f(&Message::Connect(Connect {
+            conn,
+            reassigned,
+            service: &self.service,
+            node,
+            peer: &self.peer,
+            path: &self.path,
+            query: &self.query,
+            subprotocol: &self.subprotocol,
+            user: "",
+            roles: roles.as_slice().into(),
+            headers: headers.as_slice().into(),
+        }))
+    }
+
+    /// Tries the pending MESSAGE again; true once nothing is pending.
+    pub fn retry(&mut self, link: &mut Link, conn: u64, now: Instant) -> bool {
+        let (Some(worker), Some((opcode, payload))) = (self.worker, &self.pending) else {
+            return self.pending.is_none();
+        };
+        let Some(payload) = payload_of(*opcode, payload) else {
+            self.pending = None;
+            return true;
+        };
+        let message = Message::Message(Data { conn, payload });
+        if link.send_data(worker, &message, now) == Delivery::Sent {
+            self.pending = None;
+        }
+        self.pending.is_none()
+    }
+}
+
+/// The WebSocket opcode of a data message.
+pub fn opcode_of(payload: Payload<'_>) -> OpCode {
+    match payload {
+        Payload::Text(_) => OpCode::Text,
+        Payload::Binary(_) => OpCode::Binary,
+    }
+}
+
+/// A data message as the protocol carries it.
+pub fn payload_of(opcode: OpCode, bytes: &[u8]) -> Option<Payload<'_>> {
+    match opcode {
+        OpCode::Text => std::str::from_utf8(bytes).ok().map(Payload::Text),
+        _ => Some(Payload::Binary(bytes)),
+    }
+}
+
+/// What the client's frames asked of the connection.
+pub enum Next {
+    /// Keep going.
+    Stay,
+    /// The client sent Close with this code (1005 when it had none).
+    PeerClosed(u16),
+    /// The client sent more messages than its budget.
+    OverBudget,
+    /// The worker's pipe is full: the bytes from this offset on were not
+    /// served and wait until it drains.
+    Blocked(usize),
+}
+
+/// Everything one batch of frames may touch.
+pub struct Serving<'a> {
+    /// Output for the client.
+    pub out: &'a mut Vec<u8>,
+    /// The backend link, when there is one.
+    pub link: Option<&'a mut Link>,
+    /// The connection's budget of messages.
+    pub guard: &'a mut Guard,
+    /// The connection's counters.
+    pub stats: &'a mut Stats,
+    /// The time of this event.
+    pub now: Instant,
+    /// The connection's id on the backend link.
+    pub conn: u64,
+    /// Our Close is out: only the client's Close matters now.
+    pub closing: bool,
+}
+
+impl Serving<'_> {
+    /// Runs every complete frame in `bytes` through the decoder and the
+    /// target, staging responses in `out`.
+    pub fn frames(
+        &mut self,
+        decoder: &mut Decoder,
+        target: &mut Target,
+        bytes: &mut [u8],
+    ) -> Result<Next, crate::ws::Error> {
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let (used, event) = decoder.decode(&mut bytes[pos..])?;
+            pos += used;
+            let Some(event) = event else { continue };
+            let payload = match event {
+                // RFC 6455 section 5.5.1: after sending Close, data is
+                // discarded.
+                Event::Text(_) | Event::Binary(_) | Event::Ping(_) if self.closing => continue,
+                Event::Text(_) | Event::Binary(_) if !self.guard.admit_message(self.now) => {
+                    return Ok(Next::OverBudget)
+                }
+                Event::Text(text) => Payload::Text(text),
+                Event::Binary(data) => Payload::Binary(data),
+                // RFC 6455 section 5.5.3: a Pong carries the Ping's payload.
+                Event::Ping(payload) => {
+                    encoder::encode_frame(self.out, OpCode::Pong, payload);
+                    continue;
+                }
+                // An unsolicited Pong is a heartbeat; nothing to answer.
+                Event::Pong(_) => continue,
+                Event::Close(close) => {
+                    // RFC 6455 section 5.5.1: answer a Close with a Close,
+                    // echoing the status code, unless we sent ours already.
+                    if !self.closing {
+                        encoder::encode_close(self.out, close.map(|(code, _)| (code, "")));
+                    }
+                    let code = close.map_or(CloseCode::NO_STATUS, |(code, _)| code);
+                    return Ok(Next::PeerClosed(code.0));
+                }
+            };
+            self.stats.messages_in += 1;
+            if !self.serve(target, payload) {
+                return Ok(Next::Blocked(pos));
+            }
+        }
+        Ok(Next::Stay)
+    }
+
+    /// Hands one message to the target; false when the worker's pipe did
+    /// not take it (it is kept as the session's pending message).
+    fn serve(&mut self, target: &mut Target, payload: Payload<'_>) -> bool {
+        match target {
+            Target::Echo => {
+                encoder::encode_frame(self.out, opcode_of(payload), payload.as_bytes());
+                self.stats.messages_out += 1;
+                true
+            }
+            Target::Worker(session) => {
+                // No worker left: the connection is closing (1013).
+                let (Some(worker), Some(link)) = (session.worker, self.link.as_deref_mut()) else {
+                    return true;
+                };
+                let message = Message::Message(Data {
+                    conn: self.conn,
+                    payload,
+                });
+                match link.send_data(worker, &message, self.now) {
+                    Delivery::Sent => true,
+                    // Gone: the reactor moves the connection to another
+                    // worker, which then gets this message.
+                    Delivery::Blocked | Delivery::Gone => {
+                        session.pending = Some((opcode_of(payload), payload.as_bytes().to_vec()));
+                        false
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The reactor's side of the backend link: what workers' messages do to
+//! connections, worker liveness, and the retry of full pipes.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+
+use super::timers::Timer;
+use super::token::ConnId;
+use super::Reactor;
+use crate::backend::channels::SubscribeError;
+use crate::backend::cidr::Allowlist;
+use crate::backend::codec::decode;
+use crate::backend::link::{Dropped, Link, LinkConfig};
+use crate::backend::message::{
+    is_reserved_service, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready,
+};
+use crate::backend::signing::KeyRing;
+use crate::backend::workers::{Registered, WorkerRef};
+use crate::backend::zap::{self, ZapHandler};
+use crate::config::{Backend, WorkerLoss};
+use crate::logging::LogBudget;
+use crate::ws::Limits;
+
+/// Worker messages handled per turn, so a flood from workers cannot starve
+/// the clients; the rest wait for the next turn.
+const MESSAGES_PER_TURN: usize = 1024;
+
+/// How soon full pipes are tried again when nothing else wakes the loop.
+const BLOCKED_RETRY: Duration = Duration::from_millis(20);
+
+/// Counts of dropped backend messages by reason, logged within a budget.
+#[derive(Debug, Default)]
+pub(super) struct Drops {
+    counts: HashMap<String, u64>,
+    budget: LogBudget,
+}
+
+impl Drops {
+    fn count(&mut self, reason: String, now: Instant) {
+        let total = self.counts.entry(reason.clone()).or_default();
+        *total += 1;
+        let total = *total;
+        if self.budget.allow(now) {
+            warn!("backend: dropped a message: {reason} ({total} so far)");
+        }
+    }
+}
+
+/// Loads the key file and binds the link.
+pub(super) fn open(
+    config: &Backend,
+    limits: Limits,
+) -> io::Result<(zmq::Context, Link, ZapHandler)> {
+    let keys = match &config.key_file {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            let ring = KeyRing::parse(&text)
+                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+            Some(ring)
+        }
+        None => None,
+    };
+    let signed = keys.is_some();
+    let ctx = zmq::Context::new();
+    // The handler must exist before the ROUTER binds: libzmq lets every
+    // peer in while nothing answers at the ZAP endpoint.
+    let allowlist = Allowlist::new(config.allow.iter().copied(), true);
+    let zap = ZapHandler::new(&ctx, allowlist)
+        .map_err(|e| io::Error::other(format!("ZAP handler: {e}")))?;
+    let link = Link::bind(
+        &ctx,
+        LinkConfig {
+            binds: config.binds.clone(),
+            keys,
+            node_name: config.node_name.clone(),
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            max_payload: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
+            zap_domain: Some(zap::DOMAIN.to_owned()),
+        },
+    )
+    .map_err(io::Error::other)?;
+    info!(
+        "backend: {} bound on {}, boot {:016x}, messages {}",
+        config.node_name,
+        config.binds.join(", "),
+        link.boot(),
+        if signed { "signed" } else { "unsigned" }
+    );
+    Ok((ctx, link, zap))
+}
+
+impl Reactor {
+    /// Once a turn: reads what workers sent, retries full pipes, and
+    /// handles workers found gone.
+    pub(super) fn service_backend(&mut self) {
+        let mut parts = Vec::new();
+        for _ in 0..MESSAGES_PER_TURN {
+            let Some(link) = self.link.as_mut() else {
+                return;
+            };
+            match link.recv(&mut parts) {
+                Ok(true) => self.on_backend_message(&parts),
+                Ok(false) => break,
+                Err(dropped) => self.backend_dropped(dropped),
+            }
+        }
+        if let Some(zap) = self.zap.as_mut() {
+            // Peers wait for these answers in their handshake.
+            self.accept_backlog |= zap.handle_ready().more;
+        }
+        let now = Instant::now();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        // More than a turn's worth: the edge is spent, so come back at once.
+        self.accept_backlog |= link.readable();
+        if link.has_backlog() || !self.blocked.is_empty() {
+            link.flush_backlogs(now);
+            self.retry_blocked();
+        }
+        self.bury_gone_workers();
+    }
+
+    /// Heartbeats, liveness, and a retry of full pipes.
+    pub(super) fn backend_tick(&mut self, now: Instant) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let heartbeat = link.heartbeat();
+        for dead in link.tick(now) {
+            self.worker_lost(dead, "silent past its liveness");
+        }
+        let next = if self.blocked.is_empty() {
+            heartbeat
+        } else {
+            BLOCKED_RETRY.min(heartbeat)
+        };
+        self.timers.arm(now + next, Timer::Backend);
+    }
+
+    fn on_backend_message(&mut self, parts: &[zmq::Message]) {
+        let now = Instant::now();
+        let Some((routing_id, frames)) = parts.split_first() else {
+            return;
+        };
+        let frames: Vec<&[u8]> = frames.iter().map(|frame| &frame[..]).collect();
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let sender = match link.verify(&frames) {
+            Ok(sender) => sender,
+            Err(dropped) => return self.backend_dropped(dropped),
+        };
+        let message = match decode(&frames) {
+            Ok(message) => message,
+            Err(e) => return self.drops.count(format!("malformed: {e}"), now),
+        };
+        if !message.message_type().sent_by_worker() {
+            return self
+                .drops
+                .count(format!("{:?} from a worker", message.message_type()), now);
+        }
+        let worker = link.workers.by_routing_id(routing_id);
+        log::trace!("backend: {:?} from {worker:?}", message.message_type());
+        match (message, worker) {
+            (Message::Ready(ready), _) => self.on_ready(routing_id, ready, now),
+            (_, None) => {
+                // A node restart or an expired worker: it must READY again.
+                let reply = error(ErrorCode::UNKNOWN_PEER, message.message_type(), "", &[]);
+                link.send_to_peer(routing_id, sender, &reply);
+            }
+            (message, Some(worker)) => {
+                link.workers.heard(worker, now);
+                self.on_command(worker, message, now);
+            }
+        }
+    }
+
+    fn on_ready(&mut self, routing_id: &[u8], ready: Ready<'_>, now: Instant) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if let Some(reserved) = ready.services.iter().find(|s| is_reserved_service(s)) {
+            warn!(
+                "backend: worker {} claims reserved service {reserved}",
+                ready.name
+            );
+            let reply = error(
+                ErrorCode::RESERVED_SERVICE,
+                MessageType::Ready,
+                reserved,
+                &[],
+            );
+            return link.send_to_peer(routing_id, ready.instance, &reply);
+        }
+        let services = || ready.services.iter().map(str::to_owned);
+        let mut registered =
+            link.workers
+                .register(routing_id, ready.instance, ready.name, services(), now);
+        if let Registered::Conflict(old) = registered {
+            self.worker_lost(old, "replaced by a new instance");
+            let Some(link) = self.link.as_mut() else {
+                return;
+            };
+            registered =
+                link.workers
+                    .register(routing_id, ready.instance, ready.name, services(), now);
+        }
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        match registered {
+            Registered::New(worker) | Registered::Updated(worker) => {
+                info!(
+                    "backend: worker {} ready for {}",
+                    ready.name,
+                    services().collect::<Vec<_>>().join(", ")
+                );
+                link.welcome(worker, now);
+            }
+            Registered::Full | Registered::Conflict(_) => {
+                warn!("backend: worker table full; ignoring {}", ready.name);
+            }
+        }
+    }
+
+    fn on_command(&mut self, worker: WorkerRef, message: Message<'_>, now: Instant) {
+        let about = message.message_type();
+        let missing: Vec<u64> = match message {
+            Message::Heartbeat { .. } => Vec::new(),
+            Message::Bye => {
+                self.worker_lost(worker, "said BYE");
+                Vec::new()
+            }
+            Message::Send(send) => {
+                if self.too_big(worker, about, send.payload) {
+                    return;
+                }
+                send.conns
+                    .iter()
+                    .filter(|&conn| !self.deliver(conn, send.payload))
+                    .collect()
+            }
+            Message::Publish(publish) => {
+                if self.too_big(worker, about, publish.payload) {
+                    return;
+                }
+                for conn in self.channels.subscribers(publish.channel) {
+                    if Some(conn) != publish.except {
+                        self.deliver(conn, publish.payload);
+                    }
+                }
+                Vec::new()
+            }
+            Message::Subscribe(sub) => {
+                if !self.is_open(sub.conn) {
+                    vec![sub.conn]
+                } else if self.channels.subscribe(sub.conn, sub.channel)
+                    == Err(SubscribeError::TooMany)
+                {
+                    let conns = [sub.conn];
+                    let reply = error(ErrorCode::FORBIDDEN, about, sub.channel, &conns);
+                    self.send_to_worker(worker, &reply, now);
+                    Vec::new()
+                } else {
+                    Vec::new()
+                }
+            }
+            Message::Unsubscribe(sub) => {
+                self.channels.unsubscribe(sub.conn, sub.channel);
+                Vec::new()
+            }
+            Message::Close(close) => {
+                let id = ConnId::from_wire(close.conn);
+                let closed = self.with_conn(id, |conn, sh| {
+                    conn.close_by_worker(sh, close.code, close.reason)
+                });
+                if closed.is_some() {
+                    Vec::new()
+                } else {
+                    vec![close.conn]
+                }
+            }
+            // Types a worker may not send were dropped before.
+            _ => Vec::new(),
+        };
+        if !missing.is_empty() {
+            let reply = error(ErrorCode::NO_SUCH_CONNECTION, about, "", &missing);
+            self.send_to_worker(worker, &reply, now);
+        }
+    }
+
+    /// Writes a worker's message to one connection; false when it is not
+    /// open on this node.
+    fn deliver(&mut self, conn: u64, payload: Payload<'_>) -> bool {
+        self.with_conn(ConnId::from_wire(conn), |c, sh| c.deliver(sh, payload))
+            .unwrap_or(false)
+    }
+
+    fn is_open(&mut self, conn: u64) -> bool {
+        self.with_conn(ConnId::from_wire(conn), |c, _| c.is_open())
+            .unwrap_or(false)
+    }
+
+    /// Refuses a payload over WELCOME's `max_payload` with ERROR TOO_BIG.
+    fn too_big(&mut self, worker: WorkerRef, about: MessageType, payload: Payload<'_>) -> bool {
+        let Some(link) = self.link.as_mut() else {
+            return true;
+        };
+        let too_big = payload.as_bytes().len() > link.max_payload() as usize;
+        if too_big {
+            let reply = error(ErrorCode::TOO_BIG, about, "", &[]);
+            link.send_control(worker, &reply, Instant::now());
+        }
+        too_big
+    }
+
+    fn send_to_worker(&mut self, worker: WorkerRef, message: &Message<'_>, now: Instant) {
+        if let Some(link) = self.link.as_mut() {
+            link.send_control(worker, message, now);
+        }
+    }
+
+    /// A worker is gone: forget it, and move or close its connections as
+    /// configured (docs/protocol.md section 6).
+    fn worker_lost(&mut self, worker: WorkerRef, why: &str) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        link.drop_backlog(worker);
+        let Some(removed) = link.workers.remove(worker) else {
+            return;
+        };
+        let reassign = self
+            .config
+            .backend
+            .as_ref()
+            .is_none_or(|b| b.worker_loss == WorkerLoss::Reassign);
+        info!(
+            "backend: worker {} {why}; {} connection(s) {}",
+            removed.name,
+            removed.conns.len(),
+            if reassign {
+                "reassigned"
+            } else {
+                "closed with 1012"
+            }
+        );
+        for conn in removed.conns {
+            self.with_conn(ConnId::from_wire(conn), |c, sh| c.worker_lost(sh, reassign));
+        }
+    }
+
+    fn bury_gone_workers(&mut self) {
+        let gone = self.link.as_mut().map(Link::take_gone).unwrap_or_default();
+        for worker in gone {
+            self.worker_lost(worker, "is unreachable");
+        }
+    }
+
+    /// Tries once more every connection waiting for a worker's pipe.
+    fn retry_blocked(&mut self) {
+        for _ in 0..self.blocked.len() {
+            let Some(id) = self.blocked.pop_front() else {
+                break;
+            };
+            if let Some(slot) = self.slots.get_mut(id.key as usize) {
+                slot.blocked = false;
+            }
+            self.with_conn(id, |conn, sh| conn.retry_backend(sh));
+        }
+    }
+
+    fn backend_dropped(&mut self, dropped: Dropped) {
+        let reason = match dropped {
+            Dropped::TooManyFrames => "too many frames".to_owned(),
+            Dropped::SignedOnUnsignedLink => "signed message on an unsigned link".to_owned(),
+            Dropped::Verify(e) => e.to_string(),
+        };
+        self.drops.count(reason, Instant::now());
+    }
+}
+
+/// An ERROR reply.
+fn error<'a>(
+    code: ErrorCode,
+    about: MessageType,
+    detail: &'a str,
+    conns: &'a [u64],
+) -> Message<'a> {
+    Message::Error(ErrorReply {
+        code,
+        about: about as u8,
+        detail,
+        conns: conns.into(),
+    })
+}
