@@ -265,6 +265,8 @@ struct Client {
     tcp: TcpStream,
     tls: ClientConnection,
     upgraded: bool,
+    /// The server closed the connection (idle mode: it was evicted).
+    closed: bool,
     inbox: Vec<u8>,
     sent: u64,
     received: u64,
@@ -296,6 +298,7 @@ impl Client {
             tcp: TcpStream::from_std(std_tcp),
             tls,
             upgraded: false,
+            closed: false,
             inbox: Vec::new(),
             sent: 0,
             received: 0,
@@ -413,6 +416,7 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
         "--size must be at least 8 (the send timestamp)"
     );
     let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(1024);
     let mut clients = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         let mut client = Client::connect(target, path).expect("connect");
@@ -424,10 +428,27 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
             )
             .expect("register");
         clients.push(client);
+        // Answer the handshakes under way between connects: the server
+        // evicts clients that wait, and connecting them all first can
+        // take longer than its first-byte deadline on a busy machine.
+        serve_ready(&mut poll, &mut events, &mut clients, Duration::ZERO);
     }
+    assert!(
+        !clients.iter().any(|c| c.closed),
+        "server closed a connection during setup"
+    );
     let start = Instant::now();
     let mut payload = vec![0xA5u8; args.size];
-    let mut events = Events::with_capacity(1024);
+    // Readiness consumed during setup is not reported again (edge
+    // triggered): start the clients that have already upgraded.
+    for client in clients.iter_mut().filter(|c| c.upgraded) {
+        while client.sent - client.received < args.inflight as u64 {
+            let now = start.elapsed().as_nanos() as u64;
+            payload[..8].copy_from_slice(&now.to_le_bytes());
+            client.send_message(&payload);
+        }
+        client.flush().expect("write");
+    }
     let mut sent_at = Vec::new();
     let mut latencies_ns: Vec<u64> = Vec::new();
     let warm_up = Duration::from_secs(1);
@@ -558,7 +579,7 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
             .iter()
             .rev()
             .take(64)
-            .filter(|c| !c.upgraded)
+            .filter(|c| !c.upgraded && !c.closed)
             .count()
             >= 16
         {
@@ -580,7 +601,9 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
         clients.push(client);
         serve_ready(&mut poll, &mut events, &mut clients, Duration::ZERO);
     }
-    while clients.iter().any(|c| !c.upgraded) && Instant::now() < limit {
+    // A connection the server closed will never upgrade: do not wait for
+    // it (the server's idle timeout would close all the others meanwhile).
+    while clients.iter().any(|c| !c.upgraded && !c.closed) && Instant::now() < limit {
         serve_ready(
             &mut poll,
             &mut events,
@@ -589,7 +612,11 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
         );
     }
     std::thread::sleep(Duration::from_secs(1));
-    let upgraded = clients.iter().filter(|c| c.upgraded).count();
+    let upgraded = clients.iter().filter(|c| c.upgraded && !c.closed).count();
+    let closed = clients.iter().filter(|c| c.closed).count();
+    if closed > 0 {
+        println!("idle: {closed} connections closed by the server (see its log)");
+    }
     if let (Some(before), Some(after)) = (rss_before, target.rss_kib()) {
         println!(
             "idle: {upgraded} upgraded connections held; server RSS {before} KiB -> {after} KiB: {:.2} KiB per connection",
@@ -604,7 +631,14 @@ fn serve_ready(poll: &mut Poll, events: &mut Events, clients: &mut [Client], tim
     let mut sink = Vec::new();
     for event in events.iter() {
         let client = &mut clients[event.token().0];
-        client.read(&mut sink).expect("read");
+        if client.closed {
+            continue;
+        }
+        // End of stream or a reset: the server evicted this client.
+        if !client.read(&mut sink).unwrap_or(false) {
+            client.closed = true;
+            continue;
+        }
         client.flush().expect("write");
     }
 }
