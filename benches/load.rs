@@ -41,9 +41,13 @@ struct Args {
     /// process id of the --target server, for its CPU time and memory
     #[argh(option)]
     pid: Option<u32>,
-    /// path to upgrade (default /echo)
-    #[argh(option, default = "String::from(\"/echo\")")]
-    path: String,
+    /// path to upgrade (default /echo, or /worker-echo with --worker)
+    #[argh(option)]
+    path: Option<String>,
+    /// route through a ZeroMQ echo worker (in this process, on the
+    /// client's CPU) instead of the built-in echo
+    #[argh(switch)]
+    worker: bool,
 }
 
 #[derive(FromArgs)]
@@ -104,15 +108,68 @@ fn main() {
             std::process::exit(if early.status.is_ok() { 0 } else { 2 });
         }
     };
+    let backend = args.worker.then(free_endpoint);
     let server = match args.target {
         Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
-        None => Target::spawn(),
+        None => Target::spawn(backend.as_deref()),
     };
     pin_to_cpu(1);
+    let _worker = backend.map(|endpoint| EchoWorker::start(&endpoint));
+    let default_path = if args.worker { "/worker-echo" } else { "/echo" };
+    let path = args.path.as_deref().unwrap_or(default_path);
     match args.mode {
-        Mode::Echo(echo) => run_echo(&server, &args.path, &echo),
-        Mode::Handshake(hs) => run_handshakes(&server, &args.path, &hs),
-        Mode::Idle(idle) => run_idle(&server, &args.path, &idle),
+        Mode::Echo(echo) => run_echo(&server, path, &echo),
+        Mode::Handshake(hs) => run_handshakes(&server, path, &hs),
+        Mode::Idle(idle) => run_idle(&server, path, &idle),
+    }
+}
+
+/// A loopback ZeroMQ endpoint on a free port.
+fn free_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// The reference echo worker, run on a thread of this process until
+/// dropped.
+struct EchoWorker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EchoWorker {
+    fn start(endpoint: &str) -> EchoWorker {
+        use averyws::backend::worker::{echo, Config, Worker};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let config = Config::new(vec![endpoint.to_owned()], vec!["worker-echo".to_owned()]);
+        let mut worker = Worker::new(config).expect("echo worker");
+        let running = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !running.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(event) = worker.poll(Duration::from_millis(100)) {
+                    echo(&mut worker, event);
+                }
+            }
+            worker.bye();
+        });
+        // Let it register before clients arrive.
+        std::thread::sleep(Duration::from_millis(500));
+        EchoWorker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoWorker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -126,7 +183,7 @@ struct Target {
 }
 
 impl Target {
-    fn spawn() -> Target {
+    fn spawn(backend: Option<&str>) -> Target {
         let dir =
             TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
@@ -143,6 +200,14 @@ impl Target {
             // Every connection comes from 127.0.0.1.
             .args(["--max-connections-per-ip", "0"])
             .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])
+            .args(backend.map_or(Vec::new(), |endpoint| {
+                vec![
+                    "--route",
+                    "/worker-echo=worker-echo",
+                    "--backend-bind",
+                    endpoint,
+                ]
+            }))
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

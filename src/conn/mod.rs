@@ -121,6 +121,8 @@ pub struct Conn {
     pending: Vec<u8>,
     /// Client bytes read but not yet served: a worker's pipe was full.
     unread: Vec<u8>,
+    /// A worker's message came for a client already over its output cap.
+    over_cap: bool,
     /// Reading stopped before `WouldBlock`: the edge is still owed to us.
     read_stalled: bool,
     accepted_at: Instant,
@@ -187,6 +189,7 @@ impl Conn {
             target: None,
             pending: Vec::new(),
             unread: Vec::new(),
+            over_cap: false,
             read_stalled: false,
             accepted_at: now,
             last_rx: now,
@@ -250,14 +253,34 @@ impl Conn {
 
     /// Writes a worker's message to the client; false when the connection
     /// is not open (closing or gone).
-    pub fn deliver(&mut self, sh: &mut Shared<'_>, payload: Payload<'_>) -> bool {
+    ///
+    /// The frame is queued behind what is already pending: the reactor
+    /// calls [`Conn::flush_queued`] once after a batch of worker messages,
+    /// so they leave in as few TLS records and writes as possible. More
+    /// output for a client already over `cap` evicts it instead.
+    pub fn queue(&mut self, payload: Payload<'_>, cap: usize) -> bool {
         if !matches!(self.phase, Phase::Open(_)) {
             return false;
         }
-        encoder::encode_frame(sh.out, serve::opcode_of(payload), payload.as_bytes());
-        self.stats.messages_out += 1;
-        self.flush(sh);
+        if self.pending.len() > cap {
+            self.over_cap = true;
+        } else {
+            encoder::encode_frame(
+                &mut self.pending,
+                serve::opcode_of(payload),
+                payload.as_bytes(),
+            );
+            self.stats.messages_out += 1;
+        }
         true
+    }
+
+    /// Sends what [`Conn::queue`] gathered, or evicts a slow consumer.
+    pub fn flush_queued(&mut self, sh: &mut Shared<'_>) {
+        if std::mem::take(&mut self.over_cap) {
+            self.evict(sh.out, sh.now, Eviction::SlowConsumer);
+        }
+        self.flush(sh);
     }
 
     /// A worker's CLOSE: the closing handshake with its code and reason.

@@ -109,6 +109,7 @@ impl Reactor {
                 Err(dropped) => self.backend_dropped(dropped),
             }
         }
+        self.flush_queued();
         if let Some(zap) = self.zap.as_mut() {
             // Peers wait for these answers in their handshake.
             self.accept_backlog |= zap.handle_ready().more;
@@ -297,9 +298,33 @@ impl Reactor {
 
     /// Writes a worker's message to one connection; false when it is not
     /// open on this node.
+    ///
+    /// The message is queued on the connection; [`Reactor::flush_queued`]
+    /// sends each connection's queue once, after the batch.
     fn deliver(&mut self, conn: u64, payload: Payload<'_>) -> bool {
-        self.with_conn(ConnId::from_wire(conn), |c, sh| c.deliver(sh, payload))
-            .unwrap_or(false)
+        let id = ConnId::from_wire(conn);
+        let cap = self.config.protection.max_outbound_bytes;
+        let Some(slot) = self.slots.get_mut(id.key as usize) else {
+            return false;
+        };
+        if slot.generation != id.generation || !slot.conn.queue(payload, cap) {
+            return false;
+        }
+        if !slot.queued {
+            slot.queued = true;
+            self.queued.push(id);
+        }
+        true
+    }
+
+    /// Flushes every connection a batch of worker messages wrote to.
+    fn flush_queued(&mut self) {
+        for id in std::mem::take(&mut self.queued) {
+            if let Some(slot) = self.slots.get_mut(id.key as usize) {
+                slot.queued = false;
+            }
+            self.with_conn(id, |conn, sh| conn.flush_queued(sh));
+        }
     }
 
     fn is_open(&mut self, conn: u64) -> bool {

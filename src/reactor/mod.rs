@@ -49,6 +49,8 @@ struct Slot {
     scheduled: Option<Instant>,
     /// In `blocked`: a message for its worker waits for the pipe.
     blocked: bool,
+    /// In `queued`: workers' messages wait to be flushed this turn.
+    queued: bool,
 }
 
 /// One gateway node's event loop.
@@ -80,6 +82,8 @@ pub struct Reactor {
     channels: Channels,
     /// Connections waiting for a worker's pipe, oldest first.
     blocked: VecDeque<ConnId>,
+    /// Connections workers wrote to in this batch, to flush once each.
+    queued: Vec<ConnId>,
     drops: backend::Drops,
 }
 
@@ -132,6 +136,7 @@ impl Reactor {
             _zmq: zmq,
             channels: Channels::default(),
             blocked: VecDeque::new(),
+            queued: Vec::new(),
             drops: backend::Drops::default(),
         })
     }
@@ -281,6 +286,7 @@ impl Reactor {
             interest: Interest::READABLE,
             scheduled: None,
             blocked: false,
+            queued: false,
         });
         self.settle(id, now);
     }
