@@ -483,16 +483,8 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
     let mut clients = Vec::with_capacity(args.connections);
-    for i in 0..args.connections {
-        let mut client = Client::connect(target, path).expect("connect");
-        poll.registry()
-            .register(
-                &mut client.tcp,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .expect("register");
-        clients.push(client);
+    for _ in 0..args.connections {
+        open_client(&poll, &mut clients, target, path);
         // Answer the handshakes under way between connects: the server
         // evicts clients that wait, and connecting them all first can
         // take longer than its first-byte deadline on a busy machine.
@@ -639,7 +631,7 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
     // Serve the handshakes under way between connects, and keep only a
     // few in progress: real clients each have a CPU of their own and
     // answer at once, and the server evicts clients that wait.
-    for i in 0..args.connections {
+    for _ in 0..args.connections {
         while clients
             .iter()
             .rev()
@@ -655,15 +647,7 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
                 Duration::from_millis(1),
             );
         }
-        let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
-        poll.registry()
-            .register(
-                &mut client.tcp,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .expect("register");
-        clients.push(client);
+        open_client(&poll, &mut clients, target, path);
         serve_ready(&mut poll, &mut events, &mut clients, Duration::ZERO);
     }
     // A connection the server closed will never upgrade: do not wait for
@@ -706,4 +690,17 @@ fn serve_ready(poll: &mut Poll, events: &mut Events, clients: &mut [Client], tim
         }
         client.flush().expect("write");
     }
+}
+
+/// Connects one more client and registers it under its index.
+fn open_client(poll: &Poll, clients: &mut Vec<Client>, target: &Target, path: &str) {
+    let mut client = Client::connect(target, path).expect("connect (raise ulimit -n?)");
+    poll.registry()
+        .register(
+            &mut client.tcp,
+            Token(clients.len()),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .expect("register");
+    clients.push(client);
 }
