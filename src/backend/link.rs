@@ -338,6 +338,11 @@ impl Link {
     pub fn tick(&mut self, now: Instant) -> Vec<WorkerRef> {
         let heartbeat = Message::Heartbeat { boot: self.boot };
         for worker in self.workers.quiet(now, self.heartbeat) {
+            // A full pipe: what waits for it goes first and counts as
+            // sent; one more HEARTBEAT a tick would pile up without bound.
+            if self.backlogs.get(&worker).is_some_and(|q| !q.is_empty()) {
+                continue;
+            }
             self.send_control(worker, &heartbeat, now);
         }
         self.workers.silent(now, self.liveness_timeout())

@@ -1,0 +1,1223 @@
+//! The backend link end to end (docs/protocol.md): the real binary on
+//! loopback, real ZeroMQ workers and real TLS WebSocket clients. Workers
+//! are the `averyws::backend::worker` library on threads, the reference
+//! example binaries (`echo_worker`, `chat_worker`), the Python worker, and
+//! raw DEALER sockets for what no well-behaved worker sends.
+//!
+//! Every node binds its own free loopback port and heartbeats every
+//! 100 ms, so a dead worker is noticed within 300 ms. Waits are bounded by
+//! deadlines; nothing asserts speed.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload, Ready, SendTo};
+use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
+use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
+use averyws::ws::CloseCode;
+use common::{client_frame, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY};
+use tungstenite::Message as Ws;
+
+/// How long to wait for something that should happen.
+const LIMIT: Duration = Duration::from_secs(8);
+/// How long to watch for something that should not happen.
+const QUIET: Duration = Duration::from_millis(300);
+const KEYS: &str = "k1:0123456789abcdef0123456789abcdef\n";
+/// The same key id with another secret: what a forger has.
+const FORGED: &str = "k1:fedcba9876543210fedcba9876543210\n";
+/// No extra node arguments.
+const DEFAULTS: &[&str] = &[];
+
+// ---------------------------------------------------------------- tests
+
+#[test]
+fn connections_stick_to_their_worker_and_spread_over_both() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, &["--node-name", "node-a"]);
+    let (_a, _b, seen) = tagged_pair(&server, &endpoint);
+
+    let mut clients: Vec<WebSocket> = (0..6)
+        .map(|i| server.ws(&format!("/w?client={i}")))
+        .collect();
+    let owners = connects(&seen, clients.len());
+    for (i, ws) in clients.iter().enumerate() {
+        let (worker, connected) = &owners[&port(ws)];
+        assert_eq!(
+            (connected.service.as_str(), connected.path.as_str()),
+            ("svc", "/w"),
+            "{worker}"
+        );
+        assert_eq!(connected.query, format!("client={i}"));
+        assert_eq!(connected.node_name, "node-a");
+        assert!(!connected.reassigned);
+    }
+    // Least loaded first, ties to the least recently assigned: 3 and 3.
+    let on_a = owners.values().filter(|(w, _)| w == "wA").count();
+    assert_eq!(on_a, 3, "{owners:?}");
+    // Interleaved rounds: every reply comes from the worker that got the
+    // client's CONNECT.
+    for round in 0..5 {
+        for ws in &mut clients {
+            ws.send(Ws::Text(format!("m{round}"))).expect("send");
+        }
+        for ws in &mut clients {
+            let worker = &owners[&port(ws)].0;
+            assert_eq!(read_text(ws), format!("{worker}:m{round}"));
+        }
+    }
+}
+
+#[test]
+fn a_dead_workers_clients_move_to_another_and_then_get_1013() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, &["--route", "/e=echo"]);
+    let (a, b, seen) = tagged_pair(&server, &endpoint);
+    // Four that talk and two that stay idle: a connection is reassigned
+    // whether or not it ever sent anything.
+    let mut clients: Vec<WebSocket> = (0..6).map(|_| server.ws("/w")).collect();
+    let owners = connects(&seen, clients.len());
+    for ws in &mut clients[..4] {
+        let worker = &owners[&port(ws)].0;
+        assert_eq!(say(ws, "before"), format!("{worker}:before"));
+    }
+    let moved: HashSet<u64> = owners
+        .values()
+        .filter(|(w, _)| w == "wA")
+        .map(|(_, c)| c.conn)
+        .collect();
+    assert_eq!(moved.len(), 3);
+
+    let mark = server.log_len();
+    a.vanish();
+    // Unreachable (a heartbeat found its pipe gone) or silent.
+    let line = log_line(&server, mark, "3 connection(s) reassigned");
+    assert!(line.contains("worker wA "), "{line}");
+    let mut reassigned = HashSet::new();
+    while reassigned.len() < moved.len() {
+        let connected = wait_event(&seen, "a reassigned CONNECT", |_, event| match event {
+            Event::Connect(c) => Some(c.clone()),
+            _ => None,
+        });
+        assert!(connected.reassigned, "REASSIGNED flag: {connected:?}");
+        assert!(
+            moved.contains(&connected.conn),
+            "{connected:?} was not wA's"
+        );
+        reassigned.insert(connected.conn);
+    }
+    for ws in &mut clients {
+        assert_eq!(say(ws, "after"), "wB:after");
+    }
+    // wB's own clients were not touched: no second CONNECT for them.
+    assert_no_event(&seen, |_, event| matches!(event, Event::Connect(_)));
+
+    // None left: 1013 for all. A client of the built-in echo watches:
+    // nothing meant for the others may reach it.
+    let mut bystander = server.ws("/e");
+    let mark = server.log_len();
+    b.vanish();
+    log_line(&server, mark, "6 connection(s) reassigned");
+    assert_eq!(say(&mut bystander, "mine"), "mine");
+    for ws in &mut clients {
+        assert_eq!(closed(ws), (1013, "no worker for this service".to_owned()));
+    }
+}
+
+#[test]
+fn with_worker_loss_close_a_killed_workers_clients_get_1012() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, &["--worker-loss", "close"]);
+    let args = ["--connect", &endpoint, "--service", "svc"];
+    let mut doomed = Proc::example("echo_worker", &args);
+    let survivor = Proc::example("echo_worker", &args);
+    wait_ready(&server, 0, &[&doomed.ready_tag(), &survivor.ready_tag()]);
+    let mut clients: Vec<WebSocket> = (0..4).map(|_| server.ws("/w")).collect();
+    for ws in &mut clients {
+        assert_eq!(say(ws, "hi"), "hi");
+    }
+    // The echo worker logs each CONNECT with the client's address.
+    let (mut gone, mut kept): (Vec<WebSocket>, Vec<WebSocket>) = clients
+        .into_iter()
+        .partition(|ws| doomed.saw_client(ws, &survivor));
+    assert_eq!((gone.len(), kept.len()), (2, 2));
+
+    doomed.end("KILL");
+    for ws in &mut gone {
+        assert_eq!(closed(ws), (1012, "worker lost".to_owned()));
+    }
+    for ws in &mut kept {
+        assert_eq!(say(ws, "still here"), "still here");
+    }
+}
+
+#[test]
+fn a_client_of_a_service_nobody_serves_gets_1013_after_the_101() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, DEFAULTS);
+    let mut ws = raw_ws(&server, "/w");
+    let close = common::next_close(&mut ws);
+    assert_eq!(common::close_code(&close), Some(1013));
+    assert_eq!(&close[2..], b"no worker for this service");
+}
+
+#[test]
+fn a_restarted_worker_registers_again_and_serves_new_clients() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, DEFAULTS);
+    let args = ["--connect", &endpoint, "--service", "svc"];
+    let mut worker = Proc::example("echo_worker", &args);
+    wait_ready(&server, 0, &[&worker.ready_tag()]);
+    let mut first = server.ws("/w");
+    assert_eq!(say(&mut first, "first"), "first");
+    // The first process leaves with BYE, the next one dies without a word;
+    // each time a new process is a new worker and serves new clients.
+    for signal in ["TERM", "KILL"] {
+        worker.end(signal);
+        if signal == "TERM" {
+            // Its client is closed at once: no worker is left.
+            assert_eq!(closed(&mut first).0, 1013);
+        }
+        let mark = server.log_len();
+        worker = Proc::example("echo_worker", &args);
+        wait_ready(&server, mark, &[&worker.ready_tag()]);
+        let mut ws = server.ws("/w");
+        assert_eq!(say(&mut ws, signal), signal);
+    }
+}
+
+#[test]
+fn workers_register_again_with_a_restarted_node() {
+    restart_the_node(false);
+}
+
+#[test]
+fn signed_workers_register_again_with_a_restarted_node() {
+    restart_the_node(true);
+}
+
+/// A library worker and an `echo_worker` process stay up while the node
+/// is killed (no BYE: UNKNOWN_PEER or silence tells them) and started
+/// again, then terminated (BYE tells them) and started again.
+fn restart_the_node(signed: bool) {
+    let dir = TempDir::new();
+    let endpoint = free_endpoint();
+    let (node_args, worker_args) = link_args(&dir, &endpoint, signed);
+    let keys = signed.then_some(KEYS);
+    let (events, seen) = mpsc::channel();
+    let mut server = node(&endpoint, &node_args);
+    let _lib = Lib::start("wA", &[&endpoint], keys, &events, tagging("wA"));
+    let process = Proc::example("echo_worker", &worker_args);
+    let both = ["wA".to_owned(), process.ready_tag()];
+    wait_ready(&server, 0, &both);
+    assert_both_serve(&server);
+    for how in ["KILL", "TERM"] {
+        server.signal(how);
+        if how == "TERM" {
+            assert_eq!(server.wait_exit(LIMIT), Some(0));
+        }
+        drop(server);
+        server = node(&endpoint, &node_args);
+        wait_event(&seen, "NodeReset", |_, event| {
+            matches!(event, Event::NodeReset { .. }).then_some(())
+        });
+        wait_ready(&server, 0, &both);
+        assert_both_serve(&server);
+    }
+}
+
+#[test]
+fn a_publish_reaches_subscribers_on_both_nodes_once() {
+    let (ep_a, ep_b) = (free_endpoint(), free_endpoint());
+    let route = ["--route", "/chat=chat"];
+    let (node_a, node_b) = (node(&ep_a, &route), node(&ep_b, &route));
+    let args = ["--connect", &ep_a, "--connect", &ep_b, "--service", "chat"];
+    let workers = [
+        Proc::example("chat_worker", &args),
+        Proc::example("chat_worker", &args),
+    ];
+    let tags: Vec<String> = workers.iter().map(Proc::ready_tag).collect();
+    wait_ready(&node_a, 0, &tags);
+    wait_ready(&node_b, 0, &tags);
+    // Two lobby members on each node, and one in another room.
+    let mut lobby = [
+        node_a.ws("/chat?room=lobby"),
+        node_a.ws("/chat"),
+        node_b.ws("/chat?room=lobby"),
+        node_b.ws("/chat?room=lobby"),
+    ];
+    let mut elsewhere = node_b.ws("/chat?room=other");
+    // Each worker logs the SUBSCRIBE it sends; once the last is logged,
+    // one probe that reaches everyone shows every node applied them.
+    for ws in lobby.iter().chain([&elsewhere]) {
+        let peer = format!("(127.0.0.1:{}) joins", port(ws));
+        eventually(LIMIT, || workers.iter().find_map(|w| w.line(&peer)))
+            .unwrap_or_else(|| panic!("nobody subscribed {peer}"));
+    }
+    sync_room(&mut lobby);
+    for (from, text) in [(0, "hello from A"), (3, "hello from B")] {
+        lobby[from].send(Ws::Text(text.into())).expect("send");
+        for (i, ws) in lobby.iter_mut().enumerate() {
+            if i != from {
+                assert_eq!(next_chat(ws), text, "member {i}");
+            }
+        }
+    }
+    // Once each, and not to the sender nor to the other room.
+    for ws in lobby.iter_mut().chain([&mut elsewhere]) {
+        assert_silent(ws);
+    }
+}
+
+#[test]
+fn a_stalled_worker_pauses_its_client_and_loses_nothing() {
+    const SIZE: usize = 1024;
+    const MIB: usize = 1 << 20;
+    let endpoint = free_endpoint();
+    // The echo burst after the stall may queue up at the client: this
+    // test is about the other direction, not slow consumers.
+    let server = node(&endpoint, &["--max-outbound-bytes", "268435456"]);
+    let stalled = Stalled::start(&endpoint);
+    wait_ready(&server, 0, &["stalled"]);
+    let mut client = Pump::new(raw_ws(&server, "/w"));
+    let rss_before = rss_kib(server.pid());
+
+    // Push until nothing reaches the socket for a second.
+    let (mut frames, mut last_progress) = (0u64, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(12);
+    while last_progress.elapsed() < Duration::from_secs(1) {
+        assert!(
+            Instant::now() < deadline && client.sent < 96 * MIB,
+            "never paused after {} bytes",
+            client.sent
+        );
+        if client.queued.is_empty() {
+            client.queue(&numbered(frames, SIZE));
+            frames += 1;
+        }
+        if client.step().0 > 0 {
+            last_progress = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let paused_at = client.sent;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(client.step().0, 0, "the server read again while stalled");
+    let rss_stalled = rss_kib(server.pid());
+    println!(
+        "paused after {paused_at} B, {frames} messages; VmRSS {rss_before} -> {rss_stalled} KiB"
+    );
+    assert!(
+        rss_stalled.saturating_sub(rss_before) < 64 * 1024,
+        "server grew from {rss_before} to {rss_stalled} KiB; client paused after {paused_at} B"
+    );
+    assert!(client.inbox.is_empty(), "echo from a stalled worker");
+
+    // Resumed: every message comes back, in order.
+    stalled.resume();
+    let mut next = 0;
+    let deadline = Instant::now() + LIMIT;
+    while next < frames {
+        assert!(Instant::now() < deadline, "{next} of {frames} echoed");
+        let (_, read) = client.step();
+        while let Some((opcode, payload)) = client.frame() {
+            assert_eq!(opcode, BINARY);
+            assert!(payload == numbered(next, SIZE), "message {next}");
+            next += 1;
+        }
+        if read == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let (echoed, heartbeats) = stalled.stop();
+    assert_eq!(echoed, frames);
+    // A full pipe holds back heartbeats too; they must not pile up.
+    assert!(
+        heartbeats <= 10,
+        "{heartbeats} heartbeats queued during the stall"
+    );
+}
+
+#[test]
+fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
+    let dir = TempDir::new();
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, &link_args(&dir, &endpoint, true).0);
+    let mut raw = Raw::connect(&endpoint, Some(KEYS), 0x5151);
+    let ready = ready_message(0x5151, "raw", &["raw"]);
+    let genuine_ready = raw.send(&ready, 0);
+    let boot = raw.welcomed();
+
+    let heartbeat = Message::Heartbeat { boot: 0x5151 };
+    let mut forger = KeyRing::parse(FORGED.as_bytes()).unwrap().signer(0x5151);
+    let mut truncated = raw.frames(&heartbeat, boot);
+    truncated.last_mut().unwrap().truncate(40);
+    let mut stale = Frames::new();
+    raw.signer
+        .as_mut()
+        .unwrap()
+        .encode(&heartbeat, boot, unix_ms() - 60_000, &mut stale)
+        .unwrap();
+    // Authentic but undecodable: a 7-byte connection id.
+    let mut bad_conn = unsigned(&send_to(&[7], "x"));
+    bad_conn[2].pop();
+    let bad_conn = sign_by_hand(bad_conn, 0x5152, boot);
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("bad header", vec![b"\xde\xad\xbe\xef".to_vec(), vec![0; 8]]),
+        ("malformed signature frame", truncated),
+        ("unsigned message", unsigned(&heartbeat)),
+        ("bad signature", signed(&mut forger, &heartbeat, boot)),
+        ("replayed sequence number", genuine_ready),
+        ("timestamp outside the skew bound", owned(&stale)),
+        (
+            "signed for another recipient",
+            raw.frames(&heartbeat, boot ^ 1),
+        ),
+        ("too many frames", vec![vec![1, 1, 1]; 200]),
+        ("malformed: ", bad_conn),
+    ];
+    for (reason, frames) in cases {
+        let mark = server.log_len();
+        raw.send_raw(&frames);
+        let line = log_line(
+            &server,
+            mark,
+            &format!("backend: dropped a message: {reason}"),
+        );
+        assert!(line.ends_with("(1 so far)"), "counted: {line}");
+    }
+    // The peer was not cut off: a genuine command still gets its answer.
+    raw.send(&send_to(&[7], "anyone?"), boot);
+    let error = raw.expect(MessageType::Error);
+    assert_eq!(
+        error_of(&error),
+        (ErrorCode::NO_SUCH_CONNECTION, "".into(), vec![7])
+    );
+    // And a signed library worker serves a client.
+    let (events, _seen) = mpsc::channel();
+    let _lib = Lib::start("wA", &[&endpoint], Some(KEYS), &events, tagging("wA"));
+    wait_ready(&server, 0, &["wA"]);
+    // The raw peer serves "raw" only: the client goes to wA.
+    let mut ws = server.ws("/w");
+    assert_eq!(say(&mut ws, "signed"), "wA:signed");
+}
+
+#[test]
+fn the_python_worker_echoes_text_and_binary() {
+    if let Some(why) = python_unavailable() {
+        println!("skipped: {why}");
+        return;
+    }
+    for signed in [false, true] {
+        let dir = TempDir::new();
+        let endpoint = free_endpoint();
+        let (node_args, worker_args) = link_args(&dir, &endpoint, signed);
+        let server = node(&endpoint, &node_args);
+        let python = Proc::python(&worker_args);
+        wait_ready(&server, 0, &[&python.ready_tag()]);
+        let mut ws = server.ws("/w");
+        assert_eq!(say(&mut ws, "hé from tungstenite"), "hé from tungstenite");
+        ws.send(Ws::Binary(vec![0, 255, 1, 2])).expect("send");
+        match ws.read().expect("binary echo") {
+            Ws::Binary(data) => assert_eq!(data, [0, 255, 1, 2]),
+            other => panic!("signed={signed}: {other:?}\n{}", python.log()),
+        }
+        ws.close(None).expect("close");
+    }
+}
+
+#[test]
+fn close_unknown_connections_and_reserved_services_answer_as_documented() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, DEFAULTS);
+    let (events, seen) = mpsc::channel();
+    // "close" closes the client with 4001; "ghost" sends to a connection
+    // that does not exist; DISCONNECT is answered by a SEND to the dead id.
+    let handler = |worker: &mut Worker, event: &Event| match event {
+        Event::Message {
+            node,
+            conn,
+            payload: OwnedPayload::Text(text),
+        } => {
+            let result = match text.as_str() {
+                "close" => worker.close(*node, *conn, CloseCode(4001), "worker says bye"),
+                _ => worker.send(*node, &[*conn + 1000], Payload::Text("boo")),
+            };
+            result.expect("command");
+        }
+        Event::Disconnect { node, conn, .. } => worker
+            .send(*node, &[*conn], Payload::Text("too late"))
+            .expect("send"),
+        _ => {}
+    };
+    let _lib = Lib::start("wA", &[&endpoint], None, &events, handler);
+    wait_ready(&server, 0, &["wA"]);
+    let mut ws = server.ws("/w");
+    let conn = connects(&seen, 1)[&port(&ws)].1.conn;
+
+    ws.send(Ws::Text("ghost".into())).expect("send");
+    let missing = |seen: &Receiver<Tagged>| {
+        wait_event(seen, "ERROR", |_, event| match event {
+            Event::Error {
+                code, about, conns, ..
+            } => Some((*code, *about, conns.clone())),
+            _ => None,
+        })
+    };
+    let expected = (ErrorCode::NO_SUCH_CONNECTION, 0x30, vec![conn + 1000]);
+    assert_eq!(missing(&seen), expected);
+
+    ws.send(Ws::Text("close".into())).expect("send");
+    assert_eq!(closed(&mut ws), (4001, "worker says bye".to_owned()));
+    let disconnect = wait_event(&seen, "DISCONNECT", |_, event| match event {
+        Event::Disconnect {
+            conn: c,
+            code,
+            initiator,
+            ..
+        } => Some((*c, *code, *initiator)),
+        _ => None,
+    });
+    assert_eq!(disconnect, (conn, CloseCode(4001), Initiator::Worker));
+    assert_eq!(
+        missing(&seen),
+        (ErrorCode::NO_SUCH_CONNECTION, 0x30, vec![conn])
+    );
+
+    // READY claiming the built-in service: refused, nothing registered.
+    let mut raw = Raw::connect(&endpoint, None, 0x7777);
+    raw.send(&ready_message(0x7777, "greedy", &["svc", "echo"]), 0);
+    let error = raw.expect(MessageType::Error);
+    assert_eq!(
+        error_of(&error),
+        (ErrorCode::RESERVED_SERVICE, "echo".into(), vec![])
+    );
+    raw.send(&Message::Heartbeat { boot: 0x7777 }, 0);
+    let error = raw.expect(MessageType::Error);
+    assert_eq!(error_of(&error).0, ErrorCode::UNKNOWN_PEER);
+}
+
+// ------------------------------------------------------------ the nodes
+
+/// A `tcp://` endpoint on a loopback port that was free a moment ago.
+fn free_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("tcp://{}", listener.local_addr().expect("address"))
+}
+
+/// A node routing `/w` to service `svc`, its ROUTER on `endpoint`,
+/// heartbeating every 100 ms.
+fn node<S: AsRef<str>>(endpoint: &str, extra: &[S]) -> Server {
+    let mut args = vec!["--route", "/w=svc", "--backend-bind", endpoint];
+    args.extend(["--backend-heartbeat-ms", "100"]);
+    args.extend(extra.iter().map(AsRef::as_ref));
+    Server::start(&args)
+}
+
+/// The extra arguments of a node on `endpoint` and of a worker process
+/// serving `svc` there, signing with a key file of [`KEYS`] written in
+/// `dir` when `signed`.
+fn link_args(dir: &TempDir, endpoint: &str, signed: bool) -> (Vec<String>, Vec<String>) {
+    let worker = ["--connect", endpoint, "--service", "svc"];
+    let (mut node_args, mut worker_args) = (vec![], worker.map(str::to_owned).to_vec());
+    if signed {
+        let path = dir.path().join("backend.keys");
+        std::fs::write(&path, KEYS).expect("key file");
+        let path = path.to_str().expect("UTF-8 path").to_owned();
+        node_args.extend(["--backend-key-file".to_owned(), path.clone()]);
+        worker_args.extend(["--key-file".to_owned(), path]);
+    }
+    (node_args, worker_args)
+}
+
+/// Waits until the node logged, after line `from`, a worker named by
+/// each tag registering.
+fn wait_ready<S: AsRef<str>>(server: &Server, from: usize, tags: &[S]) {
+    for tag in tags {
+        log_line(server, from, &format!("{} ready for ", tag.as_ref()));
+    }
+}
+
+/// The first line after `from` that contains `needle`; fails the test,
+/// showing the log, if none comes.
+fn log_line(server: &Server, from: usize, needle: &str) -> String {
+    server
+        .wait_log_from(from, needle, LIMIT)
+        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", server.log()))
+}
+
+/// The server's resident memory (`VmRSS`), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line[6..]
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .expect("KiB")
+}
+
+/// `f`'s first `Some` within `limit`, trying every 10 ms.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = f() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------- the clients
+
+/// The client's local port: the node tells workers `127.0.0.1:PORT`.
+fn port(ws: &WebSocket) -> u16 {
+    ws.get_ref().sock.local_addr().expect("address").port()
+}
+
+/// Sends `text` and returns the text that comes back.
+fn say(ws: &mut WebSocket, text: &str) -> String {
+    ws.send(Ws::Text(text.into())).expect("send");
+    read_text(ws)
+}
+
+/// The next text message (control frames skipped).
+fn read_text(ws: &mut WebSocket) -> String {
+    loop {
+        match ws.read().expect("a text message") {
+            Ws::Text(text) => return text,
+            Ws::Ping(_) | Ws::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server's Close: its code and reason.
+fn closed(ws: &mut WebSocket) -> (u16, String) {
+    loop {
+        match ws.read().expect("a Close") {
+            Ws::Close(Some(frame)) => return (frame.code.into(), frame.reason.into_owned()),
+            Ws::Close(None) => return (1005, String::new()),
+            Ws::Ping(_) | Ws::Pong(_) => {}
+            other => panic!("expected Close, got {other:?}"),
+        }
+    }
+}
+
+/// Fails if a message arrives within [`QUIET`].
+fn assert_silent(ws: &mut WebSocket) {
+    match briefly(ws, WebSocket::read) {
+        Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+}
+
+/// `read` with the client's read timeout cut to [`QUIET`].
+fn briefly<T>(ws: &mut WebSocket, read: impl FnOnce(&mut WebSocket) -> T) -> T {
+    let timeout = |ws: &WebSocket, limit| ws.get_ref().sock.set_read_timeout(Some(limit));
+    timeout(ws, QUIET).expect("timeout");
+    let result = read(ws);
+    timeout(ws, common::READ_TIMEOUT).expect("timeout");
+    result
+}
+
+/// Two clients, one on each worker, both echo.
+fn assert_both_serve(server: &Server) {
+    let mut replies: Vec<String> = (0..2).map(|_| say(&mut server.ws("/w"), "up")).collect();
+    replies.sort();
+    assert_eq!(replies, ["up", "wA:up"]);
+}
+
+/// The next chat line that is not a `sync-` probe.
+fn next_chat(ws: &mut WebSocket) -> String {
+    loop {
+        let text = read_text(ws);
+        if !text.starts_with("sync-") {
+            return text;
+        }
+    }
+}
+
+/// Probes the room until one probe from member 0 reaches every other
+/// member: then every node has applied every SUBSCRIBE. Late copies of
+/// earlier probes are skipped by [`next_chat`].
+fn sync_room(members: &mut [WebSocket]) {
+    let deadline = Instant::now() + LIMIT;
+    for probe in 0.. {
+        assert!(Instant::now() < deadline, "the room never formed");
+        let text = format!("sync-{probe}");
+        members[0].send(Ws::Text(text.clone())).expect("probe");
+        let mut everyone = true;
+        for ws in &mut members[1..] {
+            everyone &= briefly(ws, |ws| loop {
+                match ws.read() {
+                    Ok(Ws::Text(got)) if got == text => break true,
+                    Ok(_) => {}
+                    Err(_) => break false,
+                }
+            });
+        }
+        if everyone {
+            return;
+        }
+    }
+}
+
+/// The payload of message `n`, `size` bytes: the number, then filler.
+fn numbered(n: u64, size: usize) -> Vec<u8> {
+    let mut payload = n.to_be_bytes().to_vec();
+    payload.resize(size, (n % 251) as u8);
+    payload
+}
+
+/// A raw client on a non-blocking socket: it writes what the socket
+/// takes and reads what has come, never waiting, so it can push until the
+/// server stops reading and still read echoes while it writes.
+struct Pump {
+    tls: TlsStream,
+    /// Client frames not yet taken by rustls.
+    queued: Vec<u8>,
+    /// Plaintext from the server not yet parsed.
+    inbox: Vec<u8>,
+    /// TLS bytes written to the socket.
+    sent: usize,
+}
+
+impl Pump {
+    fn new(tls: TlsStream) -> Pump {
+        tls.sock.set_nonblocking(true).expect("non-blocking");
+        Pump {
+            tls,
+            queued: Vec::new(),
+            inbox: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Queues `payload` as one masked binary frame.
+    fn queue(&mut self, payload: &[u8]) {
+        self.queued
+            .extend_from_slice(&client_frame(true, BINARY, payload));
+    }
+
+    /// One round of writing and reading: (TLS bytes written, plaintext
+    /// bytes read).
+    fn step(&mut self) -> (usize, usize) {
+        let tls = &mut self.tls;
+        while !self.queued.is_empty() {
+            let taken = tls.conn.writer().write(&self.queued).expect("write");
+            if taken == 0 {
+                break;
+            }
+            self.queued.drain(..taken);
+        }
+        let mut written = 0;
+        while tls.conn.wants_write() {
+            match tls.conn.write_tls(&mut tls.sock) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        self.sent += written;
+        let before = self.inbox.len();
+        loop {
+            match tls.conn.read_tls(&mut tls.sock) {
+                Ok(0) => panic!("the server hung up"),
+                Ok(_) => {
+                    tls.conn.process_new_packets().expect("TLS");
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+            // rustls holds at most so much plaintext: take it each time.
+            let _ = tls.conn.reader().read_to_end(&mut self.inbox);
+        }
+        (written, self.inbox.len() - before)
+    }
+
+    /// The next whole server frame in the inbox, if there is one.
+    fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut rest = &self.inbox[..];
+        let (_, opcode, payload) = read_frame(&mut rest).ok()?;
+        let used = self.inbox.len() - rest.len();
+        self.inbox.drain(..used);
+        Some((opcode, payload))
+    }
+}
+
+// ---------------------------------------------------------- the workers
+
+/// An event and the name of the library worker that got it.
+type Tagged = (String, Event);
+
+/// What a library worker thread should do next.
+const RUN: u8 = 0;
+const LEAVE: u8 = 1;
+const VANISH: u8 = 2;
+
+/// A library worker serving `svc` on its own thread: each event goes to
+/// the handler, then to the test.
+struct Lib {
+    next: Arc<AtomicU8>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lib {
+    fn start(
+        name: &str,
+        endpoints: &[&str],
+        keys: Option<&str>,
+        events: &Sender<Tagged>,
+        mut handler: impl FnMut(&mut Worker, &Event) + Send + 'static,
+    ) -> Lib {
+        let endpoints = endpoints.iter().map(|e| e.to_string()).collect();
+        let mut config = Config::new(endpoints, vec!["svc".to_owned()]);
+        config.name = name.to_owned();
+        config.keys = keys.map(|text| KeyRing::parse(text.as_bytes()).expect("keys"));
+        let next = Arc::new(AtomicU8::new(RUN));
+        let (flag, events, name) = (Arc::clone(&next), events.clone(), name.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut worker = Worker::new(config).expect("worker");
+            while flag.load(Ordering::Relaxed) == RUN {
+                if let Some(event) = worker.poll(Duration::from_millis(10)) {
+                    handler(&mut worker, &event);
+                    let _ = events.send((name.clone(), event));
+                }
+            }
+            if flag.load(Ordering::Relaxed) == LEAVE {
+                worker.bye();
+            }
+            // VANISH: the sockets close (linger 0) without a word.
+        });
+        Lib {
+            next,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops without BYE, as if the process died.
+    fn vanish(mut self) {
+        self.stop(VANISH);
+    }
+
+    fn stop(&mut self, how: u8) {
+        self.next.store(how, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("worker thread");
+        }
+    }
+}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        self.stop(LEAVE);
+    }
+}
+
+/// Workers `wA` and `wB` (tagging their replies) registered with
+/// `server`, and their events.
+fn tagged_pair(server: &Server, endpoint: &str) -> (Lib, Lib, Receiver<Tagged>) {
+    let (events, seen) = mpsc::channel();
+    let a = Lib::start("wA", &[endpoint], None, &events, tagging("wA"));
+    let b = Lib::start("wB", &[endpoint], None, &events, tagging("wB"));
+    wait_ready(server, 0, &["wA", "wB"]);
+    (a, b, seen)
+}
+
+/// An echo handler that prefixes text replies with `tag:`.
+fn tagging(tag: &'static str) -> impl FnMut(&mut Worker, &Event) + Send {
+    move |worker, event| {
+        if let Event::Message {
+            node,
+            conn,
+            payload,
+        } = event
+        {
+            let text = String::from_utf8_lossy(payload.as_bytes());
+            let reply = format!("{tag}:{text}");
+            worker
+                .send(*node, &[*conn], Payload::Text(&reply))
+                .expect("echo");
+        }
+    }
+}
+
+/// Waits for the first event `pick` accepts; the others are dropped.
+fn wait_event<T>(
+    events: &Receiver<Tagged>,
+    what: &str,
+    mut pick: impl FnMut(&str, &Event) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (name, event) = events
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {what} within {LIMIT:?}"));
+        if let Some(found) = pick(&name, &event) {
+            return found;
+        }
+    }
+}
+
+/// Fails if an event `bad` accepts comes within [`QUIET`].
+fn assert_no_event(events: &Receiver<Tagged>, bad: impl Fn(&str, &Event) -> bool) {
+    let deadline = Instant::now() + QUIET;
+    while let Ok((name, event)) = events.recv_timeout(deadline - Instant::now().min(deadline)) {
+        assert!(!bad(&name, &event), "{name}: unexpected {event:?}");
+    }
+}
+
+/// The next `n` CONNECTs, by client port: the worker and the event.
+fn connects(events: &Receiver<Tagged>, n: usize) -> HashMap<u16, (String, Connected)> {
+    (0..n)
+        .map(|_| {
+            wait_event(events, "CONNECT", |name, event| match event {
+                Event::Connect(c) => {
+                    let port = c.peer.strip_prefix("127.0.0.1:")?.parse().ok()?;
+                    Some((port, (name.to_owned(), c.clone())))
+                }
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// A worker process: a reference example or the Python worker, its
+/// stderr kept for the test to search.
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// `target/debug/examples/NAME`, next to this test's `deps` folder.
+    fn example<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Proc {
+        let exe = std::env::current_exe().expect("test binary");
+        let path: PathBuf = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target dir")
+            .join("examples")
+            .join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: cargo build --examples",
+            path.display()
+        );
+        Proc::spawn(Command::new(path).args(args))
+    }
+
+    fn python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Proc {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/python/echo_worker.py"
+        );
+        Proc::spawn(Command::new("python3").arg(script).args(args))
+    }
+
+    fn spawn(command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start worker");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+            lines
+                .map_while(Result::ok)
+                .for_each(|line| sink.lock().expect("log").push(line));
+        });
+        Proc { child, log }
+    }
+
+    /// What the node's "worker NAME ready for" line ends the name with:
+    /// reference workers are named `PROGRAM@HOST/PID`; the Python one
+    /// `py-echo@HOST/PID` too.
+    fn ready_tag(&self) -> String {
+        format!("/{}", self.child.id())
+    }
+
+    /// The first log line containing `needle`, if one came.
+    fn line(&self, needle: &str) -> Option<String> {
+        let log = self.log.lock().expect("log");
+        log.iter().find(|line| line.contains(needle)).cloned()
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// Whether this echo worker (rather than `other`) logged the CONNECT
+    /// of client `ws`, waiting until one of them did.
+    fn saw_client(&self, ws: &WebSocket, other: &Proc) -> bool {
+        let needle = format!("from 127.0.0.1:{} on", port(ws));
+        let mine = eventually(LIMIT, || {
+            let me = self.line(&needle).map(|_| true);
+            me.or_else(|| other.line(&needle).map(|_| false))
+        });
+        mine.unwrap_or_else(|| panic!("no worker logged {needle}"))
+    }
+
+    /// Sends `signal` ("TERM", "KILL") and waits for the process to end.
+    fn end(&mut self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        assert!(status.expect("kill").success());
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Why the Python worker cannot run here, if it cannot.
+fn python_unavailable() -> Option<String> {
+    let status = Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stderr(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() => None,
+        Ok(_) => Some("pyzmq is not installed (pip install pyzmq)".into()),
+        Err(why) => Some(format!("no python3: {why}")),
+    }
+}
+
+// ------------------------------------------------------- raw DEALERs
+
+/// A bare DEALER speaking the codec by hand: it sends what the test
+/// says, signed or not, and reads with a deadline.
+struct Raw {
+    socket: zmq::Socket,
+    signer: Option<Signer>,
+    _context: zmq::Context,
+}
+
+impl Raw {
+    fn connect(endpoint: &str, keys: Option<&str>, instance: u64) -> Raw {
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::DEALER).expect("dealer");
+        socket.set_linger(0).expect("linger");
+        socket.connect(endpoint).expect("connect");
+        let ring = keys.map(|text| KeyRing::parse(text.as_bytes()).expect("keys"));
+        Raw {
+            socket,
+            signer: ring.map(|ring| ring.signer(instance)),
+            _context: context,
+        }
+    }
+
+    /// `message` encoded, signed for `recipient` when there are keys.
+    fn frames(&mut self, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
+        match &mut self.signer {
+            Some(signer) => signed(signer, message, recipient),
+            None => unsigned(message),
+        }
+    }
+
+    fn send(&mut self, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
+        let frames = self.frames(message, recipient);
+        self.send_raw(&frames);
+        frames
+    }
+
+    fn send_raw(&self, frames: &[Vec<u8>]) {
+        self.socket.send_multipart(frames, 0).expect("send");
+    }
+
+    /// The next message of type `kind` within [`LIMIT`], others skipped.
+    fn expect(&self, kind: MessageType) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {kind:?} within {LIMIT:?}");
+            let millis = left.as_millis() as i64;
+            if self.socket.poll(zmq::POLLIN, millis).expect("poll") == 0 {
+                continue;
+            }
+            let frames = self.socket.recv_multipart(0).expect("recv");
+            if frames[0].get(1) == Some(&(kind as u8)) {
+                return frames;
+            }
+        }
+    }
+
+    /// Waits for WELCOME; the node's boot id.
+    fn welcomed(&self) -> u64 {
+        let welcome = self.expect(MessageType::Welcome);
+        u64::from_be_bytes(welcome[1][..8].try_into().expect("boot"))
+    }
+}
+
+/// A worker that registers, then stops reading (heartbeating all along,
+/// so it stays alive) until resumed; then it echoes every MESSAGE.
+struct Stalled {
+    phase: Arc<AtomicU8>,
+    thread: Option<JoinHandle<(u64, usize)>>,
+}
+
+const STALL: u8 = 0;
+const ECHO: u8 = 1;
+const DONE: u8 = 2;
+
+impl Stalled {
+    fn start(endpoint: &str) -> Stalled {
+        let mut raw = Raw::connect(endpoint, None, 0x57a11);
+        let phase = Arc::new(AtomicU8::new(STALL));
+        let now = Arc::clone(&phase);
+        let thread = std::thread::spawn(move || {
+            raw.send(&ready_message(0x57a11, "stalled", &["svc"]), 0);
+            let (mut echoed, mut heartbeats, mut between) = (0, 0, 0);
+            while now.load(Ordering::Relaxed) != DONE {
+                raw.send(&Message::Heartbeat { boot: 0x57a11 }, 0);
+                if now.load(Ordering::Relaxed) == STALL {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                while raw.socket.poll(zmq::POLLIN, 20) == Ok(1) {
+                    let frames = raw.socket.recv_multipart(0).expect("recv");
+                    match frames[0][1] {
+                        // Those before the first message and after the
+                        // last one were due: the node was idle.
+                        0x01 if echoed > 0 => between += 1,
+                        0x21 => {
+                            heartbeats += std::mem::take(&mut between);
+                            let conn = frames[1][..8].to_vec();
+                            let send = [vec![1, 0x30, 0], vec![2], conn, frames[2].clone()];
+                            raw.send_raw(&send);
+                            echoed += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (echoed, heartbeats)
+        });
+        Stalled {
+            phase,
+            thread: Some(thread),
+        }
+    }
+
+    fn resume(&self) {
+        self.phase.store(ECHO, Ordering::Relaxed);
+    }
+
+    /// Stops: how many messages it echoed, and how many HEARTBEATs it
+    /// found among them (queued while its pipe was full).
+    fn stop(mut self) -> (u64, usize) {
+        self.halt().expect("stalled worker")
+    }
+
+    fn halt(&mut self) -> Option<(u64, usize)> {
+        self.phase.store(DONE, Ordering::Relaxed);
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn ready_message<'a>(instance: u64, name: &'a str, services: &'a [&'a str]) -> Message<'a> {
+    Message::Ready(Ready {
+        instance,
+        name,
+        services: List::from(services),
+    })
+}
+
+fn send_to<'a>(conns: &'a [u64], text: &'a str) -> Message<'a> {
+    Message::Send(SendTo {
+        conns: List::from(conns),
+        payload: Payload::Text(text),
+    })
+}
+
+/// An ERROR's code, detail and connections.
+fn error_of(frames: &[Vec<u8>]) -> (ErrorCode, String, Vec<u64>) {
+    let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    match decode(&views).expect("decode") {
+        Message::Error(ErrorReply {
+            code,
+            detail,
+            conns,
+            ..
+        }) => (code, detail.to_owned(), conns.iter().collect()),
+        other => panic!("not an ERROR: {other:?}"),
+    }
+}
+
+fn signed(signer: &mut Signer, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
+    let mut out = Frames::new();
+    signer
+        .encode(message, recipient, unix_ms(), &mut out)
+        .expect("encode");
+    owned(&out)
+}
+
+fn unsigned(message: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut out = Frames::new();
+    encode(message, &mut out).expect("encode");
+    owned(&out)
+}
+
+/// An unsigned message signed by hand with the key of [`KEYS`], as
+/// `sender`, sequence 1: how to sign what the codec will not encode.
+fn sign_by_hand(mut frames: Vec<Vec<u8>>, sender: u64, recipient: u64) -> Vec<Vec<u8>> {
+    use hmac::{Hmac, Mac};
+    let (id, secret) = KEYS.trim().split_once(':').expect("KEYID:SECRET");
+    frames[0][2] |= 1;
+    let mut signature = vec![id.len() as u8];
+    signature.extend_from_slice(id.as_bytes());
+    for field in [sender, recipient, 1, unix_ms()] {
+        signature.extend_from_slice(&field.to_be_bytes());
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    for frame in frames.iter().chain([&signature]) {
+        mac.update(&(frame.len() as u32).to_be_bytes());
+        mac.update(frame);
+    }
+    signature.extend_from_slice(&mac.finalize().into_bytes());
+    frames.push(signature);
+    frames
+}
+
+fn owned(frames: &Frames) -> Vec<Vec<u8>> {
+    frames.iter().map(<[u8]>::to_vec).collect()
+}
+
+fn unix_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH);
+    since.expect("clock").as_millis() as u64
+}
