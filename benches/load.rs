@@ -188,6 +188,13 @@ impl Target {
             TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
         let cert = dir.0.join("cert.pem");
+        // The embedded default ACL only opens /echo.
+        let acl = dir.0.join("worker-echo.acl");
+        std::fs::write(
+            &acl,
+            "allow guest /worker-echo connect\nallow guest worker-echo send\n",
+        )
+        .expect("write the ACL");
         let mut command = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
             let mut c = Command::new("taskset");
             c.args(["-c", "0", env!("CARGO_BIN_EXE_averyws")]);
@@ -206,6 +213,8 @@ impl Target {
                     "/worker-echo=worker-echo",
                     "--backend-bind",
                     endpoint,
+                    "--acl",
+                    acl.to_str().expect("utf-8 temp path"),
                 ]
             }))
             .stdin(Stdio::null())

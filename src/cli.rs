@@ -8,7 +8,9 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::backend::message::is_service_name;
-use crate::config::{Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss};
+use crate::config::{
+    Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
+};
 use crate::pace::Pace;
 use crate::ws::Limits;
 
@@ -143,6 +145,25 @@ pub struct Args {
     #[argh(option, default = "1000")]
     pub backend_heartbeat_ms: u64,
 
+    /// file of KID:SECRET lines verifying client tokens (JWT, HS256); the
+    /// token's kid picks the key
+    #[argh(option)]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// seconds of clock skew allowed on a token's exp and nbf (default 30)
+    #[argh(option, default = "crate::auth::token::DEFAULT_LEEWAY_S")]
+    pub jwt_leeway_s: u64,
+
+    /// a query parameter that may carry the token (default: none, tokens
+    /// only from Authorization or the bearer. subprotocol entry)
+    #[argh(option)]
+    pub token_query_param: Option<String>,
+
+    /// the ACL file, re-read on SIGHUP (default: the embedded ACL that
+    /// lets anyone use /echo and nothing else)
+    #[argh(option)]
+    pub acl: Option<PathBuf>,
+
     /// log level: off, error, warn, info, debug or trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
@@ -256,6 +277,13 @@ impl Args {
         if self.max_header_bytes < 512 {
             return Err("--max-header-bytes must be at least 512".into());
         }
+        if let Some(name) = &self.token_query_param {
+            if name.is_empty() || name.contains(['&', '=', '#', '?', ' ']) {
+                return Err(format!(
+                    "--token-query-param `{name}` must be a non-empty name without & = # ? or space"
+                ));
+            }
+        }
         Ok(Config {
             listen: self.listen,
             tls,
@@ -287,6 +315,12 @@ impl Args {
                 message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
             },
             backend,
+            auth: Auth {
+                jwt_secret_file: self.jwt_secret_file,
+                jwt_leeway_s: self.jwt_leeway_s,
+                token_query_param: self.token_query_param,
+                acl_file: self.acl,
+            },
             log_level: self.log_level,
         })
     }
@@ -428,6 +462,8 @@ mod tests {
             (&["--listen", "nowhere"], "listen"),
             (&["--bogus"], "bogus"),
             (&["--log-level", "loud"], "log"),
+            (&["--token-query-param", "a&b"], "--token-query-param"),
+            (&["--jwt-leeway-s", "-1"], "jwt-leeway-s"),
         ];
         for (args, needle) in table {
             let line = usage(args);

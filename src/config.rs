@@ -33,6 +33,8 @@ pub struct Config {
     pub protection: Protection,
     /// The backend link, if any route targets workers.
     pub backend: Option<Backend>,
+    /// Where tokens and the ACL come from.
+    pub auth: Auth,
     /// Log level for the `log` facade.
     pub log_level: log::LevelFilter,
 }
@@ -72,6 +74,35 @@ pub enum Service {
     Echo,
     /// A service of backend workers, by the name they announce in READY.
     Worker(String),
+}
+
+/// Authentication and access control (docs/acl.md). The files are read
+/// when the reactor starts; the ACL file again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// `KID:SECRET` lines verifying client tokens. None: no token can be
+    /// verified, so a client that presents one gets 401.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Clock-skew allowance for a token's `exp` and `nbf`, in seconds.
+    /// Default 30.
+    pub jwt_leeway_s: u64,
+    /// A query parameter that may carry the token. Default none: tokens in
+    /// URLs end up in logs, so it is opt-in.
+    pub token_query_param: Option<String>,
+    /// The ACL file. None: the embedded default, which lets anyone use the
+    /// echo route at `/echo` and nothing else.
+    pub acl_file: Option<PathBuf>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            jwt_secret_file: None,
+            jwt_leeway_s: crate::auth::token::DEFAULT_LEEWAY_S,
+            token_query_param: None,
+            acl_file: None,
+        }
+    }
 }
 
 /// The backend link, present when a route targets workers or an endpoint

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)] // allowed only in `sys`, for getsockopt(TCP_INFO)
 
+pub mod access;
 pub mod auth;
 pub mod backend;
 pub mod cli;

@@ -38,9 +38,10 @@ pub fn access(conn: &Conn, now: Instant) {
     };
     info!(
         target: ACCESS_TARGET,
-        "peer={} path={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
+        "peer={} path={} user={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
         conn.peer(),
         conn.path().unwrap_or("-"),
+        conn.identity().map_or("-", |identity| identity.user()),
         conn.age(now).as_millis(),
         stats.bytes_in,
         stats.bytes_out,

@@ -20,7 +20,8 @@
 use super::acl::Acl;
 
 /// The ACL used when none is configured: it allows the `guest` role, and
-/// so unauthenticated clients, to `connect` to `/echo`, and nothing else.
+/// so every client, to `connect` to `/echo` and `send` to the `echo`
+/// service, and nothing else.
 pub const DEFAULT_ACL: &str = include_str!("default.acl");
 
 /// The file name [`DEFAULT_ACL`]'s parse errors would carry.
@@ -256,9 +257,12 @@ mod tests {
     fn default_acl_lets_guests_echo_and_nothing_else() {
         let acl = parse(DEFAULT_ACL, DEFAULT_ACL_NAME).expect("the default parses");
         assert!(acl.is_allowed(GUEST, "/echo", &["connect"]));
+        assert!(acl.is_allowed(GUEST, "echo", &["send"]));
         assert!(!acl.is_allowed(GUEST, "/echo", &["send"]));
+        assert!(!acl.is_allowed(GUEST, "echo", &["connect"]));
         assert!(!acl.is_allowed(GUEST, "/other", &["connect"]));
-        assert_eq!(acl.grants().count(), 1);
+        assert!(!acl.is_allowed(GUEST, "other", &["send"]));
+        assert_eq!(acl.grants().count(), 2);
         assert_eq!(acl.users().count() + acl.parents().count(), 0);
     }
 

@@ -11,9 +11,13 @@
 //! ```
 //!
 //! - **Upgrading**: rustls runs the TLS handshake; the decrypted bytes are
-//!   collected (bounded) until the HTTP upgrade request is complete. Bytes
+//!   collected (bounded) until the HTTP upgrade request is complete, then
+//!   judged: the route (404), the token (401) and `connect` on the path
+//!   (401 without a token, 403 with one; see [`crate::access`]). Bytes
 //!   pipelined after the request are the first frame bytes.
-//! - **Open**: frames are decoded and served by the route's service.
+//! - **Open**: frames are decoded and served by the route's service; each
+//!   data message needs `send` on the service (refused: Close 1008), and
+//!   after an ACL change the connection needs `connect` again.
 //! - **Closing**: we sent a Close (shutdown, idle timeout) and wait for the
 //!   peer's Close, discarding data frames (RFC 6455 section 5.5.1).
 //! - **Draining**: nothing more to say. Pending output is flushed, then
@@ -49,6 +53,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 use rustls::{ServerConfig, ServerConnection};
 
+use crate::access::{self, Access, Identity};
 use crate::backend::link::Link;
 use crate::backend::message::{Disconnect, Initiator, Payload};
 use crate::backend::workers::WorkerRef;
@@ -81,6 +86,8 @@ pub struct Shared<'a> {
     pub now: Instant,
     /// The backend link, when the node has one.
     pub link: Option<&'a mut Link>,
+    /// Token verification and the ACL.
+    pub access: &'a Access,
 }
 
 /// Who ended the WebSocket session, for the access log.
@@ -129,6 +136,8 @@ pub struct Conn {
     last_rx: Instant,
     pinged: bool,
     path: Option<String>,
+    /// Who the client is, once its upgrade request was judged.
+    identity: Option<Identity>,
     close: Option<(u16, Closer)>,
     eviction: Option<Eviction>,
     guard: Guard,
@@ -195,6 +204,7 @@ impl Conn {
             last_rx: now,
             pinged: false,
             path: None,
+            identity: None,
             close: None,
             eviction: None,
             guard,
@@ -216,6 +226,28 @@ impl Conn {
     /// The upgraded path, once the upgrade request was parsed.
     pub fn path(&self) -> Option<&str> {
         self.path.as_deref()
+    }
+
+    /// Who the client is, once its upgrade request was judged.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// The ACL changed: an open connection whose user may no longer
+    /// `connect` to its path is closed with 1008.
+    pub fn recheck_access(&mut self, sh: &mut Shared<'_>) {
+        let (Some(identity), Some(path)) = (&self.identity, &self.path) else {
+            return;
+        };
+        if self.is_open() && !identity.may(sh.access.acl(), path, access::CONNECT) {
+            debug!(
+                "{}: {} may no longer connect to {path}",
+                self.peer,
+                identity.user()
+            );
+            self.start_close(sh.out, sh.now, CloseCode::POLICY_VIOLATION, "forbidden");
+            self.flush(sh);
+        }
     }
 
     /// The close code and who closed, once known.
@@ -309,17 +341,19 @@ impl Conn {
         };
         session.worker = None;
         if reassign {
-            return self.attach_worker(sh);
+            // Close 1013 when no worker is left: flushed below, like 1012.
+            self.attach_worker(sh, true);
+        } else {
+            session.pending = None;
+            self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, "worker lost");
         }
-        session.pending = None;
-        self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, "worker lost");
         self.flush(sh);
     }
 
     /// Gives the connection a worker for its service and tells it
-    /// (CONNECT); with none to be had, Close 1013.
-    fn attach_worker(&mut self, sh: &mut Shared<'_>) {
-        let reassigned = self.stats.messages_in > 0 || self.backend_blocked();
+    /// (CONNECT, flagged REASSIGNED when a dead worker had it); with none
+    /// to be had, Close 1013.
+    fn attach_worker(&mut self, sh: &mut Shared<'_>, reassigned: bool) {
         let (Some(Target::Worker(session)), Some(link)) =
             (&mut self.target, sh.link.as_deref_mut())
         else {
@@ -329,7 +363,8 @@ impl Conn {
             Some(worker) => {
                 session.worker = Some(worker);
                 let node = link.node_name.clone();
-                session.with_connect(self.id, &node, reassigned, |connect| {
+                let identity = self.identity.as_ref();
+                session.with_connect(self.id, &node, reassigned, identity, |connect| {
                     link.send_control(worker, connect, sh.now)
                 });
             }
@@ -770,7 +805,7 @@ impl Conn {
                     allowed_origins: &config.allowed_origins,
                     subprotocols: &config.subprotocols,
                 };
-                let request = match upgrade::parse(head, &policy) {
+                let mut request = match upgrade::parse(head, &policy) {
                     Ok(None) => return,
                     Ok(Some(request)) => request,
                     Err(rejection) => return self.refuse(rejection, sh.out, now),
@@ -778,6 +813,20 @@ impl Conn {
                 let Some(route) = config.route(&request.path) else {
                     return self.refuse(Rejection::NotFound, sh.out, now);
                 };
+                self.path = Some(request.path.clone());
+                let identity = match sh.access.identify(&request, access::unix_now()) {
+                    Ok(identity) => identity,
+                    Err(e) => {
+                        debug!("{}: token refused: {e}", self.peer);
+                        return self.refuse(Rejection::Unauthorized, sh.out, now);
+                    }
+                };
+                let admitted = sh.access.admit(&identity, &request.path);
+                self.identity = Some(identity);
+                if let Err(rejection) = admitted {
+                    return self.refuse(rejection, sh.out, now);
+                }
+                request.query = request.query.map(|q| sh.access.forwarded_query(&q));
                 upgrade::write_accept(sh.out, &request);
                 let mut early = head.split_off(request.head_len);
                 self.phase = Phase::Open(Session {
@@ -790,8 +839,7 @@ impl Conn {
                         Target::Worker(Box::new(session))
                     }
                 });
-                self.path = Some(request.path);
-                self.attach_worker(sh);
+                self.attach_worker(sh, false);
                 // Frames pipelined behind the request head.
                 self.on_plaintext(&mut early, sh);
                 if !self.is_done() {
@@ -802,6 +850,10 @@ impl Conn {
                 let Some(target) = self.target.as_mut() else {
                     return;
                 };
+                let may_send = self
+                    .identity
+                    .as_mut()
+                    .is_some_and(|identity| identity.may_send(sh.access, target.service()));
                 let mut serving = Serving {
                     out: sh.out,
                     link: sh.link.as_deref_mut(),
@@ -811,6 +863,7 @@ impl Conn {
                     conn: self.id,
                     // Once our Close is out, only the peer's Close matters.
                     closing: self.close.is_some(),
+                    may_send,
                 };
                 let closing = serving.closing;
                 let served = serving.frames(&mut session.decoder, target, bytes);
@@ -826,6 +879,14 @@ impl Conn {
                         self.drain(now);
                     }
                     Ok(Next::OverBudget) => self.evict(out, now, Eviction::RateLimited),
+                    Ok(Next::Forbidden(served)) => {
+                        debug!("{}: may not send on {}", self.peer, target.service());
+                        self.start_close(out, now, CloseCode::POLICY_VIOLATION, "forbidden");
+                        // What followed the message, the client's Close
+                        // perhaps, is read as a closing connection reads.
+                        let rest = bytes.get_mut(served..).unwrap_or_default();
+                        self.on_plaintext(rest, sh);
+                    }
                     Ok(Next::Blocked(served)) => {
                         self.unread = bytes.get(served..).unwrap_or_default().to_vec();
                     }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{Guard, Stats};
+use crate::access::Identity;
 use crate::backend::link::{Delivery, Link};
 use crate::backend::message::{Connect, Data, Message, Payload};
 use crate::backend::workers::WorkerRef;
@@ -16,6 +17,16 @@ pub enum Target {
     Echo,
     /// A backend worker: the state the protocol needs for this connection.
     Worker(Box<WorkerSession>),
+}
+
+impl Target {
+    /// The name of the service, the resource of the `send` permission.
+    pub fn service(&self) -> &str {
+        match self {
+            Target::Echo => "echo",
+            Target::Worker(session) => &session.service,
+        }
+    }
 }
 
 /// A connection's side of the backend protocol.
@@ -56,12 +67,14 @@ impl WorkerSession {
         }
     }
 
-    /// Runs `f` on the CONNECT event for this connection.
+    /// Runs `f` on the CONNECT event for this connection, which carries
+    /// the user and token roles of `identity` (none: anonymous).
     pub fn with_connect<R>(
         &self,
         conn: u64,
         node: &str,
         reassigned: bool,
+        identity: Option<&Identity>,
         f: impl FnOnce(&Message<'_>) -> R,
     ) -> R {
         let headers: Vec<(&str, &[u8])> = self
@@ -69,7 +82,7 @@ impl WorkerSession {
             .iter()
             .map(|(name, value)| (*name, value.as_bytes()))
             .collect();
-        let roles: [&str; 0] = [];
+        let roles = identity.map(Identity::connect_roles).unwrap_or_default();
         f(&Message::Connect(Connect {
             conn,
             reassigned,
@@ -79,7 +92,7 @@ impl WorkerSession {
             path: &self.path,
             query: &self.query,
             subprotocol: &self.subprotocol,
-            user: "",
+            user: identity.map_or("", Identity::connect_user),
             roles: roles.as_slice().into(),
             headers: headers.as_slice().into(),
         }))
@@ -122,6 +135,9 @@ pub fn payload_of(opcode: OpCode, bytes: &[u8]) -> Option<Payload<'_>> {
 pub enum Next {
     /// Keep going.
     Stay,
+    /// The client may not send on this service: the bytes from this
+    /// offset on follow the refused message.
+    Forbidden(usize),
     /// The client sent Close with this code (1005 when it had none).
     PeerClosed(u16),
     /// The client sent more messages than its budget.
@@ -147,6 +163,8 @@ pub struct Serving<'a> {
     pub conn: u64,
     /// Our Close is out: only the client's Close matters now.
     pub closing: bool,
+    /// The ACL lets the client send on the service.
+    pub may_send: bool,
 }
 
 impl Serving<'_> {
@@ -167,6 +185,9 @@ impl Serving<'_> {
                 // RFC 6455 section 5.5.1: after sending Close, data is
                 // discarded.
                 Event::Text(_) | Event::Binary(_) | Event::Ping(_) if self.closing => continue,
+                Event::Text(_) | Event::Binary(_) if !self.may_send => {
+                    return Ok(Next::Forbidden(pos))
+                }
                 Event::Text(_) | Event::Binary(_) if !self.guard.admit_message(self.now) => {
                     return Ok(Next::OverBudget)
                 }

@@ -261,8 +261,9 @@ impl Reactor {
             Message::Subscribe(sub) => {
                 if !self.is_open(sub.conn) {
                     vec![sub.conn]
-                } else if self.channels.subscribe(sub.conn, sub.channel)
-                    == Err(SubscribeError::TooMany)
+                } else if !self.may_subscribe(sub.conn, sub.channel)
+                    || self.channels.subscribe(sub.conn, sub.channel)
+                        == Err(SubscribeError::TooMany)
                 {
                     let conns = [sub.conn];
                     let reply = error(ErrorCode::FORBIDDEN, about, sub.channel, &conns);

@@ -19,6 +19,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::access::{self, Access};
 use crate::backend::channels::Channels;
 use crate::backend::link::Link;
 use crate::config::Config;
@@ -63,6 +64,8 @@ pub struct Reactor {
     timers: Timers,
     tls: TlsContext,
     config: Config,
+    /// Token verification and the ACL; the ACL is re-read on SIGHUP.
+    access: Access,
     buf: Vec<u8>,
     out: Vec<u8>,
     next_generation: u32,
@@ -88,8 +91,10 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// Binds the listener and installs the signal handlers.
+    /// Reads the secrets and ACL files, binds the listener and installs
+    /// the signal handlers.
     pub fn new(config: Config, tls: TlsContext) -> io::Result<Self> {
+        let access = Access::load(&config.auth).map_err(io::Error::other)?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
         let local_addr = listener.local_addr()?;
@@ -121,6 +126,7 @@ impl Reactor {
             timers,
             tls,
             config,
+            access,
             buf: vec![0; READ_BUFFER],
             out: Vec::new(),
             next_generation: 1,
@@ -313,6 +319,7 @@ impl Reactor {
             config: &self.config,
             now,
             link: self.link.as_mut(),
+            access: &self.access,
         };
         let result = f(&mut slot.conn, &mut sh);
         if self.out.capacity() > OUT_BUFFER_KEEP {
@@ -412,16 +419,60 @@ impl Reactor {
         let received: Vec<i32> = self.signals.pending().collect();
         for signal in received {
             match signal {
-                SIGHUP => match self.tls.reload() {
-                    Ok(()) => info!(
-                        "SIGHUP: certificate reloaded (SHA-256 {})",
-                        self.tls.fingerprint()
-                    ),
-                    Err(e) => warn!("SIGHUP: keeping the current certificate: {e}"),
-                },
+                SIGHUP => {
+                    match self.tls.reload() {
+                        Ok(()) => info!(
+                            "SIGHUP: certificate reloaded (SHA-256 {})",
+                            self.tls.fingerprint()
+                        ),
+                        Err(e) => warn!("SIGHUP: keeping the current certificate: {e}"),
+                    }
+                    self.reload_acl();
+                }
                 _ => self.shut_down(now),
             }
         }
+    }
+
+    /// Re-reads the ACL file; once a new ACL is in force, every open
+    /// connection checks `connect` on its path again (one pass per reload)
+    /// and is closed with 1008 if that was revoked.
+    fn reload_acl(&mut self) {
+        match self.access.reload_acl() {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => return warn!("SIGHUP: keeping the current ACL: {e}"),
+        }
+        let file = self
+            .access
+            .acl_file()
+            .map(|path| path.display().to_string());
+        info!("SIGHUP: ACL reloaded from {}", file.unwrap_or_default());
+        for id in self.conn_ids() {
+            self.with_conn(id, |conn, sh| conn.recheck_access(sh));
+        }
+    }
+
+    /// Whether the ACL lets connection `conn` (its backend id) be
+    /// subscribed to `channel`; false for a connection not open here.
+    fn may_subscribe(&self, conn: u64, channel: &str) -> bool {
+        let id = ConnId::from_wire(conn);
+        self.slots
+            .get(id.key as usize)
+            .filter(|slot| slot.generation == id.generation)
+            .and_then(|slot| slot.conn.identity())
+            .is_some_and(|identity| identity.may(self.access.acl(), channel, access::SUBSCRIBE))
+    }
+
+    /// The ids of every connection in the table.
+    fn conn_ids(&self) -> Vec<ConnId> {
+        self.slots
+            .iter()
+            .map(|(key, slot)| ConnId {
+                key: key as u32,
+                generation: slot.generation,
+            })
+            .collect()
     }
 
     /// Stops accepting, sends Close 1001 to every open connection and gives
@@ -441,15 +492,7 @@ impl Reactor {
         }
         self.timers
             .arm(now + self.config.timeouts.drain, Timer::DrainOver);
-        let ids: Vec<ConnId> = self
-            .slots
-            .iter()
-            .map(|(key, slot)| ConnId {
-                key: key as u32,
-                generation: slot.generation,
-            })
-            .collect();
-        for id in ids {
+        for id in self.conn_ids() {
             self.with_conn(id, |conn, sh| conn.on_shutdown(sh));
         }
     }

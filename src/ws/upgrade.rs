@@ -26,6 +26,13 @@
 //! 5. `Sec-WebSocket-Key`: 400.
 //! 6. `Origin`, when [`Policy::allowed_origins`] is not empty: 403.
 //! 7. Subprotocol negotiation, which never fails.
+//!
+//! Credentials are collected, not judged: the `Authorization` field (at
+//! most once: 400) and the first `Sec-WebSocket-Protocol` entry of the form
+//! `bearer.<token>` (the convention for browsers, which cannot set
+//! headers) are handed to the caller in the [`Request`]. Such an entry is
+//! never chosen as the subprotocol. A bad credential is the caller's
+//! [`Rejection::Unauthorized`].
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -34,6 +41,9 @@ use sha1::{Digest, Sha1};
 /// Most header lines one request head may carry; more is 431. This is the
 /// size of the array [`parse`] hands to [`httparse`].
 pub const MAX_HEADERS: usize = 64;
+
+/// A `Sec-WebSocket-Protocol` entry starting with this carries a token.
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 
 /// RFC 6455 section 1.3: the GUID appended to the key before hashing.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -70,7 +80,13 @@ pub struct Request {
     pub user_agent: Option<String>,
     /// The negotiated subprotocol: the first entry of the client's
     /// `Sec-WebSocket-Protocol` list that [`Policy::subprotocols`] holds.
+    /// Never a `bearer.` entry.
     pub subprotocol: Option<String>,
+    /// The `Authorization` field value, if sent.
+    pub authorization: Option<String>,
+    /// The token of the first `Sec-WebSocket-Protocol` entry that starts
+    /// with [`BEARER_PROTOCOL_PREFIX`], without the prefix.
+    pub bearer_protocol: Option<String>,
     /// The `Sec-WebSocket-Accept` value:
     /// base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
     pub accept: String,
@@ -86,7 +102,11 @@ pub enum Rejection {
     /// 400: not a well-formed WebSocket opening handshake. The text says
     /// which rule failed; it is for logs and never sent to the client.
     BadRequest(&'static str),
-    /// 403: `Origin` not allowed.
+    /// 401: a token was presented and refused, or none was presented and
+    /// the ACL does not let guests connect (decided by the caller). The
+    /// response carries `WWW-Authenticate: Bearer` (RFC 6750 section 3).
+    Unauthorized,
+    /// 403: `Origin` not allowed, or the ACL refuses `connect` on the path.
     Forbidden,
     /// 404: no route for the path (decided by the reactor).
     NotFound,
@@ -133,6 +153,8 @@ impl Rejection {
             out.extend_from_slice(
                 b"\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13",
             );
+        } else if self == Rejection::Unauthorized {
+            out.extend_from_slice(b"\r\nConnection: close\r\nWWW-Authenticate: Bearer");
         } else {
             out.extend_from_slice(b"\r\nConnection: close");
         }
@@ -143,6 +165,7 @@ impl Rejection {
     fn status_and_reason(self) -> (u16, &'static str) {
         match self {
             Rejection::BadRequest(_) => (400, "Bad Request"),
+            Rejection::Unauthorized => (401, "Unauthorized"),
             Rejection::Forbidden => (403, "Forbidden"),
             Rejection::NotFound => (404, "Not Found"),
             Rejection::UpgradeRequired => (426, "Upgrade Required"),
@@ -279,6 +302,14 @@ fn validate(
             .map(|agent| text(agent, "User-Agent is not UTF-8"))
             .transpose()?,
         subprotocol: fields.subprotocol.map(str::to_owned),
+        authorization: fields
+            .authorization
+            .map(|value| text(value, "Authorization is not UTF-8"))
+            .transpose()?,
+        bearer_protocol: fields
+            .bearer
+            .map(|value| text(value, "bearer token is not UTF-8"))
+            .transpose()?,
         accept,
         head_len,
     })
@@ -315,6 +346,9 @@ struct Fields<'b, 'p> {
     connection_upgrade: bool,
     /// The negotiated subprotocol, as the policy spells it.
     subprotocol: Option<&'p str>,
+    authorization: Option<&'b [u8]>,
+    /// The token of the first `bearer.` subprotocol entry.
+    bearer: Option<&'b [u8]>,
 }
 
 impl<'b, 'p> Fields<'b, 'p> {
@@ -353,10 +387,13 @@ impl<'b, 'p> Fields<'b, 'p> {
                 fields.upgrade_websocket |= has_token(value, b"websocket");
             } else if name.eq_ignore_ascii_case("connection") {
                 fields.connection_upgrade |= has_token(value, b"upgrade");
+            } else if name.eq_ignore_ascii_case("authorization") {
+                once(&mut fields.authorization, value, "duplicate Authorization")?;
             } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
                 fields.subprotocol = fields
                     .subprotocol
                     .or_else(|| negotiate(value, subprotocols));
+                fields.bearer = fields.bearer.or_else(|| bearer_entry(value));
             } else if name.eq_ignore_ascii_case("transfer-encoding")
                 || (name.eq_ignore_ascii_case("content-length") && !is_zero(value))
             {
@@ -389,9 +426,15 @@ fn once<'b>(
 /// are skipped.
 fn negotiate<'p>(value: &[u8], ours: &'p [String]) -> Option<&'p str> {
     list(value)
-        .filter(|entry| is_token(entry))
+        .filter(|entry| is_token(entry) && !entry.starts_with(BEARER_PROTOCOL_PREFIX.as_bytes()))
         .find_map(|entry| ours.iter().find(|name| name.as_bytes() == entry))
         .map(String::as_str)
+}
+
+/// The token of the first `bearer.<token>` entry of one
+/// `Sec-WebSocket-Protocol` line, if any.
+fn bearer_entry(value: &[u8]) -> Option<&[u8]> {
+    list(value).find_map(|entry| entry.strip_prefix(BEARER_PROTOCOL_PREFIX.as_bytes()))
 }
 
 /// Check the key and compute the `Sec-WebSocket-Accept` value from it
@@ -648,6 +691,8 @@ mod tests {
                 origin: Some("http://example.com".into()),
                 user_agent: None,
                 subprotocol: Some("chat".into()),
+                authorization: None,
+                bearer_protocol: None,
                 accept: RFC_ACCEPT.into(),
                 head_len: request.len(),
             }
@@ -781,12 +826,79 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_collected_and_bearer_entries_never_chosen() {
+        // (extra lines, server's subprotocols, chosen, authorization, bearer)
+        type Row<'a> = (
+            &'a str,
+            &'a [&'a str],
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let table: &[Row] = &[
+            ("", &["chat"], None, None, None),
+            (
+                "Authorization: Bearer a.b.c\r\n",
+                &[],
+                None,
+                Some("Bearer a.b.c"),
+                None,
+            ),
+            (
+                "Sec-WebSocket-Protocol: bearer.a.b.c, chat\r\n",
+                &["chat"],
+                Some("chat"),
+                None,
+                Some("a.b.c"),
+            ),
+            (
+                "Sec-WebSocket-Protocol: bearer.x\r\n",
+                &["bearer.x"],
+                None,
+                None,
+                Some("x"),
+            ),
+            (
+                "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: bearer.1, bearer.2\r\n",
+                &[],
+                None,
+                None,
+                Some("1"),
+            ),
+            (
+                "Sec-WebSocket-Protocol: Bearer.x\r\n",
+                &[],
+                None,
+                None,
+                None,
+            ),
+        ];
+        for &(lines, ours, chosen, authorization, bearer) in table {
+            let req = check(with(lines), &[], ours)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(req.subprotocol.as_deref(), chosen, "{lines:?}");
+            assert_eq!(req.authorization.as_deref(), authorization, "{lines:?}");
+            assert_eq!(req.bearer_protocol.as_deref(), bearer, "{lines:?}");
+        }
+        assert_eq!(
+            check(with("Authorization: a\r\nAuthorization: b\r\n"), &[], &[]),
+            Err(BadRequest("duplicate Authorization"))
+        );
+    }
+
+    #[test]
     fn rejection_responses() {
         let table = [
             (
                 BadRequest("x"),
                 400,
                 "400 Bad Request\r\nConnection: close\r\n",
+            ),
+            (
+                Rejection::Unauthorized,
+                401,
+                "401 Unauthorized\r\nConnection: close\r\nWWW-Authenticate: Bearer\r\n",
             ),
             (Forbidden, 403, "403 Forbidden\r\nConnection: close\r\n"),
             (

@@ -28,6 +28,9 @@ pub const CLOSE: u8 = 0x8;
 pub const PING: u8 = 0x9;
 pub const PONG: u8 = 0xA;
 
+/// An ACL that lets everyone do everything.
+pub const OPEN_ACL: &str = "allow guest * *\n";
+
 /// How long a test client waits for any single read before failing.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,6 +46,10 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `args` plus an ephemeral port and a development
     /// certificate written where the clients can trust it.
+    ///
+    /// With `--route` and no `--acl`, the server gets an ACL that allows
+    /// everything ([`OPEN_ACL`]): the embedded default only opens `/echo`,
+    /// and tests of other routes are not about permissions.
     pub fn start(args: &[&str]) -> Server {
         let dir = TempDir::new();
         let cert = dir.path().join("dev-cert.pem");
@@ -50,6 +57,12 @@ impl Server {
         let cert_str = cert.to_str().unwrap().to_owned();
         if !args.contains(&"--cert") {
             all.extend(["--dev-cert-out", &cert_str]);
+        }
+        let acl = dir.path().join("open.acl");
+        let acl_str = acl.to_str().unwrap().to_owned();
+        if args.contains(&"--route") && !args.contains(&"--acl") {
+            std::fs::write(&acl, OPEN_ACL).expect("write the open ACL");
+            all.extend(["--acl", &acl_str]);
         }
         all.extend_from_slice(args);
         Self::spawn(&all, dir, cert)

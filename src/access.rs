@@ -1,0 +1,375 @@
+//! The server's side of authentication and access control: the I/O shell
+//! around the sans-IO [`crate::auth`]. It reads the secrets and ACL files
+//! (again on SIGHUP), finds the token an upgrade request presents, and
+//! turns the verifier's and the ACL's answers into HTTP statuses and
+//! per-connection decisions. docs/acl.md says what is checked when.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::auth::acl::{Acl, GUEST, MAX_NAME_BYTES};
+use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
+use crate::auth::token::{TokenError, Verifier};
+use crate::backend::message::{Field, MAX_ROLES};
+use crate::config;
+use crate::ws::upgrade::{Rejection, Request};
+
+/// The permission checked on the path at the upgrade, and again on every
+/// ACL change.
+pub const CONNECT: &str = "connect";
+/// The permission checked on the route's service for each client message.
+pub const SEND: &str = "send";
+/// The permission checked on a channel when a worker subscribes a
+/// connection to it.
+pub const SUBSCRIBE: &str = "subscribe";
+
+/// Which ACL a decision was made under: bumped by every reload, and by
+/// every change to the loaded ACL (its own generation).
+pub type Generation = (u64, u64);
+
+/// Token verification and the ACL, as the reactor holds them.
+#[derive(Debug)]
+pub struct Access {
+    verifier: Option<Verifier>,
+    acl: Acl,
+    acl_file: Option<PathBuf>,
+    token_query_param: Option<String>,
+    reloads: u64,
+}
+
+impl Access {
+    /// Reads the secrets file and the ACL file (or takes the embedded
+    /// default). The error is one line naming the file (and line).
+    pub fn load(config: &config::Auth) -> Result<Self, String> {
+        let verifier = match &config.jwt_secret_file {
+            Some(path) => {
+                let text = read(path)?;
+                let verifier = Verifier::from_secrets(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(verifier.with_leeway(config.jwt_leeway_s))
+            }
+            None => None,
+        };
+        Ok(Access {
+            verifier,
+            acl: load_acl(config.acl_file.as_deref())?,
+            acl_file: config.acl_file.clone(),
+            token_query_param: config.token_query_param.clone(),
+            reloads: 0,
+        })
+    }
+
+    /// Reads the ACL file again (SIGHUP). On error the current ACL stays
+    /// and the error names the file and line. Without `--acl` there is
+    /// nothing to re-read: `Ok(false)`.
+    pub fn reload_acl(&mut self) -> Result<bool, String> {
+        let Some(path) = &self.acl_file else {
+            return Ok(false);
+        };
+        self.acl = load_acl(Some(path))?;
+        self.reloads += 1;
+        Ok(true)
+    }
+
+    /// The ACL in force.
+    pub fn acl(&self) -> &Acl {
+        &self.acl
+    }
+
+    /// The ACL file, when one is configured.
+    pub fn acl_file(&self) -> Option<&Path> {
+        self.acl_file.as_deref()
+    }
+
+    /// `query` as a worker is told it: without the token parameter.
+    pub fn forwarded_query(&self, query: &str) -> String {
+        query_without(query, self.token_query_param.as_deref())
+    }
+
+    /// The generation of the ACL in force.
+    pub fn generation(&self) -> Generation {
+        (self.reloads, self.acl.generation())
+    }
+
+    /// Who the client of `request` is, at `now_unix` seconds since the
+    /// epoch: the guest without a token, the token's subject with a valid
+    /// one. A token is looked for in `Authorization: Bearer`, then in a
+    /// `bearer.` subprotocol entry, then in the configured query
+    /// parameter; the first one found is the one judged.
+    pub fn identify(&self, request: &Request, now_unix: u64) -> Result<Identity, TokenError> {
+        let Some(token) = presented_token(request, self.token_query_param.as_deref()) else {
+            return Ok(Identity::guest());
+        };
+        let verifier = self.verifier.as_ref().ok_or(TokenError::UnknownKeyId)?;
+        let claims = verifier.verify(token, now_unix)?;
+        if claims.sub.len() > MAX_NAME_BYTES {
+            return Err(TokenError::BadClaims("sub longer than 256 bytes"));
+        }
+        Ok(Identity {
+            user: claims.sub,
+            roles: claims.roles,
+            authenticated: true,
+            send: None,
+        })
+    }
+
+    /// Whether `identity` may connect to `path`: refused, 401 for a client
+    /// without a token (a token might help) and 403 for one with a token.
+    pub fn admit(&self, identity: &Identity, path: &str) -> Result<(), Rejection> {
+        match (
+            identity.may(&self.acl, path, CONNECT),
+            identity.authenticated,
+        ) {
+            (true, _) => Ok(()),
+            (false, false) => Err(Rejection::Unauthorized),
+            (false, true) => Err(Rejection::Forbidden),
+        }
+    }
+}
+
+/// Who is on the other end of a connection, and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    user: String,
+    /// The token's roles; every connection also holds [`GUEST`].
+    roles: Vec<String>,
+    authenticated: bool,
+    /// The last `send` decision and the ACL it was made under.
+    send: Option<(Generation, bool)>,
+}
+
+impl Identity {
+    /// An unauthenticated client: the user [`GUEST`].
+    pub fn guest() -> Self {
+        Identity {
+            user: GUEST.to_owned(),
+            roles: Vec::new(),
+            authenticated: false,
+            send: None,
+        }
+    }
+
+    /// The user id: the token's `sub`, or [`GUEST`].
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// True when a valid token established the user.
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The user as CONNECT carries it: empty for a guest.
+    pub fn connect_user(&self) -> &str {
+        if self.authenticated {
+            &self.user
+        } else {
+            ""
+        }
+    }
+
+    /// The token's roles as CONNECT can carry them: the first
+    /// [`MAX_ROLES`] that fit a role frame.
+    pub fn connect_roles(&self) -> Vec<&str> {
+        let (min, max) = Field::Role.bounds();
+        self.roles
+            .iter()
+            .map(String::as_str)
+            .filter(|role| (min..=max).contains(&role.len()))
+            .take(MAX_ROLES)
+            .collect()
+    }
+
+    /// Whether the user, with the token's roles and [`GUEST`] on top of
+    /// their stored roles, may do `permission` on `resource`.
+    ///
+    /// Every connection holds [`GUEST`]: what anyone may do without a
+    /// token, a token holder may do too (the ACL has no deny rule).
+    pub fn may(&self, acl: &Acl, resource: &str, permission: &str) -> bool {
+        let roles: Vec<&str> = self
+            .roles
+            .iter()
+            .map(String::as_str)
+            .chain([GUEST])
+            .collect();
+        acl.is_allowed_with(&self.user, &roles, resource, &[permission])
+    }
+
+    /// Whether the user may `send` on `service`, decided once per ACL
+    /// generation (the service of a connection never changes).
+    pub fn may_send(&mut self, access: &Access, service: &str) -> bool {
+        let generation = access.generation();
+        match self.send {
+            Some((at, allowed)) if at == generation => allowed,
+            _ => {
+                let allowed = self.may(access.acl(), service, SEND);
+                self.send = Some((generation, allowed));
+                allowed
+            }
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for token expiry (0 if the clock is
+/// before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The token a request presents, if any. An `Authorization` field with
+/// another scheme than `Bearer` presents an empty token, which fails
+/// verification: a credential the server cannot use is a bad one.
+fn presented_token<'r>(request: &'r Request, query_param: Option<&str>) -> Option<&'r str> {
+    if let Some(value) = &request.authorization {
+        // RFC 9110 section 11.1: the scheme is case-insensitive.
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => "",
+        };
+        return Some(token);
+    }
+    if let Some(token) = &request.bearer_protocol {
+        return Some(token);
+    }
+    let (name, query) = (query_param?, request.query.as_deref()?);
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The query with the `name` parameter left out: what a worker is told,
+/// so a token in the URL goes no further than the node.
+pub fn query_without(query: &str, name: Option<&str>) -> String {
+    let Some(name) = name else {
+        return query.to_owned();
+    };
+    query
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some(name))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn load_acl(path: Option<&Path>) -> Result<Acl, String> {
+    let parsed = match path {
+        Some(path) => acl_file::parse(&read(path)?, &path.display().to_string()),
+        None => acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::upgrade::{self, Policy};
+
+    fn request(target: &str, extra: &str) -> Request {
+        let head = format!(
+            "GET {target} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        let policy = Policy {
+            max_header_bytes: 8192,
+            allowed_origins: &[],
+            subprotocols: &[],
+        };
+        upgrade::parse(head.as_bytes(), &policy)
+            .expect("valid")
+            .expect("complete")
+    }
+
+    #[test]
+    fn the_token_comes_from_the_first_source_that_has_one() {
+        let table: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+            ("/e", "", Some("t"), None),
+            ("/e", "Authorization: Bearer  abc \r\n", None, Some("abc")),
+            ("/e", "Authorization: bearer abc\r\n", None, Some("abc")),
+            ("/e", "Authorization: Basic abc\r\n", None, Some("")),
+            (
+                "/e",
+                "Sec-WebSocket-Protocol: chat, bearer.x.y.z\r\n",
+                None,
+                Some("x.y.z"),
+            ),
+            (
+                "/e?t=q",
+                "Authorization: Bearer h\r\nSec-WebSocket-Protocol: bearer.p\r\n",
+                Some("t"),
+                Some("h"),
+            ),
+            ("/e?a=1&t=q.r.s", "", Some("t"), Some("q.r.s")),
+            ("/e?a=1&t=q.r.s", "", None, None),
+            ("/e?tt=1&t", "", Some("t"), None),
+        ];
+        for &(target, extra, param, token) in table {
+            let req = request(target, extra);
+            assert_eq!(presented_token(&req, param), token, "{target} {extra:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_parameter_is_not_forwarded() {
+        assert_eq!(query_without("a=1&t=x&b=2", Some("t")), "a=1&b=2");
+        assert_eq!(query_without("a=1&t=x", None), "a=1&t=x");
+        assert_eq!(query_without("tt=1", Some("t")), "tt=1");
+    }
+
+    #[test]
+    fn guests_get_401_and_token_holders_403() {
+        let access = Access::load(&config::Auth::default()).expect("default");
+        let guest = Identity::guest();
+        assert_eq!(access.admit(&guest, "/echo"), Ok(()));
+        assert_eq!(access.admit(&guest, "/other"), Err(Rejection::Unauthorized));
+        let alice = Identity {
+            user: "alice".into(),
+            roles: vec!["r".into()],
+            authenticated: true,
+            send: None,
+        };
+        // Every connection holds guest.
+        assert_eq!(access.admit(&alice, "/echo"), Ok(()));
+        assert_eq!(access.admit(&alice, "/other"), Err(Rejection::Forbidden));
+        assert_eq!((alice.connect_user(), guest.connect_user()), ("alice", ""));
+    }
+
+    #[test]
+    fn a_send_decision_is_kept_until_the_acl_changes() {
+        let mut access = Access::load(&config::Auth::default()).expect("default");
+        let mut guest = Identity::guest();
+        assert!(guest.may_send(&access, "echo"));
+        assert!(!Identity::guest().may_send(&access, "chat"));
+        access.acl = Acl::new();
+        access.reloads += 1;
+        assert!(!guest.may_send(&access, "echo"));
+    }
+
+    #[test]
+    fn a_token_without_keys_is_refused() {
+        let access = Access::load(&config::Auth::default()).expect("default");
+        let req = request("/echo", "Authorization: Bearer a.b.c\r\n");
+        assert_eq!(access.identify(&req, 0), Err(TokenError::UnknownKeyId));
+        let req = request("/echo", "");
+        assert_eq!(access.identify(&req, 0), Ok(Identity::guest()));
+    }
+
+    #[test]
+    fn roles_that_do_not_fit_connect_are_left_out() {
+        let mut roles: Vec<String> = (0..40).map(|i| format!("r{i}")).collect();
+        roles.insert(0, "x".repeat(65));
+        let identity = Identity {
+            user: "u".into(),
+            roles,
+            authenticated: true,
+            send: None,
+        };
+        let forwarded = identity.connect_roles();
+        assert_eq!(forwarded.len(), MAX_ROLES);
+        assert_eq!(forwarded[0], "r0");
+    }
+}

@@ -1,0 +1,390 @@
+//! Authentication and ACL enforcement (docs/acl.md) against the real
+//! binary: tokens from each source, refusals at the upgrade, `send` per
+//! message, SIGHUP reloads that revoke, and what a worker is told.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use averyws::backend::message::ErrorCode;
+use averyws::backend::worker::{Config, Connected, Event, Worker};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::{
+    assert_echo, client_frame, header, read_close, read_response_head, send, status,
+    upgrade_request, Server, TempDir, TlsStream, TEXT,
+};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Guests may echo on /echo; members may also open /members and /w, and
+/// subscribe to `allowed/*`.
+const ACL: &str = "\
+allow guest /echo connect
+allow guest echo send
+allow member /members,/w connect
+allow member svc send
+allow member allowed/* subscribe
+user bob roles member
+";
+
+/// A token for `claims` (a JSON object text) with header `header`.
+fn sign(header: &str, claims: &str, secret: &str) -> String {
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// A valid token for `sub` with `roles`, expiring in an hour.
+fn token(sub: &str, roles: &[&str]) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+    let claims = format!(
+        r#"{{"sub":"{sub}","roles":[{}],"exp":{}}}"#,
+        roles.join(","),
+        now() + 3600
+    );
+    sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims, SECRET)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A server with the test secret, [`ACL`] in `acl.conf` of its directory
+/// (re-read on SIGHUP), and `extra` flags.
+fn server(extra: &[&str]) -> Server {
+    let dir = TempDir::new();
+    let secrets = dir.path().join("jwt.keys");
+    let acl = dir.path().join("acl.conf");
+    let cert = dir.path().join("dev-cert.pem");
+    std::fs::write(&secrets, format!("k1:{SECRET}\n")).expect("write secrets");
+    std::fs::write(&acl, ACL).expect("write acl");
+    let (secrets, acl, cert_out) = (path(&secrets), path(&acl), path(&cert));
+    let mut args = vec!["--jwt-secret-file", &secrets, "--acl", &acl];
+    args.extend(["--dev-cert-out", &cert_out]);
+    args.extend(["--route", "/echo=echo", "--route", "/members=echo"]);
+    args.extend_from_slice(extra);
+    Server::start_in(dir, cert, &args)
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+/// Sends an upgrade for `path` with `extra` header lines; the response
+/// head and the stream.
+fn try_upgrade(server: &Server, path: &str, extra: &str) -> (String, TlsStream) {
+    let mut stream = server.tls();
+    send(&mut stream, upgrade_request(path, extra).as_bytes());
+    (read_response_head(&mut stream), stream)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+#[test]
+fn a_token_is_taken_from_each_source() {
+    let server = server(&[
+        "--token-query-param",
+        "access_token",
+        "--subprotocol",
+        "chat",
+    ]);
+    let bob = token("bob", &[]);
+    let (head, mut ws) = try_upgrade(&server, "/members", &bearer(&bob));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_echo(&mut ws, TEXT, b"header");
+    // Browsers: a subprotocol entry, never echoed back as the choice.
+    let offer = format!("Sec-WebSocket-Protocol: bearer.{bob}, chat\r\n");
+    let (head, mut ws) = try_upgrade(&server, "/members", &offer);
+    assert_eq!(status(&head), 101, "{head}");
+    assert_eq!(header(&head, "Sec-WebSocket-Protocol"), Some("chat"));
+    assert_echo(&mut ws, TEXT, b"subprotocol");
+    let offer = format!("Sec-WebSocket-Protocol: bearer.{bob}\r\n");
+    let (head, _ws) = try_upgrade(&server, "/members", &offer);
+    assert_eq!(status(&head), 101, "{head}");
+    assert_eq!(header(&head, "Sec-WebSocket-Protocol"), None, "{head}");
+    let (head, mut ws) = try_upgrade(&server, &format!("/members?a=1&access_token={bob}"), "");
+    assert_eq!(status(&head), 101, "{head}");
+    assert_echo(&mut ws, TEXT, b"query");
+    drop(ws);
+    let line = server.wait_log("path=/members user=bob", LIMIT);
+    assert!(line.is_some(), "{:#?}", server.log());
+}
+
+#[test]
+fn the_query_parameter_is_off_by_default() {
+    let server = server(&[]);
+    let path = format!("/members?access_token={}", token("bob", &[]));
+    let (head, _) = try_upgrade(&server, &path, "");
+    assert_eq!(status(&head), 401, "{head}");
+}
+
+#[test]
+fn bad_tokens_get_401_without_detail() {
+    let server = server(&[]);
+    let expired = sign(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        &format!(r#"{{"sub":"bob","exp":{}}}"#, now() - 3600),
+        SECRET,
+    );
+    let forged = sign(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        r#"{"sub":"bob"}"#,
+        "not-the-secret-but-just-as-long-!!!",
+    );
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#),
+        URL_SAFE_NO_PAD.encode(r#"{"sub":"bob"}"#)
+    );
+    for (name, bad) in [("expired", expired), ("forged", forged), ("alg none", none)] {
+        // Even where a guest may connect: a bad token is never a guest.
+        let (head, _) = try_upgrade(&server, "/echo", &bearer(&bad));
+        assert_eq!(status(&head), 401, "{name}: {head}");
+        assert_eq!(header(&head, "WWW-Authenticate"), Some("Bearer"), "{name}");
+        assert_eq!(header(&head, "Content-Length"), Some("0"), "{name}");
+        assert_eq!(header(&head, "Connection"), Some("close"), "{name}");
+    }
+    let (head, _) = try_upgrade(&server, "/echo", "Authorization: Basic Ym9iOng=\r\n");
+    assert_eq!(status(&head), 401, "{head}");
+    assert!(server
+        .wait_log("token refused: token expired", LIMIT)
+        .is_some());
+    assert!(server.wait_log("path=/echo user=- ", LIMIT).is_some());
+}
+
+#[test]
+fn paths_are_401_for_guests_and_403_for_token_holders() {
+    let server = server(&[]);
+    let (head, _) = try_upgrade(&server, "/members", "");
+    assert_eq!(status(&head), 401, "{head}");
+    assert_eq!(header(&head, "WWW-Authenticate"), Some("Bearer"));
+    let (head, _) = try_upgrade(&server, "/members", &bearer(&token("eve", &[])));
+    assert_eq!(status(&head), 403, "{head}");
+    assert_eq!(header(&head, "WWW-Authenticate"), None);
+    assert!(server.wait_log("path=/members user=eve", LIMIT).is_some());
+    // A role in the token grants what the stored roles do not.
+    let (head, mut ws) = try_upgrade(&server, "/members", &bearer(&token("eve", &["member"])));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_echo(&mut ws, TEXT, b"by role");
+    // Every connection also holds guest: a token holder may echo.
+    let (head, mut ws) = try_upgrade(&server, "/echo", &bearer(&token("eve", &[])));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_echo(&mut ws, TEXT, b"as guest");
+}
+
+#[test]
+fn the_default_acl_lets_guests_echo_and_nothing_else() {
+    let dir = TempDir::new();
+    let cert = dir.path().join("dev-cert.pem");
+    let cert_out = path(&cert);
+    let args = ["--dev-cert-out", &cert_out];
+    let routes = ["--route", "/echo=echo", "--route", "/a=echo"];
+    let server = Server::start_in(dir, cert, &[&args[..], &routes].concat());
+    let mut ws = common::raw_ws(&server, "/echo");
+    assert_echo(&mut ws, TEXT, b"hello");
+    let (head, _) = try_upgrade(&server, "/a", "");
+    assert_eq!(status(&head), 401, "{head}");
+}
+
+#[test]
+fn a_message_the_acl_does_not_allow_closes_1008() {
+    let server = server(&[]);
+    let acl = server.dir.path().join("acl.conf");
+    std::fs::write(&acl, "allow guest /echo connect\n").expect("write");
+    server.signal("HUP");
+    assert!(server.wait_log("ACL reloaded", LIMIT).is_some());
+    let mut ws = common::raw_ws(&server, "/echo");
+    send(&mut ws, &client_frame(true, TEXT, b"not allowed"));
+    let payload = common::next_close(&mut ws);
+    assert_eq!(common::close_code(&payload), Some(1008));
+    assert_eq!(&payload[2..], b"forbidden");
+    assert!(server.wait_log("may not send on echo", LIMIT).is_some());
+    // A Close right behind the refused message is still read: the
+    // closing handshake completes without waiting for a timeout.
+    let mut ws = common::raw_ws(&server, "/echo");
+    let batch = [
+        client_frame(true, TEXT, b"no"),
+        common::client_close(1000, b""),
+    ]
+    .concat();
+    send(&mut ws, &batch);
+    assert_eq!(read_close(&mut ws), Some(1008));
+    common::expect_eof(&mut ws);
+}
+
+#[test]
+fn sighup_reloads_the_acl_revoking_live_connections() {
+    let server = server(&[]);
+    let acl = server.dir.path().join("acl.conf");
+    let mut guest = common::raw_ws(&server, "/echo");
+    let (_, mut member) = try_upgrade(&server, "/members", &bearer(&token("bob", &[])));
+    assert_echo(&mut guest, TEXT, b"before");
+    // A broken file keeps the ACL in force, and says where it broke.
+    let from = server.log_len();
+    std::fs::write(&acl, "allow guest /echo connect\nallow nonsense\n").expect("write");
+    server.signal("HUP");
+    let line = server.wait_log_from(from, "keeping the current ACL", LIMIT);
+    let needle = format!("{}:2:", acl.display());
+    assert!(
+        line.is_some_and(|l| l.contains(&needle)),
+        "{:#?}",
+        server.log()
+    );
+    assert_echo(&mut guest, TEXT, b"kept");
+    // Revoke the guest's /echo; bob keeps /members.
+    let from = server.log_len();
+    std::fs::write(
+        &acl,
+        "allow member /members connect\nuser bob roles member\n",
+    )
+    .expect("write");
+    server.signal("HUP");
+    assert_eq!(read_close(&mut guest), Some(1008));
+    assert!(server.wait_log_from(from, "ACL reloaded", LIMIT).is_some());
+    let (head, _) = try_upgrade(&server, "/echo", "");
+    assert_eq!(status(&head), 401, "{head}");
+    // bob's connection survived: its Ping is answered.
+    send(&mut member, &client_frame(true, common::PING, b"alive"));
+    let (_, opcode, payload) = common::read_frame(&mut member).expect("pong");
+    assert_eq!((opcode, payload.as_slice()), (common::PONG, &b"alive"[..]));
+}
+
+#[test]
+fn workers_learn_the_user_and_subscriptions_follow_the_acl() {
+    let endpoint = free_endpoint();
+    let server = server(&["--route", "/w=svc", "--backend-bind", &endpoint]);
+    let (worker, events) = LibWorker::start(&endpoint);
+    assert!(server.wait_log("ready for svc", LIMIT).is_some());
+    let token = token("bob", &["extra", "member"]);
+    let (head, _ws) = try_upgrade(&server, "/w?room=1&x=2", &bearer(&token));
+    assert_eq!(status(&head), 101, "{head}");
+    let connected = wait_for(&events, |event| match event {
+        Event::Connect(connected) => Some(connected.clone()),
+        _ => None,
+    });
+    assert_eq!(connected.user, "bob");
+    assert_eq!(connected.roles, ["extra", "member"]);
+    assert_eq!(connected.query, "room=1&x=2");
+    // The worker subscribed it to allowed/1 and denied/1: only the second
+    // is refused, with ERROR FORBIDDEN naming it.
+    let (code, detail, conns) = wait_for(&events, |event| match event {
+        Event::Error {
+            code,
+            detail,
+            conns,
+            ..
+        } => Some((*code, detail.clone(), conns.clone())),
+        _ => None,
+    });
+    assert_eq!((code, detail.as_str()), (ErrorCode::FORBIDDEN, "denied/1"));
+    assert_eq!(conns, [connected.conn]);
+    drop(worker);
+}
+
+/// A `tcp://` endpoint on a loopback port that was free a moment ago.
+fn free_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("tcp://{}", listener.local_addr().expect("address"))
+}
+
+/// Waits for the first event `pick` takes.
+fn wait_for<T>(events: &Receiver<Event>, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    loop {
+        let event = events
+            .recv_timeout(LIMIT)
+            .expect("an event from the worker");
+        if let Some(picked) = pick(&event) {
+            return picked;
+        }
+    }
+}
+
+/// A library worker for `svc` on a thread: it subscribes every new
+/// connection to `allowed/1` and `denied/1`, and passes every event on.
+struct LibWorker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LibWorker {
+    fn start(endpoint: &str) -> (LibWorker, Receiver<Event>) {
+        let config = Config::new(vec![endpoint.to_owned()], vec!["svc".to_owned()]);
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut worker = Worker::new(config).expect("worker");
+            while !flag.load(Ordering::Relaxed) {
+                let Some(event) = worker.poll(Duration::from_millis(10)) else {
+                    continue;
+                };
+                if let Event::Connect(Connected { node, conn, .. }) = &event {
+                    for channel in ["allowed/1", "denied/1"] {
+                        worker.subscribe(*node, *conn, channel).expect("subscribe");
+                    }
+                }
+                let _ = tx.send(event);
+            }
+            worker.bye();
+        });
+        let worker = LibWorker {
+            stop,
+            thread: Some(thread),
+        };
+        (worker, rx)
+    }
+}
+
+impl Drop for LibWorker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn bad_files_stop_the_start_with_file_and_line() {
+    let dir = TempDir::new();
+    let keys = dir.path().join("short.keys");
+    let acl = dir.path().join("broken.acl");
+    std::fs::write(&keys, "k1:short\n").expect("write");
+    std::fs::write(&acl, "allow guest /echo connect\nallow x\n").expect("write");
+    let (keys, acl) = (path(&keys), path(&acl));
+    let rows: [(&[&str], String); 3] = [
+        (&["--jwt-secret-file", &keys], format!("{keys}: line 1: ")),
+        (&["--acl", &acl], format!("{acl}:2: ")),
+        (
+            &["--acl", "/nonexistent/acl"],
+            "/nonexistent/acl: ".to_owned(),
+        ),
+    ];
+    for (args, needle) in rows {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_averyws"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .expect("run averyws");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(&format!("cannot start: {needle}")), "{last}");
+    }
+}
