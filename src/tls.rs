@@ -139,6 +139,9 @@ fn build_config(
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.ticketer = Arc::clone(ticketer);
+    // One TLS 1.3 ticket is enough to resume; rustls' default of two costs
+    // a second ticket encryption and record on every handshake.
+    config.send_tls13_tickets = 1;
     config.session_storage = Arc::clone(sessions);
     Ok(Arc::new(config))
 }
