@@ -4,6 +4,8 @@
 //! turns the verifier's and the ACL's answers into HTTP statuses and
 //! per-connection decisions. docs/acl.md says what is checked when.
 
+pub mod admin;
+
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -123,6 +123,11 @@ pub struct Args {
     #[argh(option)]
     pub backend_key_file: Option<PathBuf>,
 
+    /// key id whose signed messages may change the ACL at runtime
+    /// (repeatable; needs --backend-key-file)
+    #[argh(option)]
+    pub backend_admin_key: Vec<String>,
+
     /// network allowed to connect to the backend endpoints, as CIDR
     /// (repeatable; loopback is always allowed)
     #[argh(option)]
@@ -327,6 +332,10 @@ impl Args {
 
     /// The backend link's settings; `None` when nothing needs one.
     fn backend(&self, routes: &[Route]) -> Result<Option<Backend>, String> {
+        // Only a signature can say a message comes from an admin.
+        if !self.backend_admin_key.is_empty() && self.backend_key_file.is_none() {
+            return Err("--backend-admin-key needs --backend-key-file".into());
+        }
         let wants_workers = routes
             .iter()
             .any(|r| matches!(r.service, Service::Worker(_)));
@@ -380,6 +389,7 @@ impl Args {
         Ok(Some(Backend {
             binds,
             key_file: self.backend_key_file.clone(),
+            admin_keys: self.backend_admin_key.clone(),
             allow,
             worker_loss,
             node_name,
@@ -464,6 +474,7 @@ mod tests {
             (&["--log-level", "loud"], "log"),
             (&["--token-query-param", "a&b"], "--token-query-param"),
             (&["--jwt-leeway-s", "-1"], "jwt-leeway-s"),
+            (&["--backend-admin-key", "k1"], "needs --backend-key-file"),
         ];
         for (args, needle) in table {
             let line = usage(args);

@@ -113,6 +113,8 @@ pub struct Backend {
     pub binds: Vec<String>,
     /// `KEYID:SECRET` lines that sign every message; none = unsigned.
     pub key_file: Option<PathBuf>,
+    /// Key ids whose signed messages may administer the ACL.
+    pub admin_keys: Vec<String>,
     /// Peer networks allowed to connect, besides loopback.
     pub allow: Vec<crate::backend::cidr::Cidr>,
     /// What happens to a dead worker's connections.

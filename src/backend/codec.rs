@@ -16,9 +16,9 @@
 //! and nothing is allocated.
 
 use super::message::{
-    is_name, Close, Connect, Data, Disconnect, ErrorCode, ErrorReply, Field, Initiator, List,
-    Message, MessageType, Payload, Publish, Ready, SendTo, Subscription, Welcome,
-    CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, VERSION,
+    is_name, AclCommand, AclOp, AclResult, AclStatus, Close, Connect, Data, Disconnect, ErrorCode,
+    ErrorReply, Field, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
+    Subscription, Welcome, ACL_ARGS, CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, VERSION,
 };
 use crate::ws::CloseCode;
 
@@ -58,6 +58,10 @@ pub enum DecodeError {
     InvalidCloseCode(u16),
     /// A connection id is 0, which names no connection.
     ZeroConnId,
+    /// An ACL_COMMAND op byte is not one of [`AclOp`].
+    InvalidOp(u8),
+    /// An ACL_RESULT status or decision byte is not one v1 defines.
+    InvalidStatus(u8),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -76,6 +80,8 @@ impl std::fmt::Display for DecodeError {
             DecodeError::InvalidInitiator(who) => write!(f, "unknown initiator {who}"),
             DecodeError::InvalidCloseCode(code) => write!(f, "close code {code} not allowed"),
             DecodeError::ZeroConnId => f.write_str("connection id 0"),
+            DecodeError::InvalidOp(op) => write!(f, "unknown ACL operation {op}"),
+            DecodeError::InvalidStatus(byte) => write!(f, "unknown ACL status or decision {byte}"),
         }
     }
 }
@@ -184,6 +190,8 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
                 reason: body.string(Field::Reason)?,
             })
         }
+        MessageType::AclCommand => Message::AclCommand(decode_acl_command(&mut body)?),
+        MessageType::AclResult => Message::AclResult(decode_acl_result(&mut body)?),
     };
     body.end()?;
     Ok(message)
@@ -263,6 +271,15 @@ pub(super) fn encode_with_flags(
             let code = close_code(close.code)?;
             out.push_parts(&[&conn_id(close.conn)?.to_be_bytes(), &code.0.to_be_bytes()]);
             put_string(out, Field::Reason, close.reason)?;
+        }
+        Message::AclCommand(command) => encode_acl_command(command, out)?,
+        Message::AclResult(result) => {
+            out.push_parts(&[
+                &result.request.to_be_bytes(),
+                &[result.status as u8, decision_byte(result.decision)],
+            ]);
+            put_string(out, Field::Detail, result.detail)?;
+            put_string(out, Field::Explanation, result.explanation)?;
         }
     }
     Ok(())
@@ -451,6 +468,94 @@ fn decode_subscription<'a>(body: &mut Body<'a>) -> Result<Subscription<'a>, Deco
         conn: conn_id(conn)?,
         channel: body.string(Field::Channel)?,
     })
+}
+
+fn decode_acl_command<'a>(body: &mut Body<'a>) -> Result<AclCommand<'a>, DecodeError> {
+    let mut meta = body.meta()?;
+    let request = meta.u64()?;
+    let op = meta.u8()?;
+    let counts = [meta.u8()?, meta.u8()?, meta.u8()?].map(usize::from);
+    meta.end()?;
+    let op = AclOp::from_u8(op).ok_or(DecodeError::InvalidOp(op))?;
+    check_arity(op, counts)?;
+    if body.frames.len() != counts.iter().sum::<usize>() {
+        return Err(DecodeError::FrameCount);
+    }
+    let mut lists = [List::wire(&[]); ACL_ARGS];
+    for (list, count) in lists.iter_mut().zip(counts) {
+        let frames = body.take(count)?;
+        for &name in frames {
+            check_string(Field::AclName, name)?;
+        }
+        *list = List::wire(frames);
+    }
+    Ok(AclCommand {
+        request,
+        op,
+        args: lists,
+    })
+}
+
+fn decode_acl_result<'a>(body: &mut Body<'a>) -> Result<AclResult<'a>, DecodeError> {
+    let mut meta = body.meta()?;
+    let request = meta.u64()?;
+    let status = meta.u8()?;
+    let decision = meta.u8()?;
+    meta.end()?;
+    let status = match status {
+        0 => AclStatus::Ok,
+        1 => AclStatus::Refused,
+        2 => AclStatus::NotPersisted,
+        _ => return Err(DecodeError::InvalidStatus(status)),
+    };
+    let decision = match decision {
+        0 => None,
+        1 => Some(true),
+        2 => Some(false),
+        _ => return Err(DecodeError::InvalidStatus(decision)),
+    };
+    Ok(AclResult {
+        request,
+        status,
+        decision,
+        detail: body.string(Field::Detail)?,
+        explanation: body.string(Field::Explanation)?,
+    })
+}
+
+fn encode_acl_command(command: &AclCommand<'_>, out: &mut Frames) -> Result<(), DecodeError> {
+    let counts = command.args.map(|list| list.len());
+    check_arity(command.op, counts)?;
+    // Within the arity, every count fits a byte.
+    let bytes = counts.map(|count| u8::try_from(count).unwrap_or(u8::MAX));
+    out.push_parts(&[&command.request.to_be_bytes(), &[command.op as u8], &bytes]);
+    for list in &command.args {
+        put_strings(out, Field::AclName, list)?;
+    }
+    Ok(())
+}
+
+/// The op's bounds on each argument list's length.
+fn check_arity(op: AclOp, counts: [usize; ACL_ARGS]) -> Result<(), DecodeError> {
+    let fits = op
+        .arity()
+        .iter()
+        .zip(counts)
+        .all(|(&(min, max), count)| (min..=max).contains(&count));
+    if fits {
+        Ok(())
+    } else {
+        Err(DecodeError::Length(Field::AclArgs))
+    }
+}
+
+/// ACL_RESULT's decision byte: 0 none, 1 allowed, 2 denied.
+fn decision_byte(decision: Option<bool>) -> u8 {
+    match decision {
+        None => 0,
+        Some(true) => 1,
+        Some(false) => 2,
+    }
 }
 
 fn encode_connect(connect: &Connect<'_>, out: &mut Frames) -> Result<(), DecodeError> {
@@ -690,7 +795,9 @@ fn initiator(byte: u8) -> Result<Initiator, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::message::{HttpHeader, MAX_CONN_IDS, MAX_HEADERS, MAX_ROLES, MAX_SERVICES};
+    use crate::backend::message::{
+        HttpHeader, MAX_ACL_NAMES, MAX_CONN_IDS, MAX_HEADERS, MAX_ROLES, MAX_SERVICES,
+    };
 
     const SERVICES: &[&str] = &["chat", "rooms.v2"];
     const ROLES: &[&str] = &["admin", "user"];
@@ -824,7 +931,63 @@ mod tests {
                 code: CloseCode(4000),
                 reason: "",
             }),
+            acl_allow(),
+            Message::AclCommand(AclCommand {
+                request: u64::MAX,
+                op: AclOp::RemoveRoleParents,
+                args: [
+                    List::from(&ROLES[..1]),
+                    List::from(&[][..]),
+                    List::from(&[][..]),
+                ],
+            }),
+            Message::AclResult(AclResult {
+                request: 7,
+                status: AclStatus::Ok,
+                decision: Some(true),
+                detail: "",
+                explanation: "user alice\nallowed",
+            }),
+            Message::AclResult(AclResult {
+                request: 8,
+                status: AclStatus::NotPersisted,
+                decision: None,
+                detail: "acl.conf: read-only file system",
+                explanation: "",
+            }),
+            Message::AclResult(AclResult {
+                request: 9,
+                status: AclStatus::Refused,
+                decision: Some(false),
+                detail: "",
+                explanation: "",
+            }),
         ]
+    }
+
+    /// ALLOW [admin, user] [chat/*] [publish, subscribe], request 5.
+    fn acl_allow() -> Message<'static> {
+        const RESOURCES: &[&str] = &["chat/*"];
+        const PERMISSIONS: &[&str] = &["publish", "subscribe"];
+        Message::AclCommand(AclCommand {
+            request: 5,
+            op: AclOp::Allow,
+            args: [
+                List::from(ROLES),
+                List::from(RESOURCES),
+                List::from(PERMISSIONS),
+            ],
+        })
+    }
+
+    fn acl_result() -> Message<'static> {
+        Message::AclResult(AclResult {
+            request: 1,
+            status: AclStatus::Ok,
+            decision: None,
+            detail: "",
+            explanation: "",
+        })
     }
 
     /// The frames `encode` writes for `message`.
@@ -853,7 +1016,7 @@ mod tests {
             let again = encoded(&decoded);
             assert_eq!(again, frames, "{message:?}");
         }
-        assert_eq!(types.len(), 13, "every message type is sampled");
+        assert_eq!(types.len(), 15, "every message type is sampled");
     }
 
     #[test]
@@ -896,6 +1059,53 @@ mod tests {
         let connect = encoded(&Message::Connect(connect()));
         assert_eq!(connect.len(), 9 + ROLES.len() + 2 * HEADERS.len());
         assert_eq!(hex(connect)[1], "000000000000002a000203");
+        assert_eq!(
+            hex(encoded(&acl_allow())),
+            [
+                "014000",
+                "000000000000000501020102",
+                "61646d696e",
+                "75736572",
+                "636861742f2a",
+                "7075626c697368",
+                "737562736372696265"
+            ]
+        );
+        assert_eq!(
+            hex(encoded(&Message::AclResult(AclResult {
+                request: 5,
+                status: AclStatus::Ok,
+                decision: Some(false),
+                detail: "",
+                explanation: "no",
+            }))),
+            ["014100", "00000000000000050002", "", "6e6f"]
+        );
+    }
+
+    #[test]
+    fn every_acl_op_round_trips_at_its_widest() {
+        let names: Vec<&str> = (0..MAX_ACL_NAMES).map(|_| "n").collect();
+        let long = "x".repeat(256);
+        for byte in 1..=9 {
+            let op = AclOp::from_u8(byte).expect("op");
+            let lists = op.arity().map(|(_, max)| {
+                let list: &[&str] = if max == 1 {
+                    &[long.as_str()][..]
+                } else {
+                    &names[..max]
+                };
+                list.to_vec()
+            });
+            let message = Message::AclCommand(AclCommand {
+                request: 1,
+                op,
+                args: [0, 1, 2].map(|i| List::from(&lists[i][..])),
+            });
+            let frames = encoded(&message);
+            assert!(frames.len() < MAX_FRAMES);
+            assert_eq!(decode_owned(&frames), Ok(format!("{message:?}")), "{op:?}");
+        }
     }
 
     #[test]
@@ -1039,7 +1249,23 @@ mod tests {
         version_0: edit(&heartbeat(), 0, |h| h[0] = 0) => UnknownVersion(0);
         version_2_any_header_length: vec![vec![2]] => UnknownVersion(2);
         unknown_type: edit(&heartbeat(), 0, |h| h[1] = 0x03) => UnknownType(0x03);
-        acl_admin_reserved: edit(&heartbeat(), 0, |h| h[1] = 0x40) => UnknownType(0x40);
+        acl_admin_reserved: edit(&heartbeat(), 0, |h| h[1] = 0x42) => UnknownType(0x42);
+        acl_command_op_0: edit(&acl_allow(), 1, |m| m[8] = 0) => InvalidOp(0);
+        acl_command_op_10: edit(&acl_allow(), 1, |m| m[8] = 10) => InvalidOp(10);
+        acl_command_count_above_frames: edit(&acl_allow(), 1, |m| m[11] = 3) => FrameCount;
+        acl_command_count_below_frames: edit(&acl_allow(), 1, |m| m[11] = 1) => FrameCount;
+        acl_command_empty_list: edit(&acl_allow(), 1, |m| m[10] = 0) => Length(Field::AclArgs);
+        acl_command_over_cap: edit(&acl_allow(), 1, |m| m[9] = MAX_ACL_NAMES as u8 + 1) => Length(Field::AclArgs);
+        acl_command_arity: edit(&acl_allow(), 1, |m| m[8] = AclOp::Explain as u8) => Length(Field::AclArgs);
+        acl_command_meta_short: edit(&acl_allow(), 1, |m| { m.pop(); }) => FrameLength;
+        acl_command_empty_name: edit(&acl_allow(), 2, Vec::clear) => Length(Field::AclName);
+        acl_command_name_too_long: edit(&acl_allow(), 2, |n| n.resize(257, b'n')) => Length(Field::AclName);
+        acl_command_name_not_utf8: edit(&acl_allow(), 4, |n| n.push(0xff)) => InvalidUtf8(Field::AclName);
+        acl_result_status_3: edit(&acl_result(), 1, |m| m[8] = 3) => InvalidStatus(3);
+        acl_result_decision_3: edit(&acl_result(), 1, |m| m[9] = 3) => InvalidStatus(3);
+        acl_result_meta_long: edit(&acl_result(), 1, |m| m.push(0)) => FrameLength;
+        acl_result_explanation_too_long: edit(&acl_result(), 3, |e| e.resize(16385, b'e')) => Length(Field::Explanation);
+        acl_result_without_explanation: resize(&acl_result(), None) => FrameCount;
         unknown_header_flag: edit(&heartbeat(), 0, |h| h[2] = 0x02) => UnknownFlags(0x02);
         too_many_frames: vec![vec![1, 2, 0]; MAX_FRAMES + 1] => FrameCount;
         heartbeat_without_body: resize(&heartbeat(), None) => FrameCount;
@@ -1183,6 +1409,26 @@ mod tests {
                     reason: "",
                 }),
                 InvalidCloseCode(1016),
+            ),
+            (
+                Message::AclCommand(AclCommand {
+                    request: 1,
+                    op: AclOp::RemoveRole,
+                    args: [List::from(ROLES), List::from(&[][..]), List::from(&[][..])],
+                }),
+                Length(Field::AclArgs),
+            ),
+            (
+                Message::AclCommand(AclCommand {
+                    request: 1,
+                    op: AclOp::RemoveRole,
+                    args: [
+                        List::from(&[""][..]),
+                        List::from(&[][..]),
+                        List::from(&[][..]),
+                    ],
+                }),
+                Length(Field::AclName),
             ),
         ];
         let mut out = Frames::new();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::{encode, Frames};
 use super::message::{Message, MAX_FRAMES};
-use super::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
+use super::signing::{KeyRing, ReplayPolicy, Signer, Verified, Verifier, VerifyError};
 use super::workers::{WorkerRef, Workers};
 
 /// How the link is set up.
@@ -220,12 +220,13 @@ impl Link {
     /// Signature checks for one received message (frames after the
     /// routing id): on a signed link every check of docs/protocol.md
     /// section 9; on an unsigned one, signed messages are refused.
-    /// Returns the sender id a signed message claims, 0 when unsigned.
-    pub fn verify(&mut self, frames: &[&[u8]]) -> Result<u64, Dropped> {
+    /// Returns what the signature said (sender, key id), `None` when the
+    /// link is unsigned.
+    pub fn verify(&mut self, frames: &[&[u8]]) -> Result<Option<Verified>, Dropped> {
         match &mut self.verifier {
             Some(verifier) => verifier
                 .verify(frames, unix_ms())
-                .map(|verified| verified.sender)
+                .map(Some)
                 .map_err(Dropped::Verify),
             None => {
                 let signed = frames
@@ -235,7 +236,7 @@ impl Link {
                 if signed {
                     Err(Dropped::SignedOnUnsignedLink)
                 } else {
-                    Ok(0)
+                    Ok(None)
                 }
             }
         }

@@ -32,6 +32,10 @@ pub const MAX_ROLES: usize = 32;
 pub const MAX_HEADERS: usize = 32;
 /// Most connection ids one SEND (or ERROR) may carry.
 pub const MAX_CONN_IDS: usize = 1024;
+/// Most names in one argument list of an ACL_COMMAND.
+pub const MAX_ACL_NAMES: usize = 32;
+/// Number of argument lists of an ACL_COMMAND.
+pub const ACL_ARGS: usize = 3;
 
 /// The type byte of a message (byte 1 of the header frame).
 #[non_exhaustive]
@@ -63,11 +67,15 @@ pub enum MessageType {
     Unsubscribe = 0x33,
     /// 0x34, worker to node: close a connection.
     Close = 0x34,
+    /// 0x40, worker to node: change or query the ACL (admin keys only).
+    AclCommand = 0x40,
+    /// 0x41, node to worker: the outcome of an ACL_COMMAND.
+    AclResult = 0x41,
 }
 
 impl MessageType {
     /// The type for a type byte, or `None` for a value v1 does not define
-    /// (0x40-0x4F are reserved for ACL administration).
+    /// (0x42-0x4F stay reserved for ACL administration).
     pub fn from_u8(byte: u8) -> Option<MessageType> {
         use MessageType::*;
         [
@@ -84,6 +92,8 @@ impl MessageType {
             Subscribe,
             Unsubscribe,
             Close,
+            AclCommand,
+            AclResult,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)
@@ -94,7 +104,7 @@ impl MessageType {
         use MessageType::*;
         matches!(
             self,
-            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect
+            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect | AclResult
         )
     }
 
@@ -103,7 +113,7 @@ impl MessageType {
         use MessageType::*;
         matches!(
             self,
-            Heartbeat | Bye | Ready | Send | Publish | Subscribe | Unsubscribe | Close
+            Heartbeat | Bye | Ready | Send | Publish | Subscribe | Unsubscribe | Close | AclCommand
         )
     }
 }
@@ -141,6 +151,10 @@ pub enum Message<'a> {
     Unsubscribe(Subscription<'a>),
     /// CLOSE.
     Close(Close<'a>),
+    /// ACL_COMMAND.
+    AclCommand(AclCommand<'a>),
+    /// ACL_RESULT.
+    AclResult(AclResult<'a>),
 }
 
 impl Message<'_> {
@@ -160,6 +174,8 @@ impl Message<'_> {
             Message::Subscribe(_) => MessageType::Subscribe,
             Message::Unsubscribe(_) => MessageType::Unsubscribe,
             Message::Close(_) => MessageType::Close,
+            Message::AclCommand(_) => MessageType::AclCommand,
+            Message::AclResult(_) => MessageType::AclResult,
         }
     }
 }
@@ -299,6 +315,113 @@ pub struct Close<'a> {
     pub reason: &'a str,
 }
 
+/// ACL_COMMAND: one change to the ACL, or one question about it, from a
+/// worker whose key is an admin key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclCommand<'a> {
+    /// Chosen by the worker; the ACL_RESULT carries it back.
+    pub request: u64,
+    /// What to do.
+    pub op: AclOp,
+    /// The operation's arguments: three lists of names (users, roles,
+    /// resources, permissions, as [`AclOp::arity`] says), each name
+    /// 1-256 bytes of UTF-8.
+    pub args: [List<'a, &'a str>; ACL_ARGS],
+}
+
+/// An ACL operation, with the semantics of the engine's method of the
+/// same name ([`crate::auth::acl::Acl`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AclOp {
+    /// 1: `allow(roles, resources, permissions)`.
+    Allow = 1,
+    /// 2: `remove_allow([role], resources, permissions)`; no permission
+    /// means all of them.
+    RemoveAllow = 2,
+    /// 3: `remove_role([role])`.
+    RemoveRole = 3,
+    /// 4: `remove_resource([resource])`.
+    RemoveResource = 4,
+    /// 5: `add_user_roles([user], roles)`.
+    AddUserRoles = 5,
+    /// 6: `remove_user_roles([user], roles)`.
+    RemoveUserRoles = 6,
+    /// 7: `add_role_parents([role], parents)`.
+    AddRoleParents = 7,
+    /// 8: `remove_role_parents([role], parents)`; no parent means all of
+    /// them.
+    RemoveRoleParents = 8,
+    /// 9: `explain([user], [resource], [permission])`: changes nothing.
+    Explain = 9,
+}
+
+impl AclOp {
+    /// The operation for an op byte, or `None`.
+    pub fn from_u8(byte: u8) -> Option<AclOp> {
+        use AclOp::*;
+        [
+            Allow,
+            RemoveAllow,
+            RemoveRole,
+            RemoveResource,
+            AddUserRoles,
+            RemoveUserRoles,
+            AddRoleParents,
+            RemoveRoleParents,
+            Explain,
+        ]
+        .into_iter()
+        .find(|op| *op as u8 == byte)
+    }
+
+    /// Inclusive bounds of the number of names in each argument list.
+    pub fn arity(self) -> [(usize, usize); ACL_ARGS] {
+        const ONE: (usize, usize) = (1, 1);
+        const NONE: (usize, usize) = (0, 0);
+        const SOME: (usize, usize) = (1, MAX_ACL_NAMES);
+        const ANY: (usize, usize) = (0, MAX_ACL_NAMES);
+        match self {
+            AclOp::Allow => [SOME, SOME, SOME],
+            AclOp::RemoveAllow => [ONE, SOME, ANY],
+            AclOp::RemoveRole | AclOp::RemoveResource => [ONE, NONE, NONE],
+            AclOp::AddUserRoles | AclOp::RemoveUserRoles | AclOp::AddRoleParents => {
+                [ONE, SOME, NONE]
+            }
+            AclOp::RemoveRoleParents => [ONE, ANY, NONE],
+            AclOp::Explain => [ONE, ONE, ONE],
+        }
+    }
+}
+
+/// ACL_RESULT: what became of an ACL_COMMAND.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclResult<'a> {
+    /// The ACL_COMMAND's request id.
+    pub request: u64,
+    /// Whether it was carried out.
+    pub status: AclStatus,
+    /// For EXPLAIN: whether the permission is granted; `None` otherwise.
+    pub decision: Option<bool>,
+    /// Why it was refused or not persisted; empty when OK. 0-256 bytes.
+    pub detail: &'a str,
+    /// For EXPLAIN: the explanation for people; empty otherwise.
+    /// 0-16384 bytes.
+    pub explanation: &'a str,
+}
+
+/// The status of an [`AclResult`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AclStatus {
+    /// 0: done (a change is in force and persisted).
+    Ok = 0,
+    /// 1: refused (an invalid name, a cycle, no ACL file): nothing changed.
+    Refused = 1,
+    /// 2: the change could not be written to the ACL file and was undone:
+    /// nothing changed.
+    NotPersisted = 2,
+}
+
 /// A WebSocket data message; the kind byte on the wire is the RFC 6455
 /// opcode (1 text, 2 binary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,7 +467,8 @@ impl ErrorCode {
     pub const RESERVED_SERVICE: ErrorCode = ErrorCode(3);
     /// 4: the listed connections are not open on this node.
     pub const NO_SUCH_CONNECTION: ErrorCode = ErrorCode(4);
-    /// 5: the ACL refused the SUBSCRIBE for the listed connection.
+    /// 5: the ACL refused the SUBSCRIBE for the listed connection, or an
+    /// ACL_COMMAND was not signed with an admin key.
     pub const FORBIDDEN: ErrorCode = ErrorCode(5);
     /// 6: the payload is larger than WELCOME's `max_payload`.
     pub const TOO_BIG: ErrorCode = ErrorCode(6);
@@ -417,6 +541,13 @@ pub enum Field {
     /// A payload: at most 2^32 - 1 bytes (the node's own cap is lower, see
     /// [`Welcome::max_payload`]).
     Payload,
+    /// A name in an ACL_COMMAND: 1-256 bytes.
+    AclName,
+    /// An ACL_COMMAND argument list: as its [`AclOp::arity`] says, at most
+    /// 32 entries.
+    AclArgs,
+    /// ACL_RESULT's explanation: 0-16384 bytes.
+    Explanation,
 }
 
 impl Field {
@@ -438,6 +569,9 @@ impl Field {
             Field::Targets => (1, MAX_CONN_IDS),
             Field::Affected => (0, MAX_CONN_IDS),
             Field::Payload => (0, u32::MAX as usize),
+            Field::AclName => (1, 256),
+            Field::AclArgs => (0, MAX_ACL_NAMES),
+            Field::Explanation => (0, 16384),
         }
     }
 
@@ -575,8 +709,15 @@ mod tests {
             assert_eq!(kind as u8, byte);
             assert!(kind.sent_by_node() || kind.sent_by_worker(), "{kind:?}");
         }
-        assert_eq!(known, 13);
-        assert_eq!(MessageType::from_u8(0x40), None, "reserved for ACL admin");
+        assert_eq!(known, 15);
+        assert_eq!(MessageType::from_u8(0x42), None, "reserved for ACL admin");
+        for byte in 0..=u8::MAX {
+            if let Some(op) = AclOp::from_u8(byte) {
+                assert_eq!(op as u8, byte);
+            }
+        }
+        assert_eq!(AclOp::from_u8(0), None);
+        assert_eq!(AclOp::from_u8(10), None);
     }
 
     #[test]

@@ -273,6 +273,49 @@ pub struct Verified {
     pub sequence: u64,
     /// The sender's clock, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The id of the key whose MAC matched: a node tells admin workers by
+    /// it.
+    pub key_id: KeyId,
+}
+
+/// A key id (1-32 bytes of `A-Z a-z 0-9 . _ -`), held inline so that
+/// [`Verified`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId {
+    len: u8,
+    bytes: [u8; MAX_KEY_ID],
+}
+
+impl KeyId {
+    /// `id` as a key id, or `None` if it is not one.
+    pub fn new(id: &str) -> Option<KeyId> {
+        Self::from_bytes(id.as_bytes())
+    }
+
+    fn from_bytes(id: &[u8]) -> Option<KeyId> {
+        if !key_id_ok(id) {
+            return None;
+        }
+        let mut bytes = [0; MAX_KEY_ID];
+        bytes.get_mut(..id.len())?.copy_from_slice(id);
+        Some(KeyId {
+            len: u8::try_from(id.len()).ok()?,
+            bytes,
+        })
+    }
+
+    /// The key id.
+    pub fn as_str(&self) -> &str {
+        let id = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        // Checked to be ASCII when made.
+        std::str::from_utf8(id).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// Why a message failed verification. Every variant means "drop it, count
@@ -374,6 +417,7 @@ impl Verifier {
             sender: frame.sender,
             sequence: frame.sequence,
             timestamp_ms: frame.timestamp_ms,
+            key_id: KeyId::from_bytes(frame.key_id).ok_or(VerifyError::SignatureFrame)?,
         })
     }
 }
@@ -528,10 +572,28 @@ mod tests {
                 sender: NODE,
                 sequence: 1,
                 timestamp_ms: NOW,
+                key_id: KeyId::new("k1").expect("key id"),
             })
         );
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         assert_eq!(decode(&refs), Ok(data()));
+    }
+
+    #[test]
+    fn key_ids_hold_only_key_id_syntax() {
+        assert_eq!(
+            KeyId::new("k-1.a_B").map(|id| id.as_str().to_owned()),
+            Some("k-1.a_B".into())
+        );
+        assert_eq!(format!("{:?}", KeyId::new("k1").expect("valid")), "\"k1\"");
+        let longest = "k".repeat(MAX_KEY_ID);
+        assert_eq!(
+            KeyId::new(&longest).map(|id| id.as_str().len()),
+            Some(MAX_KEY_ID)
+        );
+        for bad in ["", "k/1", "k 1", &"k".repeat(MAX_KEY_ID + 1)] {
+            assert_eq!(KeyId::new(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -540,7 +602,8 @@ mod tests {
         let mut signer = ring(old).signer(NODE);
         let frames = signed(&mut signer, &data(), WORKER, NOW);
         let mut verifier = worker_verifier(b"new:bbbbbbbbbbbbbbbbbbbb\nold:aaaaaaaaaaaaaaaaaaaa\n");
-        assert!(check(&mut verifier, &frames, NOW).is_ok());
+        let verified = check(&mut verifier, &frames, NOW).expect("verifies");
+        assert_eq!(verified.key_id.as_str(), "old", "the key that verified");
     }
 
     /// One test per row: `name: frames of data() signed at NOW => change,

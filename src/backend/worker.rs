@@ -65,8 +65,9 @@ use log::{debug, error, info, warn};
 
 use super::codec::{decode, encode, parse_head, DecodeError, Frames};
 use super::message::{
-    is_reserved_service, is_service_name, Close, ErrorCode, Initiator, List, Message, Payload,
-    Publish, Ready, SendTo, Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES,
+    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, Close, ErrorCode,
+    Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription, MAX_CONN_IDS,
+    MAX_FRAMES, MAX_SERVICES,
 };
 use super::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::ws::CloseCode;
@@ -218,6 +219,21 @@ pub enum Event {
         detail: String,
         /// The connections concerned.
         conns: Vec<u64>,
+    },
+    /// ACL_RESULT: the answer to [`Worker::acl_command`].
+    AclResult {
+        /// The node that answered.
+        node: NodeId,
+        /// The request id the command carried.
+        request: u64,
+        /// Done, refused, or not persisted (and so not done).
+        status: AclStatus,
+        /// For EXPLAIN, whether the permission is granted.
+        decision: Option<bool>,
+        /// Why it was not done; empty when done.
+        detail: String,
+        /// For EXPLAIN, the explanation for people.
+        explanation: String,
     },
     /// The node restarted, forgot this worker, left or went silent: every
     /// connection it had assigned is gone and no event about them will
@@ -624,6 +640,25 @@ impl Worker {
         reason: &str,
     ) -> Result<(), WorkerError> {
         let message = Message::Close(Close { conn, code, reason });
+        self.command(node, &message, None)
+    }
+
+    /// ACL_COMMAND `op` with its three argument lists (see
+    /// [`AclOp::arity`]) to `node`, tagged `request`; the node answers with
+    /// [`Event::AclResult`], or with ERROR FORBIDDEN unless this worker
+    /// signs with one of the node's admin keys.
+    pub fn acl_command(
+        &mut self,
+        node: NodeId,
+        request: u64,
+        op: AclOp,
+        args: [&[&str]; 3],
+    ) -> Result<(), WorkerError> {
+        let message = Message::AclCommand(AclCommand {
+            request,
+            op,
+            args: args.map(List::from),
+        });
         self.command(node, &message, None)
     }
 
@@ -1067,6 +1102,14 @@ impl Worker {
                 initiator: disconnect.initiator,
                 reason: disconnect.reason.to_owned(),
             }),
+            Message::AclResult(result) => Some(Event::AclResult {
+                node: id,
+                request: result.request,
+                status: result.status,
+                decision: result.decision,
+                detail: result.detail.to_owned(),
+                explanation: result.explanation.to_owned(),
+            }),
             // `handle` let only node-sent types through.
             _ => None,
         }
@@ -1468,5 +1511,12 @@ pub fn echo(worker: &mut Worker, event: Event) {
             node, code, detail, ..
         } => warn!("{node}: ERROR {}: {detail}", code.0),
         Event::NodeReset { node } => info!("{node}: reset, its connections are gone"),
+        Event::AclResult {
+            node,
+            request,
+            status,
+            detail,
+            ..
+        } => info!("{node}: ACL request {request}: {status:?} {detail}"),
     }
 }

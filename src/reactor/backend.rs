@@ -20,6 +20,7 @@ use crate::backend::message::{
 use crate::backend::signing::KeyRing;
 use crate::backend::workers::{Registered, WorkerRef};
 use crate::backend::zap::{self, ZapHandler};
+use crate::cli::is_local_endpoint;
 use crate::config::{Backend, WorkerLoss};
 use crate::logging::LogBudget;
 use crate::ws::Limits;
@@ -65,6 +66,22 @@ pub(super) fn open(
         None => None,
     };
     let signed = keys.is_some();
+    if let Some(ring) = &keys {
+        for admin in &config.admin_keys {
+            if !ring.key_ids().any(|id| id == admin) {
+                warn!("backend: admin key id {admin} is not in the key file: it can never verify");
+            }
+        }
+    }
+    if !signed {
+        // Only --backend-insecure gets here with a non-loopback endpoint.
+        for endpoint in config.binds.iter().filter(|e| !is_local_endpoint(e)) {
+            warn!(
+                "backend: {endpoint} is not loopback and messages are NOT signed \
+                 (--backend-insecure): whoever reaches it can act as a worker"
+            );
+        }
+    }
     let ctx = zmq::Context::new();
     // The handler must exist before the ROUTER binds: libzmq lets every
     // peer in while nothing answers at the ZAP endpoint.
@@ -153,10 +170,15 @@ impl Reactor {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let sender = match link.verify(&frames) {
-            Ok(sender) => sender,
+        let verified = match link.verify(&frames) {
+            Ok(verified) => verified,
             Err(dropped) => return self.backend_dropped(dropped),
         };
+        let sender = verified.map_or(0, |verified| verified.sender);
+        let admin_keys = self.config.backend.as_ref().map(|b| &b.admin_keys);
+        let admin = verified
+            .zip(admin_keys)
+            .is_some_and(|(verified, keys)| keys.iter().any(|key| key == verified.key_id.as_str()));
         let message = match decode(&frames) {
             Ok(message) => message,
             Err(e) => return self.drops.count(format!("malformed: {e}"), now),
@@ -174,6 +196,10 @@ impl Reactor {
                 // A node restart or an expired worker: it must READY again.
                 let reply = error(ErrorCode::UNKNOWN_PEER, message.message_type(), "", &[]);
                 link.send_to_peer(routing_id, sender, &reply);
+            }
+            (Message::AclCommand(command), Some(worker)) => {
+                link.workers.heard(worker, now);
+                self.on_acl_command(worker, command, admin, now);
             }
             (message, Some(worker)) => {
                 link.workers.heard(worker, now);
@@ -346,7 +372,12 @@ impl Reactor {
         too_big
     }
 
-    fn send_to_worker(&mut self, worker: WorkerRef, message: &Message<'_>, now: Instant) {
+    pub(super) fn send_to_worker(
+        &mut self,
+        worker: WorkerRef,
+        message: &Message<'_>,
+        now: Instant,
+    ) {
         if let Some(link) = self.link.as_mut() {
             link.send_control(worker, message, now);
         }
@@ -413,7 +444,7 @@ impl Reactor {
 }
 
 /// An ERROR reply.
-fn error<'a>(
+pub(super) fn error<'a>(
     code: ErrorCode,
     about: MessageType,
     detail: &'a str,

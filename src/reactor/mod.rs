@@ -2,6 +2,7 @@
 //! and the signal pipe; connection state in a slab; deadlines in a heap.
 
 pub mod accounting;
+mod admin;
 mod backend;
 pub mod timers;
 pub mod token;
@@ -448,6 +449,12 @@ impl Reactor {
             .acl_file()
             .map(|path| path.display().to_string());
         info!("SIGHUP: ACL reloaded from {}", file.unwrap_or_default());
+        self.recheck_access();
+    }
+
+    /// After an ACL change: every open connection checks `connect` on its
+    /// path again and is closed with 1008 if that was revoked.
+    fn recheck_access(&mut self) {
         for id in self.conn_ids() {
             self.with_conn(id, |conn, sh| conn.recheck_access(sh));
         }

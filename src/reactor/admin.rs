@@ -1,0 +1,65 @@
+//! The reactor's side of ACL administration: an ACL_COMMAND from a worker
+//! is refused unless an admin key signed it, carried out by
+//! [`Access::administer`](crate::access::Access::administer), answered
+//! with ACL_RESULT, and followed by a re-check of every live connection
+//! when the ACL changed (as after SIGHUP).
+
+use std::time::Instant;
+
+use log::{info, warn};
+
+use super::backend::error;
+use super::Reactor;
+use crate::backend::message::{AclCommand, AclResult, AclStatus, ErrorCode, Message, MessageType};
+use crate::backend::workers::WorkerRef;
+
+impl Reactor {
+    /// Handles one ACL_COMMAND from `worker`; `admin` is true when the
+    /// message was verified with a key id given to `--backend-admin-key`.
+    pub(super) fn on_acl_command(
+        &mut self,
+        worker: WorkerRef,
+        command: AclCommand<'_>,
+        admin: bool,
+        now: Instant,
+    ) {
+        if !admin {
+            warn!(
+                "backend: ACL {:?} refused: not signed with an admin key",
+                command.op
+            );
+            let reply = error(
+                ErrorCode::FORBIDDEN,
+                MessageType::AclCommand,
+                "ACL_COMMAND needs an admin key",
+                &[],
+            );
+            return self.send_to_worker(worker, &reply, now);
+        }
+        let outcome = self.access.administer(&command);
+        match outcome.status {
+            AclStatus::Ok if outcome.changed => {
+                info!(
+                    "backend: ACL {:?} by an admin worker, persisted",
+                    command.op
+                );
+            }
+            AclStatus::Ok => {}
+            status => warn!(
+                "backend: ACL {:?} {status:?}: {}",
+                command.op, outcome.detail
+            ),
+        }
+        if outcome.changed {
+            self.recheck_access();
+        }
+        let reply = Message::AclResult(AclResult {
+            request: command.request,
+            status: outcome.status,
+            decision: outcome.decision,
+            detail: &outcome.detail,
+            explanation: &outcome.explanation,
+        });
+        self.send_to_worker(worker, &reply, now);
+    }
+}
