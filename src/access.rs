@@ -151,6 +151,17 @@ impl Identity {
         }
     }
 
+    /// A client the auth service vouched for: `user` with `roles` (as a
+    /// token's subject and roles are).
+    pub fn delegated<'r>(user: &str, roles: impl Iterator<Item = &'r str>) -> Self {
+        Identity {
+            user: user.to_owned(),
+            roles: roles.map(str::to_owned).collect(),
+            authenticated: true,
+            send: None,
+        }
+    }
+
     /// The user id: the token's `sub`, or [`GUEST`].
     pub fn user(&self) -> &str {
         &self.user

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::backend::message::is_service_name;
+use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
     Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
 };
@@ -169,6 +169,16 @@ pub struct Args {
     #[argh(option)]
     pub acl: Option<PathBuf>,
 
+    /// a worker service that authenticates clients that present no token
+    /// (delegated authentication, every route; docs/acl.md)
+    #[argh(option)]
+    pub auth_service: Option<String>,
+
+    /// how long an upgrade waits for the auth service, in milliseconds;
+    /// no verdict in time: 503 (default 2000)
+    #[argh(option, default = "2000")]
+    pub auth_timeout_ms: u64,
+
     /// log level: off, error, warn, info, debug or trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
@@ -268,6 +278,7 @@ impl Args {
             ("--handshake-timeout-ms", self.handshake_timeout_ms),
             ("--first-byte-timeout-ms", self.first_byte_timeout_ms),
             ("--min-rate", self.min_rate),
+            ("--auth-timeout-ms", self.auth_timeout_ms),
             ("--max-outbound-bytes", self.max_outbound_bytes as u64),
             ("--max-connections", self.max_connections as u64),
             (
@@ -277,6 +288,13 @@ impl Args {
         ] {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if let Some(name) = &self.auth_service {
+            if !is_service_name(name.as_bytes()) || is_reserved_service(name) {
+                return Err(format!(
+                    "--auth-service `{name}` is not a worker service name (not echo)"
+                ));
             }
         }
         if self.max_header_bytes < 512 {
@@ -325,6 +343,8 @@ impl Args {
                 jwt_leeway_s: self.jwt_leeway_s,
                 token_query_param: self.token_query_param,
                 acl_file: self.acl,
+                auth_service: self.auth_service,
+                auth_timeout: Duration::from_millis(self.auth_timeout_ms),
             },
             log_level: self.log_level,
         })
@@ -338,7 +358,8 @@ impl Args {
         }
         let wants_workers = routes
             .iter()
-            .any(|r| matches!(r.service, Service::Worker(_)));
+            .any(|r| matches!(r.service, Service::Worker(_)))
+            || self.auth_service.is_some();
         if !wants_workers && self.backend_bind.is_empty() {
             return Ok(None);
         }

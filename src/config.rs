@@ -92,6 +92,12 @@ pub struct Auth {
     /// The ACL file. None: the embedded default, which lets anyone use the
     /// echo route at `/echo` and nothing else.
     pub acl_file: Option<PathBuf>,
+    /// The worker service that judges clients without a valid token
+    /// (delegated authentication). None: no delegation.
+    pub auth_service: Option<String>,
+    /// How long an upgrade waits for the auth service's verdict before
+    /// it is refused with 503. Default 2 s.
+    pub auth_timeout: Duration,
 }
 
 impl Default for Auth {
@@ -101,6 +107,8 @@ impl Default for Auth {
             jwt_leeway_s: crate::auth::token::DEFAULT_LEEWAY_S,
             token_query_param: None,
             acl_file: None,
+            auth_service: None,
+            auth_timeout: Duration::from_millis(2000),
         }
     }
 }

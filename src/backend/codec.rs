@@ -16,9 +16,10 @@
 //! and nothing is allocated.
 
 use super::message::{
-    is_name, AclCommand, AclOp, AclResult, AclStatus, Close, Connect, Data, Disconnect, ErrorCode,
-    ErrorReply, Field, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
-    Subscription, Welcome, ACL_ARGS, CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, VERSION,
+    is_name, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Close, Connect, Data,
+    Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message, MessageType,
+    Payload, Publish, Ready, SendTo, Subscription, Welcome, ACL_ARGS, CONNECT_REASSIGNED,
+    FLAG_SIGNED, MAX_FRAMES, VERSION,
 };
 use crate::ws::CloseCode;
 
@@ -60,7 +61,8 @@ pub enum DecodeError {
     ZeroConnId,
     /// An ACL_COMMAND op byte is not one of [`AclOp`].
     InvalidOp(u8),
-    /// An ACL_RESULT status or decision byte is not one v1 defines.
+    /// An ACL_RESULT status or decision byte, or an AUTH_REPLY verdict
+    /// byte, is not one v1 defines.
     InvalidStatus(u8),
 }
 
@@ -192,6 +194,8 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
         }
         MessageType::AclCommand => Message::AclCommand(decode_acl_command(&mut body)?),
         MessageType::AclResult => Message::AclResult(decode_acl_result(&mut body)?),
+        MessageType::Auth => Message::Auth(decode_auth(&mut body)?),
+        MessageType::AuthReply => Message::AuthReply(decode_auth_reply(&mut body)?),
     };
     body.end()?;
     Ok(message)
@@ -273,6 +277,21 @@ pub(super) fn encode_with_flags(
             put_string(out, Field::Reason, close.reason)?;
         }
         Message::AclCommand(command) => encode_acl_command(command, out)?,
+        Message::Auth(auth) => {
+            let headers = count_byte(Field::Headers, auth.headers.len())?;
+            out.push_parts(&[&conn_id(auth.request)?.to_be_bytes(), &[headers]]);
+            put_string(out, Field::Peer, auth.peer)?;
+            put_string(out, Field::Path, auth.path)?;
+            put_string(out, Field::Query, auth.query)?;
+            put_headers(out, &auth.headers)?;
+        }
+        Message::AuthReply(reply) => {
+            let roles = count_byte(Field::Roles, reply.roles.len())?;
+            let request = conn_id(reply.request)?.to_be_bytes();
+            out.push_parts(&[&request, &[u8::from(reply.allow), roles]]);
+            put_string(out, Field::User, reply.user)?;
+            put_strings(out, Field::Role, &reply.roles)?;
+        }
         Message::AclResult(result) => {
             out.push_parts(&[
                 &result.request.to_be_bytes(),
@@ -420,17 +439,8 @@ fn decode_connect<'a>(body: &mut Body<'a>) -> Result<Connect<'a>, DecodeError> {
     let query = body.string(Field::Query)?;
     let subprotocol = body.string(Field::Subprotocol)?;
     let user = body.string(Field::User)?;
-    let role_frames = body.take(roles)?;
-    for &role in role_frames {
-        check_string(Field::Role, role)?;
-    }
-    let header_frames = body.take(2 * headers)?;
-    for pair in header_frames.chunks_exact(2) {
-        if let [name, value] = *pair {
-            check_string(Field::HeaderName, name)?;
-            check_len(Field::HeaderValue, value.len())?;
-        }
-    }
+    let roles = body.strings(Field::Role, roles)?;
+    let headers = body.headers(headers)?;
     Ok(Connect {
         conn,
         reassigned: flags & CONNECT_REASSIGNED != 0,
@@ -441,8 +451,8 @@ fn decode_connect<'a>(body: &mut Body<'a>) -> Result<Connect<'a>, DecodeError> {
         query,
         subprotocol,
         user,
-        roles: List::wire(role_frames),
-        headers: List::wire(header_frames),
+        roles,
+        headers,
     })
 }
 
@@ -523,6 +533,50 @@ fn decode_acl_result<'a>(body: &mut Body<'a>) -> Result<AclResult<'a>, DecodeErr
     })
 }
 
+fn decode_auth<'a>(body: &mut Body<'a>) -> Result<Auth<'a>, DecodeError> {
+    let mut meta = body.meta()?;
+    let request = meta.u64()?;
+    let headers = usize::from(meta.u8()?);
+    meta.end()?;
+    let request = conn_id(request)?;
+    check_len(Field::Headers, headers)?;
+    // Three strings, then the header pairs: check the count before reading.
+    if body.frames.len() != 3 + 2 * headers {
+        return Err(DecodeError::FrameCount);
+    }
+    Ok(Auth {
+        request,
+        peer: body.string(Field::Peer)?,
+        path: body.string(Field::Path)?,
+        query: body.string(Field::Query)?,
+        headers: body.headers(headers)?,
+    })
+}
+
+fn decode_auth_reply<'a>(body: &mut Body<'a>) -> Result<AuthReply<'a>, DecodeError> {
+    let mut meta = body.meta()?;
+    let request = meta.u64()?;
+    let verdict = meta.u8()?;
+    let roles = usize::from(meta.u8()?);
+    meta.end()?;
+    let request = conn_id(request)?;
+    let allow = match verdict {
+        0 => false,
+        1 => true,
+        _ => return Err(DecodeError::InvalidStatus(verdict)),
+    };
+    check_len(Field::Roles, roles)?;
+    if body.frames.len() != 1 + roles {
+        return Err(DecodeError::FrameCount);
+    }
+    Ok(AuthReply {
+        request,
+        allow,
+        user: body.string(Field::User)?,
+        roles: body.strings(Field::Role, roles)?,
+    })
+}
+
 fn encode_acl_command(command: &AclCommand<'_>, out: &mut Frames) -> Result<(), DecodeError> {
     let counts = command.args.map(|list| list.len());
     check_arity(command.op, counts)?;
@@ -579,7 +633,11 @@ fn encode_connect(connect: &Connect<'_>, out: &mut Frames) -> Result<(), DecodeE
     put_string(out, Field::Subprotocol, connect.subprotocol)?;
     put_string(out, Field::User, connect.user)?;
     put_strings(out, Field::Role, &connect.roles)?;
-    for (name, value) in connect.headers.iter() {
+    put_headers(out, &connect.headers)
+}
+
+fn put_headers(out: &mut Frames, headers: &List<'_, HttpHeader<'_>>) -> Result<(), DecodeError> {
+    for (name, value) in headers.iter() {
         put_string(out, Field::HeaderName, name)?;
         check_len(Field::HeaderValue, value.len())?;
         out.push(value);
@@ -641,6 +699,27 @@ impl<'a> Body<'a> {
         let (taken, rest) = self.frames.split_at(n);
         self.frames = rest;
         Ok(taken)
+    }
+
+    /// The next `n` frames, each a `field` string.
+    fn strings(&mut self, field: Field, n: usize) -> Result<List<'a, &'a str>, DecodeError> {
+        let frames = self.take(n)?;
+        for &frame in frames {
+            check_string(field, frame)?;
+        }
+        Ok(List::wire(frames))
+    }
+
+    /// The next `n` header pairs (name, value).
+    fn headers(&mut self, n: usize) -> Result<List<'a, HttpHeader<'a>>, DecodeError> {
+        let frames = self.take(2 * n)?;
+        for pair in frames.chunks_exact(2) {
+            if let [name, value] = *pair {
+                check_string(Field::HeaderName, name)?;
+                check_len(Field::HeaderValue, value.len())?;
+            }
+        }
+        Ok(List::wire(frames))
     }
 
     fn meta(&mut self) -> Result<Meta<'a>, DecodeError> {
@@ -962,7 +1041,45 @@ mod tests {
                 detail: "",
                 explanation: "",
             }),
+            auth(),
+            Message::Auth(Auth {
+                request: u64::MAX,
+                peer: "",
+                path: "/",
+                query: "",
+                headers: List::from(&[][..]),
+            }),
+            auth_reply(),
+            Message::AuthReply(AuthReply {
+                request: u64::MAX,
+                allow: false,
+                user: "",
+                roles: List::from(&[][..]),
+            }),
         ]
+    }
+
+    fn auth() -> Message<'static> {
+        Message::Auth(Auth {
+            request: 42,
+            peer: "203.0.113.7:51234",
+            path: "/chat",
+            query: "v=2",
+            headers: List::from(HEADERS),
+        })
+    }
+
+    fn auth_reply_fields() -> AuthReply<'static> {
+        AuthReply {
+            request: 42,
+            allow: true,
+            user: "alice",
+            roles: List::from(ROLES),
+        }
+    }
+
+    fn auth_reply() -> Message<'static> {
+        Message::AuthReply(auth_reply_fields())
     }
 
     /// ALLOW [admin, user] [chat/*] [publish, subscribe], request 5.
@@ -1016,7 +1133,7 @@ mod tests {
             let again = encoded(&decoded);
             assert_eq!(again, frames, "{message:?}");
         }
-        assert_eq!(types.len(), 15, "every message type is sampled");
+        assert_eq!(types.len(), 17, "every message type is sampled");
     }
 
     #[test]
@@ -1081,6 +1198,34 @@ mod tests {
             }))),
             ["014100", "00000000000000050002", "", "6e6f"]
         );
+        let origin: &[HttpHeader] = &[("origin", b"o")];
+        assert_eq!(
+            hex(encoded(&Message::Auth(Auth {
+                request: 7,
+                peer: "p",
+                path: "/a",
+                query: "",
+                headers: List::from(origin),
+            }))),
+            [
+                "012300",
+                "000000000000000701",
+                "70",
+                "2f61",
+                "",
+                "6f726967696e",
+                "6f"
+            ]
+        );
+        assert_eq!(
+            hex(encoded(&Message::AuthReply(AuthReply {
+                request: 7,
+                allow: true,
+                user: "u",
+                roles: List::from(&ROLES[..1]),
+            }))),
+            ["013500", "00000000000000070101", "75", "61646d696e"]
+        );
     }
 
     #[test]
@@ -1136,6 +1281,19 @@ mod tests {
                 conn: 1,
                 code: CloseCode::NORMAL,
                 reason: &reason,
+            }),
+            Message::Auth(Auth {
+                request: 1,
+                peer: &"p".repeat(64),
+                path: &long_path,
+                query: &long_path,
+                headers: List::from(&headers[..]),
+            }),
+            Message::AuthReply(AuthReply {
+                request: 1,
+                allow: true,
+                user: &"u".repeat(256),
+                roles: List::from(&roles[..]),
             }),
         ];
         for message in big {
@@ -1242,6 +1400,23 @@ mod tests {
     use DecodeError::*;
 
     rejects! {
+        auth_request_0: edit(&auth(), 1, |m| m[..8].fill(0)) => ZeroConnId;
+        auth_meta_short: edit(&auth(), 1, |m| m.truncate(8)) => FrameLength;
+        auth_header_count_above_frames: edit(&auth(), 1, |m| m[8] = 4) => FrameCount;
+        auth_header_count_over_cap: edit(&auth(), 1, |m| m[8] = 33) => Length(Field::Headers);
+        auth_without_query: resize(&auth(), None) => FrameCount;
+        auth_empty_path: edit(&auth(), 3, Vec::clear) => Length(Field::Path);
+        auth_peer_too_long: edit(&auth(), 2, |p| p.resize(65, b'p')) => Length(Field::Peer);
+        auth_header_name_uppercase: edit(&auth(), 5, |n| n[0] = b'O') => InvalidName(Field::HeaderName);
+        auth_header_value_too_long: edit(&auth(), 6, |v| v.resize(8193, b'v')) => Length(Field::HeaderValue);
+        auth_reply_verdict_2: edit(&auth_reply(), 1, |m| m[8] = 2) => InvalidStatus(2);
+        auth_reply_request_0: edit(&auth_reply(), 1, |m| m[..8].fill(0)) => ZeroConnId;
+        auth_reply_role_count_over_cap: edit(&auth_reply(), 1, |m| m[9] = 33) => Length(Field::Roles);
+        auth_reply_role_count_below_frames: edit(&auth_reply(), 1, |m| m[9] = 1) => FrameCount;
+        auth_reply_extra_frame: resize(&auth_reply(), Some(b"r")) => FrameCount;
+        auth_reply_empty_role: edit(&auth_reply(), 3, Vec::clear) => Length(Field::Role);
+        auth_reply_user_too_long: edit(&auth_reply(), 2, |u| u.resize(257, b'u')) => Length(Field::User);
+        auth_reply_user_not_utf8: edit(&auth_reply(), 2, |u| u[0] = 0xff) => InvalidUtf8(Field::User);
         no_frames: vec![] => Header;
         header_too_short: vec![vec![1, 1]] => Header;
         header_too_long: vec![vec![1, 1, 0, 0], vec![0; 8]] => Header;
@@ -1429,6 +1604,30 @@ mod tests {
                     ],
                 }),
                 Length(Field::AclName),
+            ),
+            (
+                Message::AuthReply(AuthReply {
+                    roles: List::from(&too_many_roles[..]),
+                    ..auth_reply_fields()
+                }),
+                Length(Field::Roles),
+            ),
+            (
+                Message::AuthReply(AuthReply {
+                    request: 0,
+                    ..auth_reply_fields()
+                }),
+                ZeroConnId,
+            ),
+            (
+                Message::Auth(Auth {
+                    request: 1,
+                    peer: "",
+                    path: "/",
+                    query: "",
+                    headers: List::from(&uppercase[..]),
+                }),
+                InvalidName(Field::HeaderName),
             ),
         ];
         let mut out = Frames::new();

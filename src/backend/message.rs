@@ -57,6 +57,9 @@ pub enum MessageType {
     Message = 0x21,
     /// 0x22, node to worker: a client connection ended.
     Disconnect = 0x22,
+    /// 0x23, node to worker: judge an upgrade request (delegated
+    /// authentication).
+    Auth = 0x23,
     /// 0x30, worker to node: send a message to one or more connections.
     Send = 0x30,
     /// 0x31, worker to node: send a message to a channel's subscribers.
@@ -67,6 +70,8 @@ pub enum MessageType {
     Unsubscribe = 0x33,
     /// 0x34, worker to node: close a connection.
     Close = 0x34,
+    /// 0x35, worker to node: the verdict on an AUTH.
+    AuthReply = 0x35,
     /// 0x40, worker to node: change or query the ACL (admin keys only).
     AclCommand = 0x40,
     /// 0x41, node to worker: the outcome of an ACL_COMMAND.
@@ -87,11 +92,13 @@ impl MessageType {
             Connect,
             Message,
             Disconnect,
+            Auth,
             Send,
             Publish,
             Subscribe,
             Unsubscribe,
             Close,
+            AuthReply,
             AclCommand,
             AclResult,
         ]
@@ -104,7 +111,7 @@ impl MessageType {
         use MessageType::*;
         matches!(
             self,
-            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect | AclResult
+            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect | Auth | AclResult
         )
     }
 
@@ -113,7 +120,16 @@ impl MessageType {
         use MessageType::*;
         matches!(
             self,
-            Heartbeat | Bye | Ready | Send | Publish | Subscribe | Unsubscribe | Close | AclCommand
+            Heartbeat
+                | Bye
+                | Ready
+                | Send
+                | Publish
+                | Subscribe
+                | Unsubscribe
+                | Close
+                | AuthReply
+                | AclCommand
         )
     }
 }
@@ -141,6 +157,8 @@ pub enum Message<'a> {
     Message(Data<'a>),
     /// DISCONNECT.
     Disconnect(Disconnect<'a>),
+    /// AUTH.
+    Auth(Auth<'a>),
     /// SEND.
     Send(SendTo<'a>),
     /// PUBLISH.
@@ -151,6 +169,8 @@ pub enum Message<'a> {
     Unsubscribe(Subscription<'a>),
     /// CLOSE.
     Close(Close<'a>),
+    /// AUTH_REPLY.
+    AuthReply(AuthReply<'a>),
     /// ACL_COMMAND.
     AclCommand(AclCommand<'a>),
     /// ACL_RESULT.
@@ -169,11 +189,13 @@ impl Message<'_> {
             Message::Connect(_) => MessageType::Connect,
             Message::Message(_) => MessageType::Message,
             Message::Disconnect(_) => MessageType::Disconnect,
+            Message::Auth(_) => MessageType::Auth,
             Message::Send(_) => MessageType::Send,
             Message::Publish(_) => MessageType::Publish,
             Message::Subscribe(_) => MessageType::Subscribe,
             Message::Unsubscribe(_) => MessageType::Unsubscribe,
             Message::Close(_) => MessageType::Close,
+            Message::AuthReply(_) => MessageType::AuthReply,
             Message::AclCommand(_) => MessageType::AclCommand,
             Message::AclResult(_) => MessageType::AclResult,
         }
@@ -313,6 +335,38 @@ pub struct Close<'a> {
     pub code: CloseCode,
     /// The close reason, 0-123 bytes of UTF-8.
     pub reason: &'a str,
+}
+
+/// AUTH: a client's upgrade request, for an auth worker to judge
+/// (delegated authentication, docs/acl.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Auth<'a> {
+    /// Chosen by the node (the connection id); never 0. The AUTH_REPLY
+    /// carries it back.
+    pub request: u64,
+    /// The client's address as `ip:port`, 0-64 bytes.
+    pub peer: &'a str,
+    /// The request path, raw, 1-8192 bytes.
+    pub path: &'a str,
+    /// The query after `?`, raw; empty when there was none.
+    pub query: &'a str,
+    /// Selected request headers (`origin`, `user-agent`, `cookie`),
+    /// lowercase names, 0-[`MAX_HEADERS`].
+    pub headers: List<'a, HttpHeader<'a>>,
+}
+
+/// AUTH_REPLY: an auth worker's verdict on an AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthReply<'a> {
+    /// The AUTH's request id; never 0.
+    pub request: u64,
+    /// Whether the client is who it claims to be. An allow without a
+    /// user counts as a deny.
+    pub allow: bool,
+    /// The user, 0-256 bytes; empty on a deny.
+    pub user: &'a str,
+    /// The user's roles, 0-[`MAX_ROLES`], each 1-64 bytes.
+    pub roles: List<'a, &'a str>,
 }
 
 /// ACL_COMMAND: one change to the ACL, or one question about it, from a
@@ -709,7 +763,7 @@ mod tests {
             assert_eq!(kind as u8, byte);
             assert!(kind.sent_by_node() || kind.sent_by_worker(), "{kind:?}");
         }
-        assert_eq!(known, 15);
+        assert_eq!(known, 17);
         assert_eq!(MessageType::from_u8(0x42), None, "reserved for ACL admin");
         for byte in 0..=u8::MAX {
             if let Some(op) = AclOp::from_u8(byte) {

@@ -65,9 +65,9 @@ use log::{debug, error, info, warn};
 
 use super::codec::{decode, encode, parse_head, DecodeError, Frames};
 use super::message::{
-    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, Close, ErrorCode,
-    Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription, MAX_CONN_IDS,
-    MAX_FRAMES, MAX_SERVICES,
+    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Close,
+    ErrorCode, HttpHeader, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
+    MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES,
 };
 use super::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::ws::CloseCode;
@@ -234,6 +234,23 @@ pub enum Event {
         detail: String,
         /// For EXPLAIN, the explanation for people.
         explanation: String,
+    },
+    /// AUTH: judge a client's upgrade request (this worker serves the
+    /// node's `--auth-service`); answer with [`Worker::auth_reply`].
+    Auth {
+        /// The node asking.
+        node: NodeId,
+        /// The request id, for the reply.
+        request: u64,
+        /// The request path, raw.
+        path: String,
+        /// The query after `?`, raw; empty if none.
+        query: String,
+        /// The client's address, `ip:port`.
+        peer: String,
+        /// The forwarded headers (`origin`, `user-agent`, `cookie`, when
+        /// sent): lowercase name, raw value.
+        headers: Vec<(String, Vec<u8>)>,
     },
     /// The node restarted, forgot this worker, left or went silent: every
     /// connection it had assigned is gone and no event about them will
@@ -662,6 +679,27 @@ impl Worker {
         self.command(node, &message, None)
     }
 
+    /// AUTH_REPLY to `node`'s AUTH `request`: `allow` with the client's
+    /// `user` (1-256 bytes) and `roles` (at most 32, each 1-64 bytes), or
+    /// a refusal (`allow` false; user and roles are then ignored by the
+    /// node, send them empty).
+    pub fn auth_reply(
+        &mut self,
+        node: NodeId,
+        request: u64,
+        allow: bool,
+        user: &str,
+        roles: &[&str],
+    ) -> Result<(), WorkerError> {
+        let message = Message::AuthReply(AuthReply {
+            request,
+            allow,
+            user,
+            roles: List::from(roles),
+        });
+        self.command(node, &message, None)
+    }
+
     /// Leave: BYE to every node that has this worker registered, then
     /// close the sockets, giving the BYEs up to a second to leave.
     pub fn bye(mut self) {
@@ -1084,11 +1122,7 @@ impl Worker {
                 subprotocol: connect.subprotocol.to_owned(),
                 user: connect.user.to_owned(),
                 roles: connect.roles.iter().map(str::to_owned).collect(),
-                headers: connect
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.to_owned(), value.to_vec()))
-                    .collect(),
+                headers: owned_headers(&connect.headers),
             })),
             Message::Message(data) => Some(Event::Message {
                 node: id,
@@ -1101,6 +1135,14 @@ impl Worker {
                 code: disconnect.code,
                 initiator: disconnect.initiator,
                 reason: disconnect.reason.to_owned(),
+            }),
+            Message::Auth(auth) => Some(Event::Auth {
+                node: id,
+                request: auth.request,
+                path: auth.path.to_owned(),
+                query: auth.query.to_owned(),
+                peer: auth.peer.to_owned(),
+                headers: owned_headers(&auth.headers),
             }),
             Message::AclResult(result) => Some(Event::AclResult {
                 node: id,
@@ -1352,6 +1394,14 @@ fn random_instance() -> u64 {
         .unwrap_or(1)
 }
 
+/// Header pairs, owned.
+fn owned_headers(headers: &List<'_, HttpHeader<'_>>) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+        .collect()
+}
+
 /// A worker name for READY: `program@host/pid`, cut to 64 bytes.
 pub fn default_name(program: &str) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -1518,5 +1568,11 @@ pub fn echo(worker: &mut Worker, event: Event) {
             detail,
             ..
         } => info!("{node}: ACL request {request}: {status:?} {detail}"),
+        Event::Auth { node, request, .. } => {
+            // Not an auth service: refuse rather than leave the node waiting.
+            if let Err(why) = worker.auth_reply(node, request, false, "", &[]) {
+                warn!("{node}: AUTH {request} not answered: {why}");
+            }
+        }
     }
 }

@@ -14,7 +14,9 @@
 //!   collected (bounded) until the HTTP upgrade request is complete, then
 //!   judged: the route (404), the token (401) and `connect` on the path
 //!   (401 without a token, 403 with one; see [`crate::access`]). Bytes
-//!   pipelined after the request are the first frame bytes.
+//!   pipelined after the request are the first frame bytes. With an
+//!   `--auth-service`, a client without a token first waits (reading
+//!   nothing more) for the auth service's verdict (`conn/delegate.rs`).
 //! - **Open**: frames are decoded and served by the route's service; each
 //!   data message needs `send` on the service (refused: Close 1008), and
 //!   after an ACL change the connection needs `connect` again.
@@ -41,9 +43,11 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod delegate;
 mod guard;
 mod serve;
 
+use delegate::AuthWait;
 pub use guard::{Eviction, Guard};
 pub use serve::{payload_of, Target, WorkerSession};
 use serve::{Next, Serving};
@@ -55,7 +59,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::access::{self, Access, Identity};
 use crate::backend::link::Link;
-use crate::backend::message::{Disconnect, Initiator, Payload};
+use crate::backend::message::{AuthReply, Disconnect, Initiator, Payload};
 use crate::backend::workers::WorkerRef;
 use crate::config::{Config, Service};
 use crate::ws::upgrade::{self, Rejection};
@@ -138,6 +142,9 @@ pub struct Conn {
     path: Option<String>,
     /// Who the client is, once its upgrade request was judged.
     identity: Option<Identity>,
+    /// A sub-state of [`Phase::Upgrading`]: the request waits for the
+    /// auth service's verdict, and reading is paused.
+    auth: Option<Box<AuthWait>>,
     close: Option<(u16, Closer)>,
     eviction: Option<Eviction>,
     guard: Guard,
@@ -205,6 +212,7 @@ impl Conn {
             pinged: false,
             path: None,
             identity: None,
+            auth: None,
             close: None,
             eviction: None,
             guard,
@@ -336,6 +344,11 @@ impl Conn {
     /// the client is closed, 1013 when no worker is left and 1012 when
     /// `reassign` is off (docs/protocol.md section 6).
     pub fn worker_lost(&mut self, sh: &mut Shared<'_>, reassign: bool) {
+        if self.auth.is_some() {
+            // The auth worker died before its verdict: fail closed.
+            self.auth_unavailable(sh, "auth worker lost");
+            return self.flush(sh);
+        }
         let Some(Target::Worker(session)) = &mut self.target else {
             return;
         };
@@ -383,6 +396,9 @@ impl Conn {
     /// The connection is gone: its worker gets the message that was still
     /// waiting, then DISCONNECT, and forgets it.
     pub fn farewell(&self, link: &mut Link, now: Instant) {
+        if let Some(wait) = &self.auth {
+            link.workers.release(wait.worker, self.id);
+        }
         let Some(Target::Worker(session)) = &self.target else {
             return;
         };
@@ -481,7 +497,11 @@ impl Conn {
     fn phase_deadline(&self, config: &Config) -> Option<Instant> {
         let timeouts = &config.timeouts;
         match &self.phase {
-            Phase::Upgrading { .. } => Some(self.accepted_at + timeouts.handshake),
+            // The client owes nothing while the auth service decides.
+            Phase::Upgrading { .. } => match &self.auth {
+                Some(wait) => Some(wait.until),
+                None => Some(self.accepted_at + timeouts.handshake),
+            },
             Phase::Open(_) => {
                 let idle = self.last_rx + timeouts.idle;
                 if self.pinged {
@@ -539,7 +559,12 @@ impl Conn {
                 self.evict(sh.out, now, reason);
             }
             _ if output_overdue => self.evict(sh.out, now, Eviction::SlowConsumer),
-            Phase::Upgrading { .. } if now >= self.accepted_at + timeouts.handshake => {
+            Phase::Upgrading { .. } if self.auth.as_ref().is_some_and(|w| now >= w.until) => {
+                self.auth_unavailable(sh, "auth service timed out");
+            }
+            Phase::Upgrading { .. }
+                if self.auth.is_none() && now >= self.accepted_at + timeouts.handshake =>
+            {
                 self.evict(sh.out, now, Eviction::HandshakeTimeout);
             }
             Phase::Open(_) if now >= self.last_rx + timeouts.idle => {
@@ -693,6 +718,7 @@ impl Conn {
                     self.guard.unit(pace, now, TLS_FLIGHT_BYTES, fresh, None);
                 }
             }
+            Phase::Upgrading { .. } if self.auth.is_some() => self.guard.settled(),
             Phase::Upgrading { head } => {
                 let request_len = sh.config.max_header_bytes as u64;
                 if was_handshaking && head.is_empty() {
@@ -719,6 +745,7 @@ impl Conn {
     /// TCP pushes back to the client.
     fn must_pause(&self) -> bool {
         !self.pending.is_empty()
+            || self.auth.is_some()
             || matches!(&self.target, Some(Target::Worker(session)) if session.pending.is_some())
     }
 
@@ -785,6 +812,9 @@ impl Conn {
     fn on_plaintext(&mut self, bytes: &mut [u8], sh: &mut Shared<'_>) {
         let (config, now) = (sh.config, sh.now);
         match &mut self.phase {
+            // Reading pauses while the auth service decides; should bytes
+            // come anyway, they wait behind the head.
+            Phase::Upgrading { head } if self.auth.is_some() => head.extend_from_slice(bytes),
             Phase::Upgrading { head } => {
                 let cap = config.max_header_bytes;
                 let taken = bytes.len().min(cap.saturating_sub(head.len()));
@@ -821,30 +851,16 @@ impl Conn {
                         return self.refuse(Rejection::Unauthorized, sh.out, now);
                     }
                 };
-                let admitted = sh.access.admit(&identity, &request.path);
-                self.identity = Some(identity);
-                if let Err(rejection) = admitted {
-                    return self.refuse(rejection, sh.out, now);
-                }
                 request.query = request.query.map(|q| sh.access.forwarded_query(&q));
-                upgrade::write_accept(sh.out, &request);
-                let mut early = head.split_off(request.head_len);
-                self.phase = Phase::Open(Session {
-                    decoder: Decoder::new(config.limits),
-                });
-                self.target = Some(match &route.service {
-                    Service::Echo => Target::Echo,
-                    Service::Worker(name) => {
-                        let session = WorkerSession::new(name, self.peer, &request);
-                        Target::Worker(Box::new(session))
-                    }
-                });
-                self.attach_worker(sh, false);
-                // Frames pipelined behind the request head.
-                self.on_plaintext(&mut early, sh);
-                if !self.is_done() {
-                    self.on_plaintext(&mut bytes[taken..], sh);
+                let rest = &mut bytes[taken..];
+                if let (false, Some(service)) =
+                    (identity.is_authenticated(), &config.auth.auth_service)
+                {
+                    // What followed the head waits with it for the verdict.
+                    head.extend_from_slice(rest);
+                    return self.delegate(request, service, sh);
                 }
+                self.open_session(request, identity, &route.service, sh, rest);
             }
             Phase::Open(session) | Phase::Closing { session, .. } => {
                 let Some(target) = self.target.as_mut() else {
@@ -906,6 +922,119 @@ impl Conn {
             // After our last word, input is read only to reach EOF.
             Phase::Draining { .. } | Phase::Done => {}
         }
+    }
+
+    /// Admits `identity` to the request's path (`connect`), then answers
+    /// 101 and opens the session. `rest` is what followed the head in the
+    /// read that completed it.
+    fn open_session(
+        &mut self,
+        request: upgrade::Request,
+        identity: Identity,
+        service: &Service,
+        sh: &mut Shared<'_>,
+        rest: &mut [u8],
+    ) {
+        let now = sh.now;
+        let admitted = sh.access.admit(&identity, &request.path);
+        self.identity = Some(identity);
+        if let Err(rejection) = admitted {
+            return self.refuse(rejection, sh.out, now);
+        }
+        upgrade::write_accept(sh.out, &request);
+        let mut early = match &mut self.phase {
+            Phase::Upgrading { head } => head.split_off(request.head_len),
+            _ => Vec::new(),
+        };
+        self.phase = Phase::Open(Session {
+            decoder: Decoder::new(sh.config.limits),
+        });
+        self.target = Some(match service {
+            Service::Echo => Target::Echo,
+            Service::Worker(name) => {
+                let session = WorkerSession::new(name, self.peer, &request);
+                Target::Worker(Box::new(session))
+            }
+        });
+        self.attach_worker(sh, false);
+        // Frames pipelined behind the request head.
+        self.on_plaintext(&mut early, sh);
+        if !self.is_done() {
+            self.on_plaintext(rest, sh);
+        }
+    }
+
+    /// A client without a token: a worker of the auth service judges its
+    /// request, and reading pauses until the verdict. No worker: 503.
+    fn delegate(&mut self, request: upgrade::Request, service: &str, sh: &mut Shared<'_>) {
+        let now = sh.now;
+        let asked = sh
+            .link
+            .as_deref_mut()
+            .and_then(|link| delegate::ask(link, service, self.id, self.peer, &request, now));
+        let Some(worker) = asked else {
+            debug!("{}: no worker for auth service {service}", self.peer);
+            return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
+        };
+        self.auth = Some(Box::new(AuthWait {
+            request,
+            worker,
+            until: now + sh.config.auth.auth_timeout,
+        }));
+        self.guard.settled();
+    }
+
+    /// The auth service's verdict on this connection's upgrade: an allow
+    /// goes on to the `connect` check (101 or 403), a deny is 401. False,
+    /// changing nothing, when no verdict from `worker` was awaited (an
+    /// unknown or expired request, another worker).
+    pub fn on_auth_reply(
+        &mut self,
+        sh: &mut Shared<'_>,
+        worker: WorkerRef,
+        reply: &AuthReply<'_>,
+    ) -> bool {
+        if !self.is_upgrading() || self.auth.as_ref().is_none_or(|w| w.worker != worker) {
+            return false;
+        }
+        let Some(wait) = self.auth.take() else {
+            return false;
+        };
+        if let Some(link) = sh.link.as_deref_mut() {
+            link.workers.release(worker, self.id);
+        }
+        let config = sh.config;
+        match (delegate::verdict(reply), config.route(&wait.request.path)) {
+            (Ok(identity), Some(route)) => {
+                debug!(
+                    "{}: auth service vouches for {}",
+                    self.peer,
+                    identity.user()
+                );
+                self.open_session(wait.request, identity, &route.service, sh, &mut []);
+            }
+            (Err(rejection), _) => {
+                debug!("{}: auth service refused", self.peer);
+                self.refuse(rejection, sh.out, sh.now);
+            }
+            (Ok(_), None) => self.refuse(Rejection::NotFound, sh.out, sh.now),
+        }
+        // Resume reading: the bytes behind the head were kept, more may wait.
+        self.on_ready(sh, false);
+        true
+    }
+
+    /// No verdict will come (timeout, the auth worker died): 503, fail
+    /// closed.
+    fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
+        let Some(wait) = self.auth.take() else {
+            return;
+        };
+        debug!("{}: {why}", self.peer);
+        if let Some(link) = sh.link.as_deref_mut() {
+            link.workers.release(wait.worker, self.id);
+        }
+        self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
     }
 
     fn refuse(&mut self, rejection: Rejection, out: &mut Vec<u8>, now: Instant) {

@@ -48,13 +48,9 @@ pub struct WorkerSession {
 impl WorkerSession {
     /// The session of a client upgraded on `request` to `service`.
     pub fn new(service: &str, peer: std::net::SocketAddr, request: &Request) -> Self {
-        let headers = [
-            ("origin", &request.origin),
-            ("user-agent", &request.user_agent),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value.clone()?)))
-        .collect();
+        let headers = forwarded_headers(request, false)
+            .map(|(name, value)| (name, value.to_owned()))
+            .collect();
         Self {
             service: service.to_owned(),
             worker: None,
@@ -113,6 +109,23 @@ impl WorkerSession {
         }
         self.pending.is_none()
     }
+}
+
+/// The request headers workers are told, by lowercase name: `origin` and
+/// `user-agent`, and `cookie` when `with_cookie` (AUTH carries it,
+/// CONNECT does not).
+pub fn forwarded_headers(
+    request: &Request,
+    with_cookie: bool,
+) -> impl Iterator<Item = (&'static str, &str)> {
+    let cookie = request.cookie.as_ref().filter(|_| with_cookie);
+    [
+        ("origin", request.origin.as_ref()),
+        ("user-agent", request.user_agent.as_ref()),
+        ("cookie", cookie),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?.as_str())))
 }
 
 /// The WebSocket opcode of a data message.

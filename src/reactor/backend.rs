@@ -314,6 +314,15 @@ impl Reactor {
                     vec![close.conn]
                 }
             }
+            Message::AuthReply(reply) => {
+                let id = ConnId::from_wire(reply.request);
+                let taken = self.with_conn(id, |conn, sh| conn.on_auth_reply(sh, worker, &reply));
+                if taken != Some(true) {
+                    let reason = "AUTH_REPLY for no request pending at that worker";
+                    self.drops.count(reason.to_owned(), now);
+                }
+                Vec::new()
+            }
             // Types a worker may not send were dropped before.
             _ => Vec::new(),
         };

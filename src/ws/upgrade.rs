@@ -78,6 +78,9 @@ pub struct Request {
     pub origin: Option<String>,
     /// The `User-Agent` field value, if sent.
     pub user_agent: Option<String>,
+    /// The `Cookie` field value, if sent; several `Cookie` lines are
+    /// joined with `; ` (RFC 6265 section 5.4).
+    pub cookie: Option<String>,
     /// The negotiated subprotocol: the first entry of the client's
     /// `Sec-WebSocket-Protocol` list that [`Policy::subprotocols`] holds.
     /// Never a `bearer.` entry.
@@ -301,6 +304,10 @@ fn validate(
             .user_agent
             .map(|agent| text(agent, "User-Agent is not UTF-8"))
             .transpose()?,
+        cookie: match fields.cookies.as_slice() {
+            [] => None,
+            cookies => Some(text(&cookies.join(&b"; "[..]), "Cookie is not UTF-8")?),
+        },
         subprotocol: fields.subprotocol.map(str::to_owned),
         authorization: fields
             .authorization
@@ -340,6 +347,7 @@ struct Fields<'b, 'p> {
     host: Option<&'b [u8]>,
     origin: Option<&'b [u8]>,
     user_agent: Option<&'b [u8]>,
+    cookies: Vec<&'b [u8]>,
     key: Option<&'b [u8]>,
     version: Option<&'b [u8]>,
     upgrade_websocket: bool,
@@ -375,6 +383,8 @@ impl<'b, 'p> Fields<'b, 'p> {
                 once(&mut fields.origin, value, "duplicate Origin")?;
             } else if name.eq_ignore_ascii_case("user-agent") {
                 once(&mut fields.user_agent, value, "duplicate User-Agent")?;
+            } else if name.eq_ignore_ascii_case("cookie") {
+                fields.cookies.push(value);
             } else if name.eq_ignore_ascii_case("sec-websocket-key") {
                 once(&mut fields.key, value, "duplicate Sec-WebSocket-Key")?;
             } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -557,6 +567,19 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn cookie_lines_are_joined() {
+        let parsed = |lines: &str| {
+            check(with(lines), &[], &[])
+                .expect("valid")
+                .expect("complete")
+        };
+        assert_eq!(parsed("").cookie, None);
+        assert_eq!(parsed("Cookie: a=1\r\n").cookie.as_deref(), Some("a=1"));
+        let two = parsed("Cookie: a=1\r\ncookie:  b=2 \r\n");
+        assert_eq!(two.cookie.as_deref(), Some("a=1; b=2"));
+    }
+
     /// Parse under the default head cap and the given lists.
     fn check(
         request: impl AsRef<[u8]>,
@@ -634,6 +657,7 @@ mod tests {
         origin_not_utf8: latin1(&with("Origin: https://\u{e9}.example\r\n")) => BadRequest("Origin is not UTF-8");
         user_agent_not_utf8: latin1(&with("User-Agent: caf\u{e9}\r\n")) => BadRequest("User-Agent is not UTF-8");
         duplicate_user_agent: with("User-Agent: a\r\nUser-Agent: b\r\n") => BadRequest("duplicate User-Agent");
+        cookie_not_utf8: latin1(&with("Cookie: caf\u{e9}\r\n")) => BadRequest("Cookie is not UTF-8");
         too_many_headers: with(&"X-Filler: 1\r\n".repeat(MAX_HEADERS - 5 + 1)) => HeadersTooLarge;
         head_too_large: with(&format!("Cookie: {}\r\n", "a".repeat(8192))) => HeadersTooLarge;
     }
@@ -690,6 +714,7 @@ mod tests {
                 host: "server.example.com".into(),
                 origin: Some("http://example.com".into()),
                 user_agent: None,
+                cookie: None,
                 subprotocol: Some("chat".into()),
                 authorization: None,
                 bearer_protocol: None,

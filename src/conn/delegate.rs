@@ -1,0 +1,88 @@
+//! Delegated authentication (docs/acl.md): a client without a token is
+//! judged by a worker of the `--auth-service`. The upgrade waits, reading
+//! nothing more, until the worker's AUTH_REPLY, its death or the
+//! `--auth-timeout-ms` deadline; every way but an allow ends in a refusal.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::serve::forwarded_headers;
+use crate::access::Identity;
+use crate::backend::link::Link;
+use crate::backend::message::{Auth, AuthReply, Message};
+use crate::backend::workers::WorkerRef;
+use crate::ws::upgrade::{Rejection, Request};
+
+/// An upgrade waiting for the auth service's verdict.
+pub(super) struct AuthWait {
+    /// The parsed request, its query as workers are told it.
+    pub request: Request,
+    /// The auth worker asked; only its AUTH_REPLY counts.
+    pub worker: WorkerRef,
+    /// No verdict by then: 503.
+    pub until: Instant,
+}
+
+/// Sends AUTH about `request` (the request id is the connection id) to a
+/// worker of `service`; `None` when the service has no worker.
+pub(super) fn ask(
+    link: &mut Link,
+    service: &str,
+    conn: u64,
+    peer: SocketAddr,
+    request: &Request,
+    now: Instant,
+) -> Option<WorkerRef> {
+    let worker = link.workers.assign(service, conn)?;
+    let peer = peer.to_string();
+    let headers: Vec<(&str, &[u8])> = forwarded_headers(request, true)
+        .map(|(name, value)| (name, value.as_bytes()))
+        .collect();
+    let auth = Auth {
+        request: conn,
+        peer: &peer,
+        path: &request.path,
+        query: request.query.as_deref().unwrap_or_default(),
+        headers: headers.as_slice().into(),
+    };
+    link.send_control(worker, &Message::Auth(auth), now);
+    Some(worker)
+}
+
+/// The identity an AUTH_REPLY establishes, or the refusal it means: a
+/// deny, or an allow without a user, is 401.
+pub(super) fn verdict(reply: &AuthReply<'_>) -> Result<Identity, Rejection> {
+    if reply.allow && !reply.user.is_empty() {
+        Ok(Identity::delegated(reply.user, reply.roles.iter()))
+    } else {
+        Err(Rejection::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::message::List;
+
+    fn reply(allow: bool, user: &'static str) -> AuthReply<'static> {
+        AuthReply {
+            request: 1,
+            allow,
+            user,
+            roles: List::from(&["member"][..]),
+        }
+    }
+
+    #[test]
+    fn only_an_allow_with_a_user_lets_the_client_in() {
+        let identity = verdict(&reply(true, "alice")).expect("allowed");
+        assert_eq!(identity.user(), "alice");
+        assert!(identity.is_authenticated());
+        assert_eq!(identity.connect_roles(), ["member"]);
+        assert_eq!(verdict(&reply(true, "")), Err(Rejection::Unauthorized));
+        assert_eq!(
+            verdict(&reply(false, "alice")),
+            Err(Rejection::Unauthorized)
+        );
+    }
+}
