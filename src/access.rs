@@ -24,6 +24,9 @@ pub const SEND: &str = "send";
 /// The permission checked on a channel when a worker subscribes a
 /// connection to it.
 pub const SUBSCRIBE: &str = "subscribe";
+/// The permission a client needs on a channel for a worker to publish on
+/// its behalf (the PUBLISH names it in `except`).
+pub const PUBLISH: &str = "publish";
 
 /// Which ACL a decision was made under: bumped by every reload, and by
 /// every change to the loaded ACL (its own generation).

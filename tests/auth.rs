@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use averyws::backend::message::ErrorCode;
+use averyws::backend::message::{ErrorCode, Payload};
 use averyws::backend::worker::{Config, Connected, Event, Worker};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -26,13 +26,13 @@ const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
 const LIMIT: Duration = Duration::from_secs(10);
 
 /// Guests may echo on /echo; members may also open /members and /w, and
-/// subscribe to `allowed/*`.
+/// subscribe and publish to `allowed/*`.
 const ACL: &str = "\
 allow guest /echo connect
 allow guest echo send
 allow member /members,/w connect
 allow member svc send
-allow member allowed/* subscribe
+allow member allowed/* subscribe,publish
 user bob roles member
 ";
 
@@ -281,19 +281,27 @@ fn workers_learn_the_user_and_subscriptions_follow_the_acl() {
     assert_eq!(connected.user, "bob");
     assert_eq!(connected.roles, ["extra", "member"]);
     assert_eq!(connected.query, "room=1&x=2");
-    // The worker subscribed it to allowed/1 and denied/1: only the second
-    // is refused, with ERROR FORBIDDEN naming it.
-    let (code, detail, conns) = wait_for(&events, |event| match event {
-        Event::Error {
-            code,
-            detail,
-            conns,
-            ..
-        } => Some((*code, detail.clone(), conns.clone())),
-        _ => None,
-    });
-    assert_eq!((code, detail.as_str()), (ErrorCode::FORBIDDEN, "denied/1"));
-    assert_eq!(conns, [connected.conn]);
+    // The worker subscribed it to allowed/1 and denied/1, then published
+    // on its behalf to both: only denied/1 is refused, each time with
+    // ERROR FORBIDDEN naming the channel and the connection.
+    for (about, kind) in [(0x32, "SUBSCRIBE"), (0x31, "PUBLISH")] {
+        let (code, detail, conns) = wait_for(&events, |event| match event {
+            Event::Error {
+                code,
+                about: answered,
+                detail,
+                conns,
+                ..
+            } if *answered == about => Some((*code, detail.clone(), conns.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            (code, detail.as_str()),
+            (ErrorCode::FORBIDDEN, "denied/1"),
+            "{kind}"
+        );
+        assert_eq!(conns, [connected.conn], "{kind}");
+    }
     drop(worker);
 }
 
@@ -316,7 +324,8 @@ fn wait_for<T>(events: &Receiver<Event>, mut pick: impl FnMut(&Event) -> Option<
 }
 
 /// A library worker for `svc` on a thread: it subscribes every new
-/// connection to `allowed/1` and `denied/1`, and passes every event on.
+/// connection to `allowed/1` and `denied/1`, publishes on its behalf to
+/// both, and passes every event on.
 struct LibWorker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -337,6 +346,12 @@ impl LibWorker {
                 if let Event::Connect(Connected { node, conn, .. }) = &event {
                     for channel in ["allowed/1", "denied/1"] {
                         worker.subscribe(*node, *conn, channel).expect("subscribe");
+                    }
+                    for channel in ["allowed/1", "denied/1"] {
+                        let payload = Payload::Text("hi");
+                        worker
+                            .publish(channel, Some((*node, *conn)), payload)
+                            .expect("publish");
                     }
                 }
                 let _ = tx.send(event);

@@ -10,6 +10,7 @@ use log::{info, warn};
 use super::timers::Timer;
 use super::token::ConnId;
 use super::Reactor;
+use crate::access;
 use crate::backend::channels::SubscribeError;
 use crate::backend::cidr::Allowlist;
 use crate::backend::codec::decode;
@@ -277,6 +278,17 @@ impl Reactor {
                 if self.too_big(worker, about, publish.payload) {
                     return;
                 }
+                // A publish on behalf of a client here (named in `except`)
+                // needs that client's `publish` permission on the channel.
+                let author = publish.except;
+                if let Some(author) = author
+                    .filter(|&a| self.conn_may(a, publish.channel, access::PUBLISH) == Some(false))
+                {
+                    let conns = [author];
+                    let reply = error(ErrorCode::FORBIDDEN, about, publish.channel, &conns);
+                    self.send_to_worker(worker, &reply, now);
+                    return;
+                }
                 for conn in self.channels.subscribers(publish.channel) {
                     if Some(conn) != publish.except {
                         self.deliver(conn, publish.payload);
@@ -287,7 +299,7 @@ impl Reactor {
             Message::Subscribe(sub) => {
                 if !self.is_open(sub.conn) {
                     vec![sub.conn]
-                } else if !self.may_subscribe(sub.conn, sub.channel)
+                } else if self.conn_may(sub.conn, sub.channel, access::SUBSCRIBE) != Some(true)
                     || self.channels.subscribe(sub.conn, sub.channel)
                         == Err(SubscribeError::TooMany)
                 {

@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::access::{self, Access};
+use crate::access::Access;
 use crate::backend::channels::Channels;
 use crate::backend::link::Link;
 use crate::config::Config;
@@ -460,15 +460,15 @@ impl Reactor {
         }
     }
 
-    /// Whether the ACL lets connection `conn` (its backend id) be
-    /// subscribed to `channel`; false for a connection not open here.
-    fn may_subscribe(&self, conn: u64, channel: &str) -> bool {
+    /// Whether the ACL grants connection `conn` (its backend id)
+    /// `permission` on `channel`; `None` for a connection not open here.
+    fn conn_may(&self, conn: u64, channel: &str, permission: &str) -> Option<bool> {
         let id = ConnId::from_wire(conn);
         self.slots
             .get(id.key as usize)
             .filter(|slot| slot.generation == id.generation)
             .and_then(|slot| slot.conn.identity())
-            .is_some_and(|identity| identity.may(self.access.acl(), channel, access::SUBSCRIBE))
+            .map(|identity| identity.may(self.access.acl(), channel, permission))
     }
 
     /// The ids of every connection in the table.
