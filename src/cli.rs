@@ -170,9 +170,14 @@ pub struct Args {
     pub acl: Option<PathBuf>,
 
     /// a worker service that authenticates clients that present no token
-    /// (delegated authentication, every route; docs/acl.md)
+    /// (delegated authentication; docs/acl.md)
     #[argh(option)]
     pub auth_service: Option<String>,
+
+    /// a route path whose clients go to --auth-service (repeatable;
+    /// default: every route)
+    #[argh(option)]
+    pub auth_route: Vec<String>,
 
     /// how long an upgrade waits for the auth service, in milliseconds;
     /// no verdict in time: 503 (default 2000)
@@ -297,6 +302,16 @@ impl Args {
                 ));
             }
         }
+        if !self.auth_route.is_empty() && self.auth_service.is_none() {
+            return Err("--auth-route needs --auth-service".into());
+        }
+        if let Some(path) = self
+            .auth_route
+            .iter()
+            .find(|path| !routes.iter().any(|r| &r.path == *path))
+        {
+            return Err(format!("--auth-route `{path}` is not a --route path"));
+        }
         if self.max_header_bytes < 512 {
             return Err("--max-header-bytes must be at least 512".into());
         }
@@ -345,6 +360,7 @@ impl Args {
                 acl_file: self.acl,
                 auth_service: self.auth_service,
                 auth_timeout: Duration::from_millis(self.auth_timeout_ms),
+                auth_routes: self.auth_route,
             },
             log_level: self.log_level,
         })
@@ -484,6 +500,11 @@ mod tests {
             (
                 &["--route", "/c=chat", "--backend-allow", "10.0.0.1/8"],
                 "--backend-allow",
+            ),
+            (&["--auth-route", "/echo"], "needs --auth-service"),
+            (
+                &["--auth-service", "auth", "--auth-route", "/nope"],
+                "not a --route path",
             ),
             (&["--route", "x=echo"], "must start with /"),
             (&["--route", "/a=echo", "--route", "/a=echo"], "twice"),

@@ -98,6 +98,18 @@ pub struct Auth {
     /// How long an upgrade waits for the auth service's verdict before
     /// it is refused with 503. Default 2 s.
     pub auth_timeout: Duration,
+    /// The routes (paths) whose clients are sent to the auth service;
+    /// empty: every route.
+    pub auth_routes: Vec<String>,
+}
+
+impl Auth {
+    /// The auth service that judges a client without a token on `path`,
+    /// if that route delegates.
+    pub fn delegate_for(&self, path: &str) -> Option<&str> {
+        let delegates = self.auth_routes.is_empty() || self.auth_routes.iter().any(|r| r == path);
+        self.auth_service.as_deref().filter(|_| delegates)
+    }
 }
 
 impl Default for Auth {
@@ -109,6 +121,7 @@ impl Default for Auth {
             acl_file: None,
             auth_service: None,
             auth_timeout: Duration::from_millis(2000),
+            auth_routes: Vec::new(),
         }
     }
 }

@@ -20,7 +20,8 @@ use common::{
 
 const LIMIT: Duration = Duration::from_secs(10);
 /// Members may use /w and its service; guests nothing.
-const ACL: &str = "allow member /w connect\nallow member svc send\n";
+const ACL: &str = "allow member /w connect\nallow member svc send\n\
+allow guest /open connect\nallow guest echo send\n";
 /// The headers a browser would send, with the cookie the auth worker reads.
 const BROWSER: &str =
     "Origin: https://app.example\r\nUser-Agent: t/1\r\nCookie: sid=abc\r\nCookie: theme=dark\r\n";
@@ -160,6 +161,21 @@ fn replies_from_another_worker_or_too_late_are_dropped_and_counted() {
 }
 
 #[test]
+fn only_the_auth_routes_ask_the_auth_worker() {
+    let extra = ["--route", "/open=echo", "--auth-route", "/w"];
+    let (server, endpoint) = node_with(5000, &extra);
+    let from = server.log_len();
+    let auth = Lib::start(&endpoint, "auth", Verdict::Allow(&["member"]));
+    wait_ready(&server, from, &["auth"]);
+    let mut open = server.tls();
+    send(&mut open, upgrade_request("/open", "").as_bytes());
+    assert_eq!(status(&read_response_head(&mut open)), 101);
+    assert_eq!(auth.auths(), 0, "/open is not an auth route: a guest");
+    assert_eq!(upgrade_status(&server, ""), 101);
+    assert_eq!(auth.auths(), 1, "/w is");
+}
+
+#[test]
 fn no_auth_worker_is_503_at_once() {
     let (server, _endpoint) = node(5000);
     let started = Instant::now();
@@ -188,6 +204,11 @@ fn an_auth_worker_that_dies_before_its_verdict_fails_closed_with_503() {
 /// A node routing /w to `svc`, delegating to `auth` with a timeout of
 /// `timeout_ms`, with [`ACL`], and its backend endpoint.
 fn node(timeout_ms: u64) -> (Server, String) {
+    node_with(timeout_ms, &[])
+}
+
+/// [`node`] with `extra` arguments.
+fn node_with(timeout_ms: u64, extra: &[&str]) -> (Server, String) {
     let endpoint = free_endpoint();
     let dir = TempDir::new();
     let acl = dir.path().join("acl.conf");
@@ -209,6 +230,7 @@ fn node(timeout_ms: u64) -> (Server, String) {
         "--auth-timeout-ms",
         &timeout_ms,
     ];
+    let args = [&args[..], extra].concat();
     (Server::start_in(dir, cert, &args), endpoint)
 }
 

@@ -853,9 +853,8 @@ impl Conn {
                 };
                 request.query = request.query.map(|q| sh.access.forwarded_query(&q));
                 let rest = &mut bytes[taken..];
-                if let (false, Some(service)) =
-                    (identity.is_authenticated(), &config.auth.auth_service)
-                {
+                let delegate = config.auth.delegate_for(&request.path);
+                if let (false, Some(service)) = (identity.is_authenticated(), delegate) {
                     // What followed the head waits with it for the verdict.
                     head.extend_from_slice(rest);
                     return self.delegate(request, service, sh);
