@@ -87,6 +87,10 @@ fn without_acl_the_embedded_default_lets_guests_echo() {
     let output = acl(&["check", "guest", "/echo", "connect"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).contains("guest has role guest (built in)"));
+    // As on the server, a signed-in user holds `guest` too.
+    let output = acl(&["check", "alice", "/echo", "connect"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("alice has role guest (built in)"));
     assert_eq!(
         acl(&["check", "guest", "/other", "connect"]).status.code(),
         Some(1)

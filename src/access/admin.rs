@@ -129,9 +129,11 @@ fn all_if_empty<'n, 's>(names: &'n [&'s str]) -> Option<&'n [&'s str]> {
 }
 
 /// EXPLAIN: what `averyws acl check` says for the user (without token
-/// roles), the resource and the permission.
+/// roles, with `guest` as every connection), the resource and the
+/// permission.
 fn explain(acl: &Acl, user: &[&str], resource: &[&str], permission: &[&str]) -> Outcome {
-    let explanation = acl.explain(one(user), &[], one(resource), one(permission));
+    let guest = [crate::auth::acl::GUEST];
+    let explanation = acl.explain(one(user), &guest, one(resource), one(permission));
     Outcome {
         status: AclStatus::Ok,
         detail: String::new(),

@@ -483,7 +483,16 @@ impl Acl {
             .user_roles(user)
             .into_iter()
             .map(|r| (r, RoleSource::Stored));
-        let extra = extra_roles.iter().map(|r| (*r, RoleSource::Extra));
+        // `guest` given for the check is the role every connection holds,
+        // not one a token carried.
+        let extra = extra_roles.iter().map(|&r| {
+            let source = if r == GUEST {
+                RoleSource::BuiltIn
+            } else {
+                RoleSource::Extra
+            };
+            (r, source)
+        });
         let builtin = (user == GUEST).then_some((GUEST, RoleSource::BuiltIn));
         let mut roles: Vec<(&str, RoleSource)> = Vec::new();
         for (role, source) in stored.chain(extra).chain(builtin) {
@@ -1057,7 +1066,7 @@ mod tests {
         let roles = acl.subject_roles(GUEST, &["x", GUEST]);
         assert_eq!(
             roles,
-            [("x", RoleSource::Extra), (GUEST, RoleSource::Extra)]
+            [("x", RoleSource::Extra), (GUEST, RoleSource::BuiltIn)]
         );
     }
 

@@ -78,7 +78,13 @@ pub fn run(args: &[&str]) -> ExitCode {
         Ok(acl) => acl,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let roles: Vec<&str> = check.role.iter().map(String::as_str).collect();
+    // As the server does: every connection also holds `guest`.
+    let roles: Vec<&str> = check
+        .role
+        .iter()
+        .map(String::as_str)
+        .chain([crate::auth::acl::GUEST])
+        .collect();
     let explanation = acl.explain(&check.user, &roles, &check.resource, &check.permission);
     let verdict = if explanation.allowed() {
         "allowed"

@@ -17,8 +17,8 @@ pub enum RoleSource {
     Stored,
     /// Given for this check only: the roles of the user's token.
     Extra,
-    /// The role [`super::acl::GUEST`] that the user of that name always
-    /// holds.
+    /// The role [`super::acl::GUEST`], which every connection holds (and
+    /// the user of that name always).
     BuiltIn,
 }
 
