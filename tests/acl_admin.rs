@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -19,8 +18,8 @@ use averyws::backend::message::{AclOp, AclStatus, ErrorCode, MessageType};
 use averyws::backend::worker::{Config, Event, NodeId, Worker};
 use averyws::backend::KeyRing;
 use common::{
-    assert_echo, read_close, read_response_head, send, status, upgrade_request, Server, TempDir,
-    TEXT,
+    assert_echo, free_endpoint, read_close, read_response_head, send, status, upgrade_request,
+    utf8, Server, TempDir, TEXT,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -233,16 +232,6 @@ fn node(acl: &AclFile) -> (Server, String) {
         "admin",
     ];
     (Server::start_in(dir, cert, &args), endpoint)
-}
-
-fn utf8(path: &std::path::Path) -> String {
-    path.to_str().expect("UTF-8 temp path").to_owned()
-}
-
-/// A `tcp://` endpoint on a loopback port that was free a moment ago.
-fn free_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("tcp://{}", listener.local_addr().expect("address"))
 }
 
 /// The status of an upgrade to `path` without a token.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use averyws::backend::worker::{Config, Connected, Event, Worker};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::{
-    assert_echo, client_frame, header, read_close, read_response_head, send, status,
+    assert_echo, client_frame, free_endpoint, header, read_close, read_response_head, send, status,
     upgrade_request, Server, TempDir, TlsStream, TEXT,
 };
 use hmac::{Hmac, Mac};
@@ -303,12 +302,6 @@ fn workers_learn_the_user_and_subscriptions_follow_the_acl() {
         assert_eq!(conns, [connected.conn], "{kind}");
     }
     drop(worker);
-}
-
-/// A `tcp://` endpoint on a loopback port that was free a moment ago.
-fn free_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("tcp://{}", listener.local_addr().expect("address"))
 }
 
 /// Waits for the first event `pick` takes.

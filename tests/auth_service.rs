@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -15,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use averyws::backend::worker::{Config, Connected, Event, NodeId, Worker};
 use common::{
-    client_frame, read_response_head, send, status, upgrade_request, Server, TempDir, TEXT,
+    client_frame, free_endpoint, read_response_head, send, status, upgrade_request, utf8, Server,
+    TempDir, TEXT,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -232,16 +232,6 @@ fn node_with(timeout_ms: u64, extra: &[&str]) -> (Server, String) {
     ];
     let args = [&args[..], extra].concat();
     (Server::start_in(dir, cert, &args), endpoint)
-}
-
-fn utf8(path: &std::path::Path) -> String {
-    path.to_str().expect("UTF-8 temp path").to_owned()
-}
-
-/// A `tcp://` endpoint on a loopback port that was free a moment ago.
-fn free_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("tcp://{}", listener.local_addr().expect("address"))
 }
 
 /// Waits until a worker for each service registered after log line `from`.

@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -25,7 +24,9 @@ use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload,
 use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
 use averyws::ws::CloseCode;
-use common::{client_frame, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY};
+use common::{
+    client_frame, free_endpoint, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY,
+};
 use tungstenite::Message as Ws;
 
 /// How long to wait for something that should happen.
@@ -508,12 +509,6 @@ fn close_unknown_connections_and_reserved_services_answer_as_documented() {
 }
 
 // ------------------------------------------------------------ the nodes
-
-/// A `tcp://` endpoint on a loopback port that was free a moment ago.
-fn free_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("tcp://{}", listener.local_addr().expect("address"))
-}
 
 /// A node routing `/w` to service `svc`, its ROUTER on `endpoint`,
 /// heartbeating every 100 ms.

@@ -476,3 +476,14 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A `tcp://` endpoint on a loopback port that was free a moment ago.
+pub fn free_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("tcp://{}", listener.local_addr().expect("address"))
+}
+
+/// A temp path as the UTF-8 string a command line takes.
+pub fn utf8(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
