@@ -11,6 +11,7 @@ use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
     Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
 };
+use crate::logging::{AccessLog, Format, Settings};
 use crate::pace::Pace;
 use crate::ws::Limits;
 
@@ -187,6 +188,20 @@ pub struct Args {
     /// log level: off, error, warn, info, debug or trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
+
+    /// log line format: text or json (one object per line with time,
+    /// level, target and message; default text)
+    #[argh(option, default = "Format::Text")]
+    pub log_format: Format,
+
+    /// write the access log (one line per connection) to this file,
+    /// appending, or to stdout with - (default: in the main log)
+    #[argh(option)]
+    pub access_log: Option<AccessLog>,
+
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
 }
 
 /// A `PATH=SERVICE` pair from `--route`.
@@ -234,7 +249,15 @@ pub fn parse(program: &str, args: &[&str]) -> Result<Config, Exit> {
         Ok(()) => Exit::Info(early.output),
         Err(()) => Exit::Usage(first_line(&early.output)),
     })?;
+    if parsed.version {
+        return Err(Exit::Info(version()));
+    }
     parsed.into_config().map_err(Exit::Usage)
+}
+
+/// What `--version` prints: `averyws <version>`.
+pub fn version() -> String {
+    format!("averyws {}", env!("CARGO_PKG_VERSION"))
 }
 
 fn first_line(text: &str) -> String {
@@ -362,7 +385,11 @@ impl Args {
                 auth_timeout: Duration::from_millis(self.auth_timeout_ms),
                 auth_routes: self.auth_route,
             },
-            log_level: self.log_level,
+            logging: Settings {
+                level: self.log_level,
+                format: self.log_format,
+                access: self.access_log.unwrap_or_default(),
+            },
         })
     }
 
@@ -514,6 +541,8 @@ mod tests {
             (&["--listen", "nowhere"], "listen"),
             (&["--bogus"], "bogus"),
             (&["--log-level", "loud"], "log"),
+            (&["--log-format", "xml"], "not text or json"),
+            (&["--access-log", ""], "a path or -"),
             (&["--token-query-param", "a&b"], "--token-query-param"),
             (&["--jwt-leeway-s", "-1"], "jwt-leeway-s"),
             (&["--backend-admin-key", "k1"], "needs --backend-key-file"),
@@ -531,5 +560,20 @@ mod tests {
             Err(Exit::Info(text)) => assert!(text.contains("--max-message-size")),
             other => panic!("{other:?}"),
         }
+        match parse("averyws", &["--version"]) {
+            Err(Exit::Info(text)) => assert_eq!(text, version()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(version(), format!("averyws {}", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn log_settings_default_to_text_in_the_main_log() {
+        let config = parse("averyws", &[]).expect("defaults are valid");
+        assert_eq!(config.logging.format, Format::Text);
+        assert_eq!(config.logging.access, AccessLog::Main);
+        let config = parse("averyws", &["--log-format", "json", "--access-log", "-"]).unwrap();
+        assert_eq!(config.logging.format, Format::Json);
+        assert_eq!(config.logging.access, AccessLog::Stdout);
     }
 }

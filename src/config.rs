@@ -35,8 +35,8 @@ pub struct Config {
     pub backend: Option<Backend>,
     /// Where tokens and the ACL come from.
     pub auth: Auth,
-    /// Log level for the `log` facade.
-    pub log_level: log::LevelFilter,
+    /// Log level, line format and where the access log goes.
+    pub logging: crate::logging::Settings,
 }
 
 /// The source of the server certificate.

@@ -1,30 +1,115 @@
 //! Log output through `fern`, and the access-log line written when a
 //! connection ends.
 
+mod format;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::info;
 
 use crate::conn::{Closer, Conn};
 
+pub use format::Format;
+
 /// Log target of the one-line-per-connection access log.
 pub const ACCESS_TARGET: &str = "averyws::access";
 
-/// Sends log records at `level` and above to stderr, one line each.
-pub fn init(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
-    fern::Dispatch::new()
-        .format(|out, message, record| {
-            out.finish(format_args!(
-                "{} {:5} {}: {}",
-                humantime::format_rfc3339_millis(SystemTime::now()),
-                record.level(),
-                record.target(),
-                message
-            ))
-        })
-        .level(level)
-        .chain(std::io::stderr())
-        .apply()
+/// Where the access-log lines go, chosen with `--access-log`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Into the main log on stderr, with everything else.
+    #[default]
+    Main,
+    /// To stdout (`--access-log -`).
+    Stdout,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+impl argh::FromArgValue for AccessLog {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "" => Err("--access-log needs a path or -".into()),
+            "-" => Ok(AccessLog::Stdout),
+            path => Ok(AccessLog::File(path.into())),
+        }
+    }
+}
+
+/// Everything about log output, from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Records below this level are dropped (`--log-level`). Cargo
+    /// features can lower the ceiling at compile time (README).
+    pub level: log::LevelFilter,
+    /// Text or JSON lines (`--log-format`).
+    pub format: Format,
+    /// Where the access-log lines go (`--access-log`).
+    pub access: AccessLog,
+}
+
+/// Why logging could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The access-log file cannot be opened for appending.
+    AccessLog(PathBuf, std::io::Error),
+    /// A logger was already installed.
+    Installed(log::SetLoggerError),
+}
+
+impl std::fmt::Display for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitError::AccessLog(path, e) => write!(f, "access log {}: {e}", path.display()),
+            InitError::Installed(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for InitError {}
+
+/// Sends text log records at `level` and above to stderr, one line each.
+pub fn init(level: log::LevelFilter) -> Result<(), InitError> {
+    init_with(&Settings {
+        level,
+        format: Format::Text,
+        access: AccessLog::Main,
+    })
+}
+
+/// Installs the logger `settings` describe: the main log on stderr and
+/// the access log wherever `settings.access` says.
+pub fn init_with(settings: &Settings) -> Result<(), InitError> {
+    let format = settings.format;
+    let root = fern::Dispatch::new()
+        .format(move |out, message, record| format.write(out, message, record, SystemTime::now()))
+        .level(settings.level);
+    let separate: Option<fern::Output> = match &settings.access {
+        AccessLog::Main => None,
+        AccessLog::Stdout => Some(std::io::stdout().into()),
+        AccessLog::File(path) => Some(
+            fern::log_file(path)
+                .map_err(|e| InitError::AccessLog(path.clone(), e))?
+                .into(),
+        ),
+    };
+    let root = match separate {
+        None => root.chain(std::io::stderr()),
+        Some(access) => root
+            .chain(
+                fern::Dispatch::new()
+                    .filter(|meta| meta.target() != ACCESS_TARGET)
+                    .chain(std::io::stderr()),
+            )
+            .chain(
+                fern::Dispatch::new()
+                    .filter(|meta| meta.target() == ACCESS_TARGET)
+                    .chain(access),
+            ),
+    };
+    root.apply().map_err(InitError::Installed)
 }
 
 /// Writes the access-log line of a connection that has ended.
@@ -38,10 +123,11 @@ pub fn access(conn: &Conn, now: Instant) {
     };
     info!(
         target: ACCESS_TARGET,
-        "peer={} path={} user={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
+        "peer={} path={} user={} subprotocol={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
         conn.peer(),
         conn.path().unwrap_or("-"),
         conn.identity().map_or("-", |identity| identity.user()),
+        conn.subprotocol().unwrap_or("-"),
         conn.age(now).as_millis(),
         stats.bytes_in,
         stats.bytes_out,

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = averyws::logging::init(config.log_level) {
+    if let Err(e) = averyws::logging::init_with(&config.logging) {
         eprintln!("averyws: cannot start logging: {e}");
         return ExitCode::FAILURE;
     }

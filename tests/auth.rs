@@ -125,6 +125,57 @@ fn a_token_is_taken_from_each_source() {
     assert!(line.is_some(), "{:#?}", server.log());
 }
 
+/// Tokens and secrets never reach a log, even at `trace`: a good token
+/// from every source, a forged one, and the key file's secret.
+#[test]
+fn no_token_or_secret_is_logged_at_trace_level() {
+    let server = server(&[
+        "--log-level",
+        "trace",
+        "--token-query-param",
+        "access_token",
+    ]);
+    let bob = token("bob", &[]);
+    let forged = sign(
+        r#"{"alg":"HS256","kid":"k1"}"#,
+        r#"{"sub":"bob"}"#,
+        "not-the-secret-but-just-as-long-!!!",
+    );
+    let offer = format!("Sec-WebSocket-Protocol: bearer.{bob}\r\n");
+    let query = format!("/members?access_token={bob}");
+    let rows = [
+        ("header", "/members", bearer(&bob), 101),
+        ("subprotocol", "/members", offer, 101),
+        ("query", query.as_str(), String::new(), 101),
+        ("forged", "/members", bearer(&forged), 401),
+    ];
+    for (name, path, extra, expected) in &rows {
+        let (head, ws) = try_upgrade(&server, path, extra);
+        assert_eq!(status(&head), *expected, "{name}: {head}");
+        drop(ws);
+    }
+    for user in ["user=bob", "user=-"] {
+        let line = server.wait_log(user, LIMIT);
+        assert!(line.is_some(), "{user}: {:#?}", server.log());
+    }
+    // Each token's signature is its secret part; the payload alone is
+    // base64 of public claims, so the whole token is checked too.
+    let signatures = [&bob, &forged].map(|t| t.rsplit('.').next().unwrap_or_default().to_owned());
+    let log = server.log();
+    assert!(
+        log.iter().any(|line| line.contains("TRACE")),
+        "not at trace"
+    );
+    for line in &log {
+        for secret in [bob.as_str(), forged.as_str(), SECRET]
+            .into_iter()
+            .chain(signatures.iter().map(String::as_str))
+        {
+            assert!(!line.contains(secret), "`{secret}` logged: {line}");
+        }
+    }
+}
+
 #[test]
 fn the_query_parameter_is_off_by_default() {
     let server = server(&[]);

@@ -140,6 +140,8 @@ pub struct Conn {
     last_rx: Instant,
     pinged: bool,
     path: Option<String>,
+    /// The negotiated subprotocol, once the upgrade request was parsed.
+    subprotocol: Option<String>,
     /// Who the client is, once its upgrade request was judged.
     identity: Option<Identity>,
     /// A sub-state of [`Phase::Upgrading`]: the request waits for the
@@ -211,6 +213,7 @@ impl Conn {
             last_rx: now,
             pinged: false,
             path: None,
+            subprotocol: None,
             identity: None,
             auth: None,
             close: None,
@@ -234,6 +237,11 @@ impl Conn {
     /// The upgraded path, once the upgrade request was parsed.
     pub fn path(&self) -> Option<&str> {
         self.path.as_deref()
+    }
+
+    /// The negotiated subprotocol, once the upgrade request was parsed.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
     }
 
     /// Who the client is, once its upgrade request was judged.
@@ -844,6 +852,7 @@ impl Conn {
                     return self.refuse(Rejection::NotFound, sh.out, now);
                 };
                 self.path = Some(request.path.clone());
+                self.subprotocol.clone_from(&request.subprotocol);
                 let identity = match sh.access.identify(&request, access::unix_now()) {
                     Ok(identity) => identity,
                     Err(e) => {

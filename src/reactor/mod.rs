@@ -483,9 +483,16 @@ impl Reactor {
     }
 
     /// Stops accepting, sends Close 1001 to every open connection and gives
-    /// the closing handshakes until the drain deadline.
+    /// the closing handshakes until the drain deadline. A second SIGTERM or
+    /// SIGINT while draining ends the drain at once: the loop exits (status
+    /// 0) at the end of this turn, whatever is still open.
     fn shut_down(&mut self, now: Instant) {
         if self.draining {
+            warn!(
+                "second shutdown signal: exiting now with {} connection(s) open",
+                self.slots.len()
+            );
+            self.drain_over = true;
             return;
         }
         info!(

@@ -53,7 +53,7 @@ impl Server {
     pub fn start(args: &[&str]) -> Server {
         let dir = TempDir::new();
         let cert = dir.path().join("dev-cert.pem");
-        let mut all = vec!["--listen", "127.0.0.1:0", "--log-level", "debug"];
+        let mut all = vec!["--listen", "127.0.0.1:0"];
         let cert_str = cert.to_str().unwrap().to_owned();
         if !args.contains(&"--cert") {
             all.extend(["--dev-cert-out", &cert_str]);
@@ -71,7 +71,7 @@ impl Server {
     /// Starts the binary with exactly `args` (plus the ephemeral port), for
     /// tests that bring their own certificate files in `dir`.
     pub fn start_in(dir: TempDir, cert: PathBuf, args: &[&str]) -> Server {
-        let mut all = vec!["--listen", "127.0.0.1:0", "--log-level", "debug"];
+        let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         Self::spawn(&all, dir, cert)
     }
@@ -81,7 +81,11 @@ impl Server {
         // client thread must not look like a slowloris, unless a test is
         // about exactly that and sets the pace itself.
         let mut args = args.to_vec();
-        for (flag, relaxed) in [("--first-byte-timeout-ms", "5000"), ("--min-rate", "1000")] {
+        for (flag, relaxed) in [
+            ("--first-byte-timeout-ms", "5000"),
+            ("--min-rate", "1000"),
+            ("--log-level", "debug"),
+        ] {
             if !args.contains(&flag) {
                 args.extend([flag, relaxed]);
             }
