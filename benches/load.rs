@@ -204,6 +204,8 @@ impl Target {
         };
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
+            // Pinned to one CPU, as the peers are measured: one reactor.
+            .args(["--threads", "1"])
             // Every connection comes from 127.0.0.1.
             .args(["--max-connections-per-ip", "0"])
             .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])

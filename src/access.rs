@@ -9,7 +9,7 @@ pub mod admin;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::auth::acl::{Acl, GUEST, MAX_NAME_BYTES};
+use crate::auth::acl::{Acl, DecisionCounts, GUEST, MAX_NAME_BYTES};
 use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
 use crate::auth::token::{TokenError, Verifier};
 use crate::backend::message::{Field, MAX_ROLES};
@@ -33,13 +33,15 @@ pub const PUBLISH: &str = "publish";
 pub type Generation = (u64, u64);
 
 /// Token verification and the ACL, as the reactor holds them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Access {
     verifier: Option<Verifier>,
     acl: Acl,
     acl_file: Option<PathBuf>,
     token_query_param: Option<String>,
     reloads: u64,
+    /// Decisions made by ACLs no longer in force.
+    retired: DecisionCounts,
 }
 
 impl Access {
@@ -57,23 +59,29 @@ impl Access {
         };
         Ok(Access {
             verifier,
-            acl: load_acl(config.acl_file.as_deref())?,
+            acl: match &config.acl_file {
+                Some(path) => read_acl(path)?,
+                None => default_acl()?,
+            },
             acl_file: config.acl_file.clone(),
             token_query_param: config.token_query_param.clone(),
             reloads: 0,
+            retired: DecisionCounts::default(),
         })
     }
 
-    /// Reads the ACL file again (SIGHUP). On error the current ACL stays
-    /// and the error names the file and line. Without `--acl` there is
-    /// nothing to re-read: `Ok(false)`.
-    pub fn reload_acl(&mut self) -> Result<bool, String> {
-        let Some(path) = &self.acl_file else {
-            return Ok(false);
-        };
-        self.acl = load_acl(Some(path))?;
+    /// Puts `acl` in force (a reload, an admin change): decisions cached
+    /// under the old one are dropped, its decision counts carried over.
+    pub fn put_acl(&mut self, acl: Acl) {
+        self.retired = self.decisions();
+        self.acl = acl;
         self.reloads += 1;
-        Ok(true)
+    }
+
+    /// ACL decisions made since start: allowed, denied, cache hits, cache
+    /// misses.
+    pub fn decisions(&self) -> DecisionCounts {
+        self.retired.plus(self.acl.decision_counts())
     }
 
     /// The ACL in force.
@@ -102,7 +110,22 @@ impl Access {
     /// `bearer.` subprotocol entry, then in the configured query
     /// parameter; the first one found is the one judged.
     pub fn identify(&self, request: &Request, now_unix: u64) -> Result<Identity, TokenError> {
-        let Some(token) = presented_token(request, self.token_query_param.as_deref()) else {
+        let token = presented_token(request, self.token_query_param.as_deref());
+        self.identify_token(token, now_unix)
+    }
+
+    /// Who presents `authorization` (an `Authorization` field value, if
+    /// any) at `now_unix`, as [`Access::identify`] judges it.
+    pub fn identify_authorization(
+        &self,
+        authorization: Option<&str>,
+        now_unix: u64,
+    ) -> Result<Identity, TokenError> {
+        self.identify_token(authorization.map(bearer_token), now_unix)
+    }
+
+    fn identify_token(&self, token: Option<&str>, now_unix: u64) -> Result<Identity, TokenError> {
+        let Some(token) = token else {
             return Ok(Identity::guest());
         };
         let verifier = self.verifier.as_ref().ok_or(TokenError::UnknownKeyId)?;
@@ -121,8 +144,19 @@ impl Access {
     /// Whether `identity` may connect to `path`: refused, 401 for a client
     /// without a token (a token might help) and 403 for one with a token.
     pub fn admit(&self, identity: &Identity, path: &str) -> Result<(), Rejection> {
+        self.permit(identity, path, CONNECT)
+    }
+
+    /// Whether `identity` may do `permission` on `resource`, refused as
+    /// [`Access::admit`] refuses.
+    pub fn permit(
+        &self,
+        identity: &Identity,
+        resource: &str,
+        permission: &str,
+    ) -> Result<(), Rejection> {
         match (
-            identity.may(&self.acl, path, CONNECT),
+            identity.may(&self.acl, resource, permission),
             identity.authenticated,
         ) {
             (true, _) => Ok(()),
@@ -239,12 +273,7 @@ pub fn unix_now() -> u64 {
 /// verification: a credential the server cannot use is a bad one.
 fn presented_token<'r>(request: &'r Request, query_param: Option<&str>) -> Option<&'r str> {
     if let Some(value) = &request.authorization {
-        // RFC 9110 section 11.1: the scheme is case-insensitive.
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => "",
-        };
-        return Some(token);
+        return Some(bearer_token(value));
     }
     if let Some(token) = &request.bearer_protocol {
         return Some(token);
@@ -253,6 +282,15 @@ fn presented_token<'r>(request: &'r Request, query_param: Option<&str>) -> Optio
     query
         .split('&')
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The token of an `Authorization` field value; empty for another scheme.
+fn bearer_token(value: &str) -> &str {
+    // RFC 9110 section 11.1: the scheme is case-insensitive.
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => "",
+    }
 }
 
 /// The query with the `name` parameter left out: what a worker is told,
@@ -272,12 +310,13 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn load_acl(path: Option<&Path>) -> Result<Acl, String> {
-    let parsed = match path {
-        Some(path) => acl_file::parse(&read(path)?, &path.display().to_string()),
-        None => acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME),
-    };
-    parsed.map_err(|e| e.to_string())
+/// Reads and parses an ACL file; the error names the file and line.
+pub fn read_acl(path: &Path) -> Result<Acl, String> {
+    acl_file::parse(&read(path)?, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+fn default_acl() -> Result<Acl, String> {
+    acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

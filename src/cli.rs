@@ -23,6 +23,11 @@ pub struct Args {
     #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8443))")]
     pub listen: SocketAddr,
 
+    /// reactors (threads) sharing the port with SO_REUSEPORT, each its
+    /// own backend node (default: the number of CPUs)
+    #[argh(option)]
+    pub threads: Option<usize>,
+
     /// PEM certificate chain, leaf first (needs --key)
     #[argh(option)]
     pub cert: Option<PathBuf>,
@@ -243,6 +248,10 @@ pub enum Exit {
     Usage(String),
 }
 
+/// Most reactors a process runs: far above any core count a single
+/// listener address serves well, low enough to catch a typo.
+const MAX_THREADS: usize = 256;
+
 /// Parses `args` (without the program name) into a validated [`Config`].
 pub fn parse(program: &str, args: &[&str]) -> Result<Config, Exit> {
     let parsed = Args::from_args(&[program], args).map_err(|early| match early.status {
@@ -335,6 +344,18 @@ impl Args {
         {
             return Err(format!("--auth-route `{path}` is not a --route path"));
         }
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(format!("--threads must be 1 to {MAX_THREADS}"));
+        }
+        if let Some(backend) = &backend {
+            // Reactor N binds every endpoint with the port moved by N.
+            for endpoint in &backend.binds {
+                crate::config::reactor_endpoint(endpoint, threads - 1)?;
+            }
+        }
         if self.max_header_bytes < 512 {
             return Err("--max-header-bytes must be at least 512".into());
         }
@@ -347,6 +368,7 @@ impl Args {
         }
         Ok(Config {
             listen: self.listen,
+            threads,
             tls,
             routes,
             limits: Limits {
@@ -529,6 +551,11 @@ mod tests {
                 "--backend-allow",
             ),
             (&["--auth-route", "/echo"], "needs --auth-service"),
+            (&["--threads", "0"], "--threads must be 1 to 256"),
+            (
+                &["--threads", "2", "--backend-bind", "tcp://127.0.0.1:65535"],
+                "needs a fixed port with room for 1 more reactor(s)",
+            ),
             (
                 &["--auth-service", "auth", "--auth-route", "/nope"],
                 "not a --route path",

@@ -14,6 +14,8 @@ use crate::ws::Limits;
 pub struct Config {
     /// Address of the TLS listener. Default `127.0.0.1:8443`.
     pub listen: SocketAddr,
+    /// Reactors, each on its own thread. Default: the number of CPUs.
+    pub threads: usize,
     /// Where the certificate and key come from.
     pub tls: TlsSource,
     /// Path → service table. Never empty: `/echo` when none is configured.
@@ -233,5 +235,80 @@ impl Config {
     /// The route mounted at `path`, if any.
     pub fn route(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|route| route.path == path)
+    }
+
+    /// The configuration of reactor `index`: its backend node binds every
+    /// endpoint as [`reactor_endpoint`] says and is named `NAME.index`;
+    /// reactor 0 keeps both as given (docs/protocol.md section 2).
+    pub fn for_reactor(&self, index: usize) -> Result<Config, String> {
+        let mut config = self.clone();
+        if let Some(backend) = config.backend.as_mut().filter(|_| index > 0) {
+            backend.binds = backend
+                .binds
+                .iter()
+                .map(|endpoint| reactor_endpoint(endpoint, index))
+                .collect::<Result<_, _>>()?;
+            backend.node_name = format!("{}.{index}", backend.node_name);
+        }
+        Ok(config)
+    }
+}
+
+/// The endpoint reactor `index` binds for a `--backend-bind` endpoint:
+/// `tcp://HOST:PORT` becomes `tcp://HOST:PORT+index`, `ipc://PATH` becomes
+/// `ipc://PATH.index`; reactor 0 binds it as given. A TCP endpoint needs a
+/// fixed port (not 0 or `*`) for the others to be found.
+pub fn reactor_endpoint(endpoint: &str, index: usize) -> Result<String, String> {
+    if index == 0 {
+        return Ok(endpoint.to_owned());
+    }
+    if endpoint.starts_with("ipc://") {
+        return Ok(format!("{endpoint}.{index}"));
+    }
+    let port = endpoint
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .filter(|&port| port != 0);
+    let moved = port.and_then(|port| u16::try_from(usize::from(port) + index).ok());
+    match (endpoint.rsplit_once(':'), moved) {
+        (Some((host, _)), Some(port)) if endpoint.starts_with("tcp://") => {
+            Ok(format!("{host}:{port}"))
+        }
+        _ => Err(format!(
+            "backend endpoint `{endpoint}` needs a fixed port with room for {} more reactor(s) \
+             (reactor N binds port+N)",
+            index
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reactor_binds_its_own_endpoint() {
+        let table = [
+            ("tcp://127.0.0.1:7100", 0, Ok("tcp://127.0.0.1:7100")),
+            ("tcp://127.0.0.1:7100", 3, Ok("tcp://127.0.0.1:7103")),
+            ("tcp://[::1]:7100", 1, Ok("tcp://[::1]:7101")),
+            (
+                "ipc:///run/averyws.sock",
+                2,
+                Ok("ipc:///run/averyws.sock.2"),
+            ),
+            ("tcp://127.0.0.1:*", 1, Err(())),
+            ("tcp://127.0.0.1:0", 1, Err(())),
+            ("tcp://127.0.0.1:65535", 1, Err(())),
+            ("tcp://127.0.0.1:65534", 1, Ok("tcp://127.0.0.1:65535")),
+        ];
+        for (endpoint, index, expected) in table {
+            let got = reactor_endpoint(endpoint, index);
+            assert_eq!(
+                got.as_deref().map_err(|_| ()),
+                expected,
+                "{endpoint} {index}"
+            );
+        }
     }
 }

@@ -1,9 +1,15 @@
-//! The `averyws` binary: command line → configuration → reactor.
+//! The `averyws` binary: command line → configuration → reactors.
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use averyws::access::Access;
 use averyws::cli::{self, Exit};
-use averyws::config::TlsSource;
+use averyws::config::{Config, TlsSource};
+use averyws::control::signals::{self, Reloader};
+use averyws::control::Control;
+use averyws::listen;
 use averyws::reactor::Reactor;
 use averyws::tls::TlsContext;
 use log::{error, info, warn};
@@ -51,28 +57,69 @@ fn main() -> ExitCode {
                 .unwrap_or_default()
         );
     }
+    match serve(config, tls) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts one reactor per `--threads` on its own thread, and the signal
+/// thread; returns once every reactor has stopped. A reactor that fails
+/// makes the others drain, so the process ends.
+fn serve(config: Config, tls: TlsContext) -> Result<(), String> {
+    let access = Access::load(&config.auth).map_err(|e| format!("cannot start: {e}"))?;
+    let control = Control::new(tls.config());
+    let listeners = listen::bind(config.listen, config.threads)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let mut reactors = Vec::with_capacity(listeners.len());
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let own = config.for_reactor(index)?;
+        let reactor = Reactor::new(own, access.clone(), Arc::clone(&control), listener)
+            .map_err(|e| format!("cannot start: {e}"))?;
+        reactors.push(reactor);
+    }
+    let addr = reactors[0].local_addr();
+    signals::spawn(Arc::clone(&control), Reloader::new(&config, tls))
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let routes: Vec<String> = config
         .routes
         .iter()
         .map(|route| format!("{} -> {:?}", route.path, route.service))
         .collect();
-    let mut reactor = match Reactor::new(config, tls) {
-        Ok(reactor) => reactor,
-        Err(e) => {
-            error!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     info!(
-        "listening on wss://{} with routes: {}",
-        reactor.local_addr(),
-        routes.join(", ")
+        "listening on wss://{addr} with routes: {} ({} reactor(s))",
+        routes.join(", "),
+        reactors.len()
     );
-    match reactor.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("reactor failed: {e}");
-            ExitCode::FAILURE
+    let mut threads = Vec::with_capacity(reactors.len());
+    for (index, mut reactor) in reactors.into_iter().enumerate() {
+        let control = Arc::clone(&control);
+        let thread = std::thread::Builder::new()
+            .name(format!("reactor-{index}"))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| reactor.run());
+                let result = match std::panic::catch_unwind(run) {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("panicked".to_owned()),
+                };
+                if result.is_err() {
+                    control.shut_down();
+                }
+                result
+            })
+            .map_err(|e| format!("cannot start reactor thread: {e}"))?;
+        threads.push(thread);
+    }
+    let mut failure = Ok(());
+    for (index, thread) in threads.into_iter().enumerate() {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Err(format!("reactor {index} failed: {e}")),
+            Err(_) => failure = Err(format!("reactor {index} ended abnormally")),
         }
     }
+    failure
 }

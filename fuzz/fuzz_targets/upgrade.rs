@@ -8,6 +8,9 @@
 //! as a response without panicking, and an accepted head must not smuggle
 //! an extra header line or an early end of head into the 101 response.
 //!
+//! A head `parse_scrape` takes as `GET /metrics` must be one `parse`
+//! refuses: no request is both.
+//!
 //! Input: byte 0 picks the policy, byte 1 seeds the split points, the rest
 //! is the bytes the client sent.
 #![no_main]
@@ -29,6 +32,10 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let whole = upgrade::parse(input, &policy);
+    // A scrape asks for no upgrade, so it is never a valid handshake.
+    if upgrade::parse_scrape(input, &policy).is_some() {
+        assert!(whole.is_err(), "both a scrape and an upgrade");
+    }
     match &whole {
         Ok(None) => assert!(input.len() < policy.max_header_bytes),
         Ok(Some(req)) => {

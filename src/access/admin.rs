@@ -52,31 +52,33 @@ impl Outcome {
 }
 
 impl Access {
-    /// Carries out `command`: EXPLAIN answers from the ACL in force; a
-    /// change is applied to a copy, persisted to the ACL file, and only
-    /// then put in force. Without an ACL file every change is refused.
-    pub fn administer(&mut self, command: &AclCommand<'_>) -> Outcome {
+    /// Carries out `command` against `base`, the latest ACL: EXPLAIN
+    /// answers from it; a change is applied to a copy and persisted to the
+    /// ACL file, and the copy is returned to be put in force. Without an
+    /// ACL file every change is refused.
+    pub fn administer(&self, base: &Acl, command: &AclCommand<'_>) -> (Outcome, Option<Acl>) {
         let [first, second, third] = command.args.map(|list| list.iter().collect::<Vec<_>>());
         if command.op == AclOp::Explain {
-            return explain(&self.acl, &first, &second, &third);
+            return (explain(base, &first, &second, &third), None);
         }
         let Some(path) = self.acl_file.clone() else {
-            return Outcome::unchanged(AclStatus::Refused, "no ACL file to persist to");
+            let outcome = Outcome::unchanged(AclStatus::Refused, "no ACL file to persist to");
+            return (outcome, None);
         };
-        let mut candidate = self.acl.clone();
+        let mut candidate = base.clone();
         if let Err(e) = apply(&mut candidate, command.op, &first, &second, &third) {
-            return Outcome::unchanged(AclStatus::Refused, &e.to_string());
+            return (Outcome::unchanged(AclStatus::Refused, &e.to_string()), None);
         }
         let text = acl_file::serialize(&candidate);
         if let Err(e) = write_atomically(&path, text.as_bytes()) {
             let detail = format!("{}: {e}", path.display());
-            return Outcome::unchanged(AclStatus::NotPersisted, &detail);
+            return (Outcome::unchanged(AclStatus::NotPersisted, &detail), None);
         }
-        self.acl = candidate;
-        Outcome {
+        let outcome = Outcome {
             changed: true,
             ..Outcome::unchanged(AclStatus::Ok, "")
-        }
+        };
+        (outcome, Some(candidate))
     }
 }
 
@@ -223,6 +225,16 @@ mod tests {
         Access::load(&auth).expect("loads")
     }
 
+    /// Administers against the ACL in force and puts a change in force,
+    /// as the reactor does.
+    fn administer(access: &mut Access, command: &AclCommand<'_>) -> Outcome {
+        let (outcome, changed) = access.administer(access.acl(), command);
+        if let Some(acl) = changed {
+            access.put_acl(acl);
+        }
+        outcome
+    }
+
     fn command<'a>(op: AclOp, args: &'a [&'a [&'a str]; 3]) -> AclCommand<'a> {
         AclCommand {
             request: 1,
@@ -239,18 +251,18 @@ mod tests {
         let mut access = loaded(Some(file.clone()));
         let before = access.generation();
         let grant = command(AclOp::Allow, &[&["member"], &["/m"], &["connect"]]);
-        let outcome = access.administer(&grant);
+        let outcome = administer(&mut access, &grant);
         assert_eq!((outcome.status, outcome.changed), (AclStatus::Ok, true));
         assert_ne!(access.generation(), before, "cached decisions are dropped");
         let on_disk = acl_file::parse(&std::fs::read_to_string(&file).expect("read"), "f");
         assert_eq!(on_disk.as_ref(), Ok(access.acl()));
         assert!(!file.with_extension("conf.tmp").exists());
         let why = command(AclOp::Explain, &[&["bob"], &["/m"], &["connect"]]);
-        let outcome = access.administer(&why);
+        let outcome = administer(&mut access, &why);
         assert_eq!(outcome.decision, Some(false));
         let add = command(AclOp::AddUserRoles, &[&["bob"], &["member"], &[]]);
-        assert_eq!(access.administer(&add).status, AclStatus::Ok);
-        let outcome = access.administer(&why);
+        assert_eq!(administer(&mut access, &add).status, AclStatus::Ok);
+        let outcome = administer(&mut access, &why);
         assert_eq!(outcome.decision, Some(true));
         assert!(outcome.explanation.contains("member"), "{outcome:?}");
     }
@@ -264,19 +276,19 @@ mod tests {
         let mut access = loaded(Some(file.clone()));
         let before = access.acl().clone();
         let cycle = command(AclOp::AddRoleParents, &[&["b"], &["a"], &[]]);
-        let outcome = access.administer(&cycle);
+        let outcome = administer(&mut access, &cycle);
         assert_eq!(outcome.status, AclStatus::Refused);
         assert!(outcome.detail.contains("cannot inherit"), "{outcome:?}");
         // Root writes through any mode bits: a missing directory stops it.
         std::fs::remove_dir_all(file.parent().expect("parent")).expect("rm");
         let grant = command(AclOp::Allow, &[&["a"], &["/x"], &["connect"]]);
-        let outcome = access.administer(&grant);
+        let outcome = administer(&mut access, &grant);
         assert_eq!(outcome.status, AclStatus::NotPersisted, "{outcome:?}");
         assert!(outcome.detail.contains("acl.conf"), "{outcome:?}");
         assert!(!outcome.changed);
         assert_eq!(access.acl(), &before);
         let mut embedded = loaded(None);
-        let outcome = embedded.administer(&grant);
+        let outcome = administer(&mut embedded, &grant);
         assert_eq!(
             (outcome.status, outcome.detail.as_str()),
             (AclStatus::Refused, "no ACL file to persist to")

@@ -32,6 +32,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+pub use super::cache::DecisionCounts;
 use super::cache::{Cache, DEFAULT_CACHE_BYTES};
 use super::explain::RoleSource;
 
@@ -349,6 +350,14 @@ impl Acl {
             Ok(mut cache) => cache.decision(user, extra_roles, resource, permissions, decide),
             Err(_) => decide(),
         }
+    }
+
+    /// Decisions made through [`Acl::is_allowed_with`] on this ACL (not on
+    /// a clone of it).
+    pub fn decision_counts(&self) -> DecisionCounts {
+        self.cache
+            .try_borrow()
+            .map_or_else(|_| DecisionCounts::default(), |cache| cache.counts())
     }
 
     /// Whether `roles` and their ancestors together hold all of

@@ -12,6 +12,31 @@ pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 /// header and allocator rounding, estimated.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Decisions made through a cache, and how it answered them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecisionCounts {
+    /// Decisions that allowed.
+    pub allowed: u64,
+    /// Decisions that denied.
+    pub denied: u64,
+    /// Decisions answered from the cache.
+    pub hits: u64,
+    /// Decisions computed.
+    pub misses: u64,
+}
+
+impl DecisionCounts {
+    /// Both counts together.
+    pub fn plus(self, other: DecisionCounts) -> DecisionCounts {
+        DecisionCounts {
+            allowed: self.allowed + other.allowed,
+            denied: self.denied + other.denied,
+            hits: self.hits + other.hits,
+            misses: self.misses + other.misses,
+        }
+    }
+}
+
 /// Decisions keyed by the whole query. The hasher is std's keyed SipHash,
 /// so clients cannot aim collisions at one bucket.
 #[derive(Debug)]
@@ -22,6 +47,7 @@ pub(crate) struct Cache {
     budget: usize,
     /// The key of the current query, reused so a hit does not allocate.
     scratch: Vec<u8>,
+    counts: DecisionCounts,
 }
 
 impl Cache {
@@ -32,6 +58,7 @@ impl Cache {
             used: 0,
             budget,
             scratch: Vec::new(),
+            counts: DecisionCounts::default(),
         }
     }
 
@@ -56,9 +83,33 @@ impl Cache {
         push_list(&mut self.scratch, extra_roles);
         push_list(&mut self.scratch, &[resource]);
         push_list(&mut self.scratch, permissions);
-        if let Some(&allowed) = self.decisions.get(self.scratch.as_slice()) {
-            return allowed;
-        }
+        let cached = self.decisions.get(self.scratch.as_slice()).copied();
+        let allowed = match cached {
+            Some(allowed) => allowed,
+            None => self.decide_and_keep(decide),
+        };
+        let counts = &mut self.counts;
+        *if cached.is_some() {
+            &mut counts.hits
+        } else {
+            &mut counts.misses
+        } += 1;
+        *if allowed {
+            &mut counts.allowed
+        } else {
+            &mut counts.denied
+        } += 1;
+        allowed
+    }
+
+    /// Decisions made so far.
+    pub(crate) fn counts(&self) -> DecisionCounts {
+        self.counts
+    }
+
+    /// `decide()`'s answer for the query in `scratch`, remembered within
+    /// the budget.
+    fn decide_and_keep(&mut self, decide: impl FnOnce() -> bool) -> bool {
         let allowed = decide();
         let cost = self.scratch.len() + ENTRY_OVERHEAD;
         if cost <= self.budget {
@@ -105,6 +156,13 @@ mod tests {
         assert!(cache.decision("u", &[], "r", &["p"], || panic!("cached")));
         assert!(!cache.decision("u", &[], "r", &["q"], || false));
         assert_eq!(cache.len(), 2);
+        let counts = DecisionCounts {
+            allowed: 2,
+            denied: 1,
+            hits: 1,
+            misses: 2,
+        };
+        assert_eq!(cache.counts(), counts);
     }
 
     #[test]

@@ -144,6 +144,21 @@ impl Link {
         })
     }
 
+    /// Signs and verifies with `keys` from now on (SIGHUP): the sequence
+    /// counter and the replay windows carry on. An unsigned link stays
+    /// unsigned: whether messages are signed is fixed at start.
+    pub fn set_keys(&mut self, keys: KeyRing) {
+        if let (Some(signer), Some(verifier)) = (&mut self.signer, &mut self.verifier) {
+            signer.rekey(&keys);
+            verifier.rekey(keys);
+        }
+    }
+
+    /// Messages waiting in the per-worker backlogs.
+    pub fn backlog_len(&self) -> usize {
+        self.backlogs.values().map(VecDeque::len).sum()
+    }
+
     /// The file descriptor to poll for readability (`ZMQ_FD`).
     pub fn fd(&self) -> RawFd {
         self.fd

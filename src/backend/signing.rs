@@ -193,6 +193,12 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Signs with the first key of `ring` from now on; the sequence
+    /// counter carries on, so receivers see no replay.
+    pub fn rekey(&mut self, ring: &KeyRing) {
+        self.key = ring.first.clone();
+    }
+
     /// Encode `message` into `out`, signed for `recipient` (0 only for
     /// READY) at `now_ms`. Uses the next sequence number. Fails as
     /// [`encode`](super::codec::encode) does.
@@ -378,6 +384,12 @@ impl Verifier {
             max_skew_ms: policy.max_skew_ms,
             replay: ReplayTable::new(policy.max_peers, policy.max_skew_ms.saturating_mul(2)),
         }
+    }
+
+    /// Verifies with the keys of `ring` from now on; each sender's replay
+    /// window carries on.
+    pub fn rekey(&mut self, ring: KeyRing) {
+        self.ring = ring;
     }
 
     /// Check the signature of one message (all its frames, routing id

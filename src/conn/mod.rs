@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 mod delegate;
 mod guard;
+mod scrape;
 mod serve;
 
 use delegate::AuthWait;
@@ -58,10 +59,12 @@ use mio::Interest;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::access::{self, Access, Identity};
+use crate::auth::token::TokenError;
 use crate::backend::link::Link;
 use crate::backend::message::{AuthReply, Disconnect, Initiator, Payload};
 use crate::backend::workers::WorkerRef;
 use crate::config::{Config, Service};
+use crate::metrics::{ReactorMetrics, TokenOutcome};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, OpCode};
 
@@ -92,6 +95,10 @@ pub struct Shared<'a> {
     pub link: Option<&'a mut Link>,
     /// Token verification and the ACL.
     pub access: &'a Access,
+    /// The reactor's metrics.
+    pub metrics: &'a ReactorMetrics,
+    /// The process's control state, for every reactor's metrics.
+    pub control: &'a crate::control::Control,
 }
 
 /// Who ended the WebSocket session, for the access log.
@@ -455,6 +462,23 @@ impl Conn {
     /// Why the server evicted the connection, if it did.
     pub fn eviction(&self) -> Option<Eviction> {
         self.eviction
+    }
+
+    /// True while the TLS handshake runs.
+    pub fn is_tls_handshaking(&self) -> bool {
+        self.tls.is_handshaking()
+    }
+
+    /// The HTTP status the upgrade request was answered with: 101 once a
+    /// session was opened, the refusal's status, or `None` when no answer
+    /// was sent (the client gave up, was evicted, or TLS failed). A scrape
+    /// is answered 200.
+    pub fn upgrade_answer(&self) -> Option<u16> {
+        match self.close {
+            Some((status, Closer::Server)) if status < 1000 => Some(status),
+            _ if self.target.is_some() => Some(101),
+            _ => None,
+        }
     }
 
     /// True until the upgrade completes: counted against the pending
@@ -843,6 +867,9 @@ impl Conn {
                     allowed_origins: &config.allowed_origins,
                     subprotocols: &config.subprotocols,
                 };
+                if let Some(scrape) = upgrade::parse_scrape(head, &policy) {
+                    return self.scrape(&scrape, sh);
+                }
                 let mut request = match upgrade::parse(head, &policy) {
                     Ok(None) => return,
                     Ok(Some(request)) => request,
@@ -853,7 +880,9 @@ impl Conn {
                 };
                 self.path = Some(request.path.clone());
                 self.subprotocol.clone_from(&request.subprotocol);
-                let identity = match sh.access.identify(&request, access::unix_now()) {
+                let identified = sh.access.identify(&request, access::unix_now());
+                count_token(sh.metrics, &identified);
+                let identity = match identified {
                     Ok(identity) => identity,
                     Err(e) => {
                         debug!("{}: token refused: {e}", self.peer);
@@ -1148,6 +1177,15 @@ impl Conn {
                 ..
             }
         )
+    }
+}
+
+/// Counts the verdict on a client's token, if it presented one.
+fn count_token(metrics: &ReactorMetrics, identified: &Result<Identity, TokenError>) {
+    match identified {
+        Ok(identity) if identity.is_authenticated() => metrics.token(TokenOutcome::Valid),
+        Ok(_) => {}
+        Err(_) => metrics.token(TokenOutcome::Invalid),
     }
 }
 

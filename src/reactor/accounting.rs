@@ -1,12 +1,14 @@
 //! What the reactor counts about the clients it turns away or evicts, and
 //! a log budget so that an attacker cannot flood the log.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::warn;
 
 use crate::conn::Eviction;
 use crate::logging::LogBudget;
+use crate::metrics::ReactorMetrics;
 
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, for counters indexed by `reason as usize`.
+    pub const ALL: [Refusal; 3] = [
+        Refusal::MaxConnections,
+        Refusal::MaxConnectionsPerIp,
+        Refusal::MaxPendingHandshakes,
+    ];
+
     /// Name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,20 +39,27 @@ impl Refusal {
     }
 }
 
-/// Totals since start, by reason.
-#[derive(Debug, Default)]
+/// Totals since start, by reason, kept in the reactor's metrics.
+#[derive(Debug)]
 pub struct Counters {
-    evictions: [u64; Eviction::ALL.len()],
-    refusals: [u64; 3],
+    metrics: Arc<ReactorMetrics>,
     budget: LogBudget,
 }
 
 impl Counters {
+    /// Counts into `metrics`.
+    pub fn new(metrics: Arc<ReactorMetrics>) -> Self {
+        Counters {
+            metrics,
+            budget: LogBudget::default(),
+        }
+    }
+
     /// Counts an eviction and logs it within the budget.
     pub fn evicted(&mut self, reason: Eviction, peer: std::net::SocketAddr, now: Instant) {
-        let total = &mut self.evictions[reason.index()];
-        *total += 1;
-        let total = *total;
+        let total = &self.metrics.evictions[reason.index()];
+        total.add(1);
+        let total = total.get();
         if self.budget.allow(now) {
             warn!("evicted {peer}: {} ({total} so far)", reason.as_str());
         }
@@ -51,9 +67,9 @@ impl Counters {
 
     /// Counts a refusal and logs it within the budget.
     pub fn refused(&mut self, reason: Refusal, peer: std::net::SocketAddr, now: Instant) {
-        let total = &mut self.refusals[reason as usize];
-        *total += 1;
-        let total = *total;
+        let total = &self.metrics.refused[reason as usize];
+        total.add(1);
+        let total = total.get();
         if self.budget.allow(now) {
             warn!("refused {peer}: {} ({total} so far)", reason.as_str());
         }
@@ -61,7 +77,7 @@ impl Counters {
 
     /// Evictions so far for `reason`.
     pub fn evictions(&self, reason: Eviction) -> u64 {
-        self.evictions[reason.index()]
+        self.metrics.evictions[reason.index()].get()
     }
 }
 
@@ -73,7 +89,7 @@ mod tests {
     fn counters_count_by_reason() {
         let t0 = Instant::now();
         let peer = "127.0.0.1:1".parse().unwrap();
-        let mut counters = Counters::default();
+        let mut counters = Counters::new(Arc::default());
         counters.evicted(Eviction::SlowFrame, peer, t0);
         counters.evicted(Eviction::SlowFrame, peer, t0);
         counters.evicted(Eviction::Idle, peer, t0);

@@ -1,8 +1,9 @@
 //! The reactor's side of ACL administration: an ACL_COMMAND from a worker
 //! is refused unless an admin key signed it, carried out by
-//! [`Access::administer`](crate::access::Access::administer), answered
-//! with ACL_RESULT, and followed by a re-check of every live connection
-//! when the ACL changed (as after SIGHUP).
+//! [`Access::administer`](crate::access::Access::administer) on the latest
+//! ACL (one change at a time across reactors), put in force here and
+//! published to the other reactors, answered with ACL_RESULT, and followed
+//! by a re-check of every live connection (as after SIGHUP).
 
 use std::time::Instant;
 
@@ -36,7 +37,10 @@ impl Reactor {
             );
             return self.send_to_worker(worker, &reply, now);
         }
-        let outcome = self.access.administer(&command);
+        let access = &self.access;
+        let (outcome, published) = self
+            .control
+            .change_acl(|latest| access.administer(latest.unwrap_or(access.acl()), &command));
         match outcome.status {
             AclStatus::Ok if outcome.changed => {
                 info!(
@@ -50,7 +54,11 @@ impl Reactor {
                 command.op, outcome.detail
             ),
         }
-        if outcome.changed {
+        if let Some((version, acl)) = published {
+            // In force here before the answer; the other reactors take it
+            // from the control state.
+            self.access.put_acl(acl);
+            self.seen.acl_in_force(version);
             self.recheck_access();
         }
         let reply = Message::AclResult(AclResult {

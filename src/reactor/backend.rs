@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -37,11 +38,18 @@ const BLOCKED_RETRY: Duration = Duration::from_millis(20);
 #[derive(Debug, Default)]
 pub(super) struct Drops {
     counts: HashMap<String, u64>,
+    total: u64,
     budget: LogBudget,
 }
 
 impl Drops {
+    /// Messages dropped so far, for any reason.
+    pub(super) fn total(&self) -> u64 {
+        self.total
+    }
+
     fn count(&mut self, reason: String, now: Instant) {
+        self.total += 1;
         let total = self.counts.entry(reason.clone()).or_default();
         *total += 1;
         let total = *total;
@@ -51,29 +59,29 @@ impl Drops {
     }
 }
 
+/// Reads and parses a backend key file (at start and on SIGHUP), warning
+/// about admin key ids it lacks. The error names the file.
+pub fn read_keys(path: &Path, admin_keys: &[String]) -> Result<KeyRing, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ring = KeyRing::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for admin in admin_keys {
+        if !ring.key_ids().any(|id| id == admin) {
+            warn!("backend: admin key id {admin} is not in the key file: it can never verify");
+        }
+    }
+    Ok(ring)
+}
+
 /// Loads the key file and binds the link.
 pub(super) fn open(
     config: &Backend,
     limits: Limits,
 ) -> io::Result<(zmq::Context, Link, ZapHandler)> {
     let keys = match &config.key_file {
-        Some(path) => {
-            let text = std::fs::read(path)
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            let ring = KeyRing::parse(&text)
-                .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
-            Some(ring)
-        }
+        Some(path) => Some(read_keys(path, &config.admin_keys).map_err(io::Error::other)?),
         None => None,
     };
     let signed = keys.is_some();
-    if let Some(ring) = &keys {
-        for admin in &config.admin_keys {
-            if !ring.key_ids().any(|id| id == admin) {
-                warn!("backend: admin key id {admin} is not in the key file: it can never verify");
-            }
-        }
-    }
     if !signed {
         // Only --backend-insecure gets here with a non-loopback endpoint.
         for endpoint in config.binds.iter().filter(|e| !is_local_endpoint(e)) {

@@ -1,5 +1,8 @@
-//! The event loop: one `mio::Poll` for the listener, every client socket
-//! and the signal pipe; connection state in a slab; deadlines in a heap.
+//! The event loop: one `mio::Poll` for the listener, every client socket,
+//! the backend link and the control waker; connection state in a slab;
+//! deadlines in a heap. A process runs one reactor per `--threads`, each on
+//! its own thread with its own listener (`SO_REUSEPORT`) and backend node;
+//! they share nothing on the data path (see [`crate::control`]).
 
 pub mod accounting;
 mod admin;
@@ -10,14 +13,14 @@ pub mod token;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Interest, Poll, Waker};
+use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::access::Access;
@@ -25,11 +28,13 @@ use crate::backend::channels::Channels;
 use crate::backend::link::Link;
 use crate::config::Config;
 use crate::conn::{Conn, Shared};
+use crate::control::{Control, Seen, Shutdown};
 use crate::logging;
-use crate::tls::TlsContext;
+use crate::metrics::{HandshakeFailure, ReactorMetrics};
 use accounting::{Counters, Refusal};
+pub use backend::read_keys;
 use timers::{Timer, Timers};
-use token::{ConnId, BACKEND, LISTENER, SIGNALS, ZAP};
+use token::{ConnId, BACKEND, LISTENER, WAKE, ZAP};
 
 /// Size of the read buffer shared by every connection of the reactor.
 const READ_BUFFER: usize = 64 << 10;
@@ -60,12 +65,20 @@ pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
-    signals: Signals,
+    /// This reactor's number in the process, from 0.
+    index: usize,
+    control: Arc<Control>,
+    /// What this reactor has taken of the control state.
+    seen: Seen,
+    metrics: Arc<ReactorMetrics>,
     slots: Slab<Slot>,
     timers: Timers,
-    tls: TlsContext,
+    /// The TLS configuration for new connections.
+    tls: Arc<ServerConfig>,
     config: Config,
-    /// Token verification and the ACL; the ACL is re-read on SIGHUP.
+    /// This reactor's share of the per-IP and pending-handshake limits.
+    limits: Shares,
+    /// Token verification and the ACL in force here.
     access: Access,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -91,19 +104,37 @@ pub struct Reactor {
     drops: backend::Drops,
 }
 
+/// The per-reactor shares of limits that are set for the whole process.
+/// `--max-connections` is counted exactly across reactors; these two are
+/// split evenly (rounded up) rather than shared, so that checking them
+/// needs no lock: the kernel spreads connections over the reactors.
+#[derive(Debug, Clone, Copy)]
+struct Shares {
+    per_ip: usize,
+    pending_handshakes: usize,
+}
+
 impl Reactor {
-    /// Reads the secrets and ACL files, binds the listener and installs
-    /// the signal handlers.
-    pub fn new(config: Config, tls: TlsContext) -> io::Result<Self> {
-        let access = Access::load(&config.auth).map_err(io::Error::other)?;
+    /// Joins `control`, registers `listener` and binds the backend node.
+    /// `config` is this reactor's ([`Config::for_reactor`]).
+    pub fn new(
+        config: Config,
+        access: Access,
+        control: Arc<Control>,
+        mut listener: TcpListener,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let metrics = Arc::new(ReactorMetrics::default());
+        let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
+        let reactors = config.threads.max(1);
+        let protection = &config.protection;
+        let limits = Shares {
+            per_ip: protection.max_connections_per_ip.div_ceil(reactors),
+            pending_handshakes: protection.max_pending_handshakes.div_ceil(reactors),
+        };
         let (zmq, link, zap) = match &config.backend {
             Some(backend_config) => {
                 let (ctx, link, zap) = backend::open(backend_config, config.limits)?;
@@ -122,18 +153,22 @@ impl Reactor {
             poll,
             listener: Some(listener),
             local_addr,
-            signals,
+            index,
+            tls: control.tls(),
+            control,
+            seen: Seen::default(),
+            counters: Counters::new(Arc::clone(&metrics)),
+            metrics,
             slots: Slab::new(),
             timers,
-            tls,
             config,
+            limits,
             access,
             buf: vec![0; READ_BUFFER],
             out: Vec::new(),
             next_generation: 1,
             per_ip: HashMap::new(),
             pending_handshakes: 0,
-            counters: Counters::default(),
             accept_paused: false,
             accept_backlog: false,
             draining: false,
@@ -175,7 +210,7 @@ impl Reactor {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    SIGNALS => self.on_signals(now),
+                    WAKE => self.on_control(now),
                     // Serviced below, every turn: ZMQ_FD is edge-triggered
                     // and our own sends can consume its edge.
                     BACKEND | ZAP => {}
@@ -194,6 +229,8 @@ impl Reactor {
                 self.accept(now);
             }
             self.service_backend();
+            self.publish_gauges();
+            self.metrics.turns.observe(now.elapsed());
         }
         if let Some(link) = &mut self.link {
             link.bye(Instant::now());
@@ -232,13 +269,13 @@ impl Reactor {
 
     /// Which limit, if any, a new connection from `peer` would break.
     fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
-        let limits = &self.config.protection;
         let from_peer = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        if self.slots.len() >= limits.max_connections {
+        let open = self.control.connections();
+        if open >= self.config.protection.max_connections {
             Some(Refusal::MaxConnections)
-        } else if limits.max_connections_per_ip > 0 && from_peer >= limits.max_connections_per_ip {
+        } else if self.limits.per_ip > 0 && from_peer >= self.limits.per_ip {
             Some(Refusal::MaxConnectionsPerIp)
-        } else if self.pending_handshakes >= limits.max_pending_handshakes {
+        } else if self.pending_handshakes >= self.limits.pending_handshakes {
             Some(Refusal::MaxPendingHandshakes)
         } else {
             None
@@ -272,7 +309,7 @@ impl Reactor {
             socket,
             peer,
             id.wire(),
-            self.tls.config(),
+            Arc::clone(&self.tls),
             &self.config,
             now,
         ) {
@@ -286,6 +323,8 @@ impl Reactor {
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         *self.per_ip.entry(peer.ip()).or_default() += 1;
         self.pending_handshakes += 1;
+        self.control.connection_opened();
+        self.metrics.accepted.add(1);
         entry.insert(Slot {
             conn,
             generation,
@@ -321,8 +360,15 @@ impl Reactor {
             now,
             link: self.link.as_mut(),
             access: &self.access,
+            metrics: &self.metrics,
+            control: &self.control,
         };
+        let (traffic, handshaking) = (slot.conn.stats(), slot.conn.is_tls_handshaking());
         let result = f(&mut slot.conn, &mut sh);
+        self.metrics.traffic(&traffic, &slot.conn.stats());
+        if handshaking && !slot.conn.is_tls_handshaking() {
+            self.metrics.tls_handshakes.add(1);
+        }
         if self.out.capacity() > OUT_BUFFER_KEEP {
             self.out = Vec::new();
         }
@@ -338,11 +384,18 @@ impl Reactor {
         if slot.upgrading && !slot.conn.is_upgrading() {
             slot.upgrading = false;
             self.pending_handshakes -= 1;
+            match slot.conn.upgrade_answer() {
+                Some(status) => self.metrics.upgrade_answered(status),
+                None if slot.conn.is_tls_handshaking() => {
+                    self.metrics.handshake_failed(HandshakeFailure::Tls)
+                }
+                None => self.metrics.handshake_failed(HandshakeFailure::Upgrade),
+            }
         }
         if slot.conn.is_done() {
             let mut slot = self.slots.remove(key);
             let _ = self.poll.registry().deregister(slot.conn.socket());
-            self.forget(&slot.conn, slot.upgrading, now);
+            self.forget(&slot.conn, now);
             return;
         }
         if slot.conn.backend_blocked() && !slot.blocked {
@@ -372,10 +425,8 @@ impl Reactor {
 
     /// Books a removed connection out of the limits, counts its eviction
     /// and writes its access-log line.
-    fn forget(&mut self, conn: &Conn, upgrading: bool, now: Instant) {
-        if upgrading {
-            self.pending_handshakes -= 1;
-        }
+    fn forget(&mut self, conn: &Conn, now: Instant) {
+        self.control.connection_closed();
         let ip = conn.peer().ip();
         if let Some(count) = self.per_ip.get_mut(&ip) {
             *count -= 1;
@@ -416,40 +467,49 @@ impl Reactor {
         }
     }
 
-    fn on_signals(&mut self, now: Instant) {
-        let received: Vec<i32> = self.signals.pending().collect();
-        for signal in received {
-            match signal {
-                SIGHUP => {
-                    match self.tls.reload() {
-                        Ok(()) => info!(
-                            "SIGHUP: certificate reloaded (SHA-256 {})",
-                            self.tls.fingerprint()
-                        ),
-                        Err(e) => warn!("SIGHUP: keeping the current certificate: {e}"),
-                    }
-                    self.reload_acl();
-                }
-                _ => self.shut_down(now),
-            }
+    /// The control side published a change: take it, then say so.
+    fn on_control(&mut self, now: Instant) {
+        let changes = self.control.changes(&mut self.seen);
+        if let Some(tls) = changes.tls {
+            self.tls = tls;
         }
+        if let Some(acl) = changes.acl {
+            self.access.put_acl(acl);
+            self.recheck_access();
+        }
+        if let (Some(keys), Some(link)) = (changes.keys, self.link.as_mut()) {
+            link.set_keys(keys);
+        }
+        if changes.shutdown >= Shutdown::Drain {
+            self.shut_down(now);
+        }
+        if changes.shutdown == Shutdown::Now && !self.drain_over {
+            warn!(
+                "second shutdown signal: exiting now with {} connection(s) open",
+                self.slots.len()
+            );
+            self.drain_over = true;
+        }
+        self.control.adopted(self.index, &self.seen);
     }
 
-    /// Re-reads the ACL file; once a new ACL is in force, every open
-    /// connection checks `connect` on its path again (one pass per reload)
-    /// and is closed with 1008 if that was revoked.
-    fn reload_acl(&mut self) {
-        match self.access.reload_acl() {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err(e) => return warn!("SIGHUP: keeping the current ACL: {e}"),
+    /// Mirrors this turn's gauges (and the counts kept elsewhere) into the
+    /// metrics a scrape reads.
+    fn publish_gauges(&self) {
+        let m = &self.metrics;
+        m.open.set(self.slots.len() as u64);
+        m.pending_handshakes.set(self.pending_handshakes as u64);
+        let decisions = self.access.decisions();
+        m.acl_decisions[0].set(decisions.allowed);
+        m.acl_decisions[1].set(decisions.denied);
+        m.acl_cache[0].set(decisions.hits);
+        m.acl_cache[1].set(decisions.misses);
+        m.backend_blocked.set(self.blocked.len() as u64);
+        m.backend_dropped.set(self.drops.total());
+        if let Some(link) = &self.link {
+            m.workers.set(link.workers.len() as u64);
+            m.backend_queued.set(link.backlog_len() as u64);
         }
-        let file = self
-            .access
-            .acl_file()
-            .map(|path| path.display().to_string());
-        info!("SIGHUP: ACL reloaded from {}", file.unwrap_or_default());
-        self.recheck_access();
     }
 
     /// After an ACL change: every open connection checks `connect` on its
@@ -483,16 +543,9 @@ impl Reactor {
     }
 
     /// Stops accepting, sends Close 1001 to every open connection and gives
-    /// the closing handshakes until the drain deadline. A second SIGTERM or
-    /// SIGINT while draining ends the drain at once: the loop exits (status
-    /// 0) at the end of this turn, whatever is still open.
+    /// the closing handshakes until the drain deadline. Once only.
     fn shut_down(&mut self, now: Instant) {
         if self.draining {
-            warn!(
-                "second shutdown signal: exiting now with {} connection(s) open",
-                self.slots.len()
-            );
-            self.drain_over = true;
             return;
         }
         info!(

@@ -6,8 +6,8 @@ use mio::Token;
 
 /// The TLS listener.
 pub const LISTENER: Token = Token(usize::MAX);
-/// The signal pipe (SIGHUP, SIGTERM, SIGINT).
-pub const SIGNALS: Token = Token(usize::MAX - 1);
+/// The reactor's waker: the control side published a change.
+pub const WAKE: Token = Token(usize::MAX - 1);
 /// The backend link's ROUTER (`ZMQ_FD`).
 pub const BACKEND: Token = Token(usize::MAX - 2);
 /// The ZAP handler's socket (`ZMQ_FD`).
@@ -30,7 +30,7 @@ impl ConnId {
 
     /// The connection a token names, unless it is one of the fixed tokens.
     pub fn from_token(token: Token) -> Option<Self> {
-        if [LISTENER, SIGNALS, BACKEND, ZAP].contains(&token) {
+        if [LISTENER, WAKE, BACKEND, ZAP].contains(&token) {
             return None;
         }
         Some(Self {
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn fixed_tokens_are_not_connections() {
-        for token in [LISTENER, SIGNALS, BACKEND, ZAP] {
+        for token in [LISTENER, WAKE, BACKEND, ZAP] {
             assert_eq!(ConnId::from_token(token), None);
         }
     }

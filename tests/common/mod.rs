@@ -81,7 +81,10 @@ impl Server {
         // client thread must not look like a slowloris, unless a test is
         // about exactly that and sets the pace itself.
         let mut args = args.to_vec();
+        // One reactor unless a test asks for more: with several, a worker
+        // would have to reach every node (tests/threads.rs does).
         for (flag, relaxed) in [
+            ("--threads", "1"),
             ("--first-byte-timeout-ms", "5000"),
             ("--min-rate", "1000"),
             ("--log-level", "debug"),

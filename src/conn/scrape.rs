@@ -1,0 +1,47 @@
+//! `GET /metrics` on the TLS listener: the Prometheus text of every
+//! reactor, for a client whose user may `read` the resource `metrics`
+//! (a token in `Authorization: Bearer`, or the ACL's guest). The answer
+//! closes the connection, as an error response does.
+
+use super::{count_token, Closer, Conn, Shared};
+use crate::access;
+use crate::metrics::render::{render, CONTENT_TYPE};
+use crate::ws::upgrade::{Rejection, Scrape, METRICS_PATH};
+
+/// The ACL resource a scrape needs [`READ`] on.
+pub const METRICS_RESOURCE: &str = "metrics";
+/// The permission a scrape needs on [`METRICS_RESOURCE`].
+pub const READ: &str = "read";
+
+impl Conn {
+    /// Answers a scrape: 200 with the metrics, or 401/403.
+    pub(super) fn scrape(&mut self, scrape: &Scrape, sh: &mut Shared<'_>) {
+        self.path = Some(METRICS_PATH.to_owned());
+        let identified = sh
+            .access
+            .identify_authorization(scrape.authorization.as_deref(), access::unix_now());
+        count_token(sh.metrics, &identified);
+        let Ok(identity) = identified else {
+            return self.refuse(Rejection::Unauthorized, sh.out, sh.now);
+        };
+        let permitted = sh.access.permit(&identity, METRICS_RESOURCE, READ);
+        self.identity = Some(identity);
+        if let Err(rejection) = permitted {
+            return self.refuse(rejection, sh.out, sh.now);
+        }
+        sh.metrics.scrapes.add(1);
+        let all = sh.control.metrics();
+        let reactors: Vec<_> = all.iter().map(AsRef::as_ref).collect();
+        let mut body = String::new();
+        render(&reactors, &mut body);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        sh.out.extend_from_slice(head.as_bytes());
+        sh.out.extend_from_slice(body.as_bytes());
+        self.close = Some((200, Closer::Server));
+        self.drain(sh.now);
+    }
+}

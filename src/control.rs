@@ -1,0 +1,281 @@
+//! What the process's reactors share: the state a reload or an admin
+//! change swaps (certificate, ACL, backend keys), the shutdown request,
+//! and each reactor's metrics for a scrape.
+//!
+//! Nothing here is on the data path. A change is published under a lock
+//! with a new version and every reactor is woken through its `mio::Waker`;
+//! on that wake the reactor takes what changed ([`Control::changes`]) and
+//! says it has adopted the version ([`Control::adopted`]), so the thread
+//! that published can report a change as in force only once every reactor
+//! has it.
+
+pub mod signals;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustls::ServerConfig;
+
+use crate::auth::acl::Acl;
+use crate::backend::signing::KeyRing;
+use crate::metrics::ReactorMetrics;
+
+/// How long a publisher waits for every reactor to adopt a change.
+const ADOPTION_WAIT: Duration = Duration::from_secs(5);
+
+/// What a reactor has seen of the published state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    version: u64,
+    tls: u64,
+    acl: u64,
+    keys: u64,
+}
+
+impl Seen {
+    /// Records that the ACL of `version` is in force already (the reactor
+    /// made that change itself), so it is not taken again.
+    pub fn acl_in_force(&mut self, version: u64) {
+        self.acl = self.acl.max(version);
+    }
+}
+
+/// What changed since a reactor last looked.
+#[derive(Default)]
+pub struct Changes {
+    /// The TLS configuration for connections accepted from now on.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The ACL to put in force.
+    pub acl: Option<Acl>,
+    /// The keys that sign and verify backend messages from now on.
+    pub keys: Option<KeyRing>,
+    /// The shutdown asked for.
+    pub shutdown: Shutdown,
+}
+
+/// Where the process is in shutting down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shutdown {
+    /// Serving.
+    #[default]
+    No,
+    /// SIGTERM/SIGINT: stop accepting, close every connection with 1001,
+    /// wait for the closing handshakes until the drain deadline.
+    Drain,
+    /// A second SIGTERM/SIGINT: exit at once.
+    Now,
+}
+
+/// One reactor as the control side knows it.
+struct Member {
+    waker: mio::Waker,
+    metrics: Arc<ReactorMetrics>,
+    adopted: AtomicU64,
+}
+
+struct Published {
+    version: u64,
+    tls: (u64, Arc<ServerConfig>),
+    acl: (u64, Option<Acl>),
+    keys: (u64, Option<KeyRing>),
+    shutdown: Shutdown,
+}
+
+/// The shared control state; one per process, behind an `Arc`.
+pub struct Control {
+    members: Mutex<Vec<Arc<Member>>>,
+    published: Mutex<Published>,
+    /// Serialises ACL changes by admin workers on different reactors, so
+    /// each is made on the latest ACL and none is lost.
+    acl_change: Mutex<()>,
+    /// Connections held by all reactors together (`--max-connections`).
+    connections: AtomicUsize,
+}
+
+impl Control {
+    /// Control state whose first TLS configuration is `tls`; the ACL and
+    /// keys are those each reactor loaded at start until one is published.
+    pub fn new(tls: Arc<ServerConfig>) -> Arc<Control> {
+        Arc::new(Control {
+            members: Mutex::new(Vec::new()),
+            published: Mutex::new(Published {
+                version: 0,
+                tls: (0, tls),
+                acl: (0, None),
+                keys: (0, None),
+                shutdown: Shutdown::No,
+            }),
+            acl_change: Mutex::new(()),
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// Adds a reactor: its waker and its metrics. Returns its index.
+    pub fn join(&self, waker: mio::Waker, metrics: Arc<ReactorMetrics>) -> usize {
+        let mut members = lock(&self.members);
+        members.push(Arc::new(Member {
+            waker,
+            metrics,
+            adopted: AtomicU64::new(0),
+        }));
+        members.len() - 1
+    }
+
+    /// Connections held by all reactors together.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// A reactor took a connection.
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A reactor let a connection go.
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The number of reactors.
+    pub fn reactors(&self) -> usize {
+        lock(&self.members).len()
+    }
+
+    /// Every reactor's metrics, in reactor order.
+    pub fn metrics(&self) -> Vec<Arc<ReactorMetrics>> {
+        lock(&self.members)
+            .iter()
+            .map(|m| Arc::clone(&m.metrics))
+            .collect()
+    }
+
+    /// The TLS configuration in force.
+    pub fn tls(&self) -> Arc<ServerConfig> {
+        Arc::clone(&lock(&self.published).tls.1)
+    }
+
+    /// Puts a new TLS configuration in force for new connections.
+    pub fn publish_tls(&self, tls: Arc<ServerConfig>) -> u64 {
+        self.publish(|p, version| p.tls = (version, tls))
+    }
+
+    /// Puts a new ACL in force on every reactor; see also
+    /// [`Control::change_acl`].
+    fn publish_acl(&self, acl: Acl) -> u64 {
+        self.publish(|p, version| p.acl = (version, Some(acl)))
+    }
+
+    /// Puts new backend keys in force on every reactor.
+    pub fn publish_keys(&self, keys: KeyRing) -> u64 {
+        self.publish(|p, version| p.keys = (version, Some(keys)))
+    }
+
+    /// Asks every reactor to drain (first call) or to exit now (later
+    /// calls). Returns what was asked.
+    pub fn shut_down(&self) -> Shutdown {
+        let mut asked = Shutdown::Drain;
+        self.publish(|p, _| {
+            asked = if p.shutdown == Shutdown::No {
+                Shutdown::Drain
+            } else {
+                Shutdown::Now
+            };
+            p.shutdown = asked;
+        });
+        asked
+    }
+
+    /// Runs an ACL change alone: no other change of the ACL (an admin
+    /// worker's on another reactor, a SIGHUP reload) runs meanwhile.
+    /// `change` gets the latest published ACL (`None` while none was
+    /// published: the one every reactor loaded at start is in force) and
+    /// returns the new one to publish, if any, with its version.
+    pub fn change_acl<R>(
+        &self,
+        change: impl FnOnce(Option<&Acl>) -> (R, Option<Acl>),
+    ) -> (R, Option<(u64, Acl)>) {
+        let _alone = lock(&self.acl_change);
+        let latest = lock(&self.published).acl.1.clone();
+        let (result, changed) = change(latest.as_ref());
+        let published = changed.map(|acl| (self.publish_acl(acl.clone()), acl));
+        (result, published)
+    }
+
+    /// What changed since `seen`, which is brought up to date.
+    pub fn changes(&self, seen: &mut Seen) -> Changes {
+        let published = lock(&self.published);
+        let mut changes = Changes {
+            shutdown: published.shutdown,
+            ..Changes::default()
+        };
+        if published.tls.0 != seen.tls {
+            changes.tls = Some(Arc::clone(&published.tls.1));
+        }
+        if published.acl.0 != seen.acl {
+            changes.acl = published.acl.1.clone();
+        }
+        if published.keys.0 != seen.keys {
+            changes.keys = published.keys.1.clone();
+        }
+        *seen = Seen {
+            version: published.version,
+            tls: published.tls.0,
+            acl: published.acl.0,
+            keys: published.keys.0,
+        };
+        changes
+    }
+
+    /// Marks `seen` as what reactor `index` now has in force.
+    pub fn adopted(&self, index: usize, seen: &Seen) {
+        if let Some(member) = lock(&self.members).get(index) {
+            member.adopted.fetch_max(seen.version, Ordering::Release);
+        }
+    }
+
+    /// Waits (up to a few seconds) until every reactor has adopted
+    /// `version`; false if one has not.
+    pub fn wait_adopted(&self, version: u64) -> bool {
+        let members: Vec<Arc<Member>> = lock(&self.members).clone();
+        let deadline = Instant::now() + ADOPTION_WAIT;
+        loop {
+            let behind = members
+                .iter()
+                .any(|m| m.adopted.load(Ordering::Acquire) < version);
+            if !behind {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Applies `update` under the lock with the next version, then wakes
+    /// every reactor. Returns the version.
+    fn publish(&self, update: impl FnOnce(&mut Published, u64)) -> u64 {
+        let version = {
+            let mut published = lock(&self.published);
+            published.version += 1;
+            let version = published.version;
+            update(&mut published, version);
+            version
+        };
+        for member in lock(&self.members).iter() {
+            if let Err(e) = member.waker.wake() {
+                log::warn!("cannot wake a reactor: {e}");
+            }
+        }
+        version
+    }
+}
+
+/// Locks `mutex`, taking the data even if a thread panicked holding it:
+/// every update here is a single assignment, never half done.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
