@@ -8,20 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use averyws::backend::message::{ErrorCode, Payload};
 use averyws::backend::worker::{Config, Connected, Event, Worker};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::tokens::{now, sign, token, SECRET};
 use common::{
     assert_echo, client_frame, free_endpoint, header, read_close, read_response_head, send, status,
     upgrade_request, Server, TempDir, TlsStream, TEXT,
 };
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
-const SECRET: &str = "a-test-secret-of-at-least-32-bytes!";
 const LIMIT: Duration = Duration::from_secs(10);
 
 /// Guests may echo on /echo; members may also open /members and /w, and
@@ -34,33 +32,6 @@ allow member svc send
 allow member allowed/* subscribe,publish
 user bob roles member
 ";
-
-/// A token for `claims` (a JSON object text) with header `header`.
-fn sign(header: &str, claims: &str, secret: &str) -> String {
-    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
-}
-
-/// A valid token for `sub` with `roles`, expiring in an hour.
-fn token(sub: &str, roles: &[&str]) -> String {
-    let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
-    let claims = format!(
-        r#"{{"sub":"{sub}","roles":[{}],"exp":{}}}"#,
-        roles.join(","),
-        now() + 3600
-    );
-    sign(r#"{"alg":"HS256","kid":"k1"}"#, &claims, SECRET)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
 
 /// A server with the test secret, [`ACL`] in `acl.conf` of its directory
 /// (re-read on SIGHUP), and `extra` flags.

@@ -12,11 +12,10 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +23,7 @@ use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload,
 use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
 use averyws::ws::CloseCode;
+use common::procs::{eventually, port, Proc};
 use common::{
     client_frame, free_endpoint, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY,
 };
@@ -565,26 +565,7 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("KiB")
 }
 
-/// `f`'s first `Some` within `limit`, trying every 10 ms.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = f() {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 // ---------------------------------------------------------- the clients
-
-/// The client's local port: the node tells workers `127.0.0.1:PORT`.
-fn port(ws: &WebSocket) -> u16 {
-    ws.get_ref().sock.local_addr().expect("address").port()
-}
 
 /// Sends `text` and returns the text that comes back.
 fn say(ws: &mut WebSocket, text: &str) -> String {
@@ -893,104 +874,6 @@ fn connects(events: &Receiver<Tagged>, n: usize) -> HashMap<u16, (String, Connec
             })
         })
         .collect()
-}
-
-/// A worker process: a reference example or the Python worker, its
-/// stderr kept for the test to search.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    /// `target/debug/examples/NAME`, next to this test's `deps` folder.
-    fn example<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Proc {
-        let exe = std::env::current_exe().expect("test binary");
-        let path: PathBuf = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target dir")
-            .join("examples")
-            .join(name);
-        assert!(
-            path.exists(),
-            "{} is missing: cargo build --examples",
-            path.display()
-        );
-        Proc::spawn(Command::new(path).args(args))
-    }
-
-    fn python<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Proc {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/python/echo_worker.py"
-        );
-        Proc::spawn(Command::new("python3").arg(script).args(args))
-    }
-
-    fn spawn(command: &mut Command) -> Proc {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start worker");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-            lines
-                .map_while(Result::ok)
-                .for_each(|line| sink.lock().expect("log").push(line));
-        });
-        Proc { child, log }
-    }
-
-    /// What the node's "worker NAME ready for" line ends the name with:
-    /// reference workers are named `PROGRAM@HOST/PID`; the Python one
-    /// `py-echo@HOST/PID` too.
-    fn ready_tag(&self) -> String {
-        format!("/{}", self.child.id())
-    }
-
-    /// The first log line containing `needle`, if one came.
-    fn line(&self, needle: &str) -> Option<String> {
-        let log = self.log.lock().expect("log");
-        log.iter().find(|line| line.contains(needle)).cloned()
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-
-    /// Whether this echo worker (rather than `other`) logged the CONNECT
-    /// of client `ws`, waiting until one of them did.
-    fn saw_client(&self, ws: &WebSocket, other: &Proc) -> bool {
-        let needle = format!("from 127.0.0.1:{} on", port(ws));
-        let mine = eventually(LIMIT, || {
-            let me = self.line(&needle).map(|_| true);
-            me.or_else(|| other.line(&needle).map(|_| false))
-        });
-        mine.unwrap_or_else(|| panic!("no worker logged {needle}"))
-    }
-
-    /// Sends `signal` ("TERM", "KILL") and waits for the process to end.
-    fn end(&mut self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status();
-        assert!(status.expect("kill").success());
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Why the Python worker cannot run here, if it cannot.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::certs::generate_pair;
 use common::{
     assert_echo, client_close, client_config_with, client_frame, close_code, expect_eof,
     next_close, raw_ws, read_frame, read_response_head, send, status, upgrade, upgrade_request,
@@ -111,22 +112,6 @@ fn client_close_notify_ends_only_its_own_connection() {
         wait_dropped(&mut tls);
         let mut other = raw_ws(&server, "/echo");
         assert_echo(&mut other, TEXT, name.as_bytes());
-    }
-}
-
-/// A certificate/key pair in PEM, and the certificate's DER.
-struct Pair {
-    cert: String,
-    key: String,
-    der: CertificateDer<'static>,
-}
-
-fn generate_pair() -> Pair {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    Pair {
-        cert: generated.cert.pem(),
-        key: generated.key_pair.serialize_pem(),
-        der: generated.cert.der().clone(),
     }
 }
 

@@ -2,6 +2,10 @@
 //! and real TLS clients that trust its development certificate.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod certs;
+pub mod procs;
+pub mod tokens;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,20 @@
+//! Certificates for tests that bring their own files.
+
+use rustls::pki_types::CertificateDer;
+
+/// A certificate/key pair in PEM, and the certificate's DER.
+pub struct Pair {
+    pub cert: String,
+    pub key: String,
+    pub der: CertificateDer<'static>,
+}
+
+/// A fresh self-signed pair for `localhost`.
+pub fn generate_pair() -> Pair {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    Pair {
+        cert: generated.cert.pem(),
+        key: generated.key_pair.serialize_pem(),
+        der: generated.cert.der().clone(),
+    }
+}
