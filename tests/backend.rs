@@ -23,6 +23,7 @@ use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload,
 use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
 use averyws::ws::CloseCode;
+use common::clients::{assert_silent, next_chat, read_text, say, sync_room, QUIET};
 use common::procs::{eventually, port, Proc};
 use common::{
     client_frame, free_endpoint, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY,
@@ -31,8 +32,6 @@ use tungstenite::Message as Ws;
 
 /// How long to wait for something that should happen.
 const LIMIT: Duration = Duration::from_secs(8);
-/// How long to watch for something that should not happen.
-const QUIET: Duration = Duration::from_millis(300);
 const KEYS: &str = "k1:0123456789abcdef0123456789abcdef\n";
 /// The same key id with another secret: what a forger has.
 const FORGED: &str = "k1:fedcba9876543210fedcba9876543210\n";
@@ -567,23 +566,6 @@ fn rss_kib(pid: u32) -> u64 {
 
 // ---------------------------------------------------------- the clients
 
-/// Sends `text` and returns the text that comes back.
-fn say(ws: &mut WebSocket, text: &str) -> String {
-    ws.send(Ws::Text(text.into())).expect("send");
-    read_text(ws)
-}
-
-/// The next text message (control frames skipped).
-fn read_text(ws: &mut WebSocket) -> String {
-    loop {
-        match ws.read().expect("a text message") {
-            Ws::Text(text) => return text,
-            Ws::Ping(_) | Ws::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
 /// Reads until the server's Close: its code and reason.
 fn closed(ws: &mut WebSocket) -> (u16, String) {
     loop {
@@ -596,63 +578,11 @@ fn closed(ws: &mut WebSocket) -> (u16, String) {
     }
 }
 
-/// Fails if a message arrives within [`QUIET`].
-fn assert_silent(ws: &mut WebSocket) {
-    match briefly(ws, WebSocket::read) {
-        Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-        other => panic!("expected nothing, got {other:?}"),
-    }
-}
-
-/// `read` with the client's read timeout cut to [`QUIET`].
-fn briefly<T>(ws: &mut WebSocket, read: impl FnOnce(&mut WebSocket) -> T) -> T {
-    let timeout = |ws: &WebSocket, limit| ws.get_ref().sock.set_read_timeout(Some(limit));
-    timeout(ws, QUIET).expect("timeout");
-    let result = read(ws);
-    timeout(ws, common::READ_TIMEOUT).expect("timeout");
-    result
-}
-
 /// Two clients, one on each worker, both echo.
 fn assert_both_serve(server: &Server) {
     let mut replies: Vec<String> = (0..2).map(|_| say(&mut server.ws("/w"), "up")).collect();
     replies.sort();
     assert_eq!(replies, ["up", "wA:up"]);
-}
-
-/// The next chat line that is not a `sync-` probe.
-fn next_chat(ws: &mut WebSocket) -> String {
-    loop {
-        let text = read_text(ws);
-        if !text.starts_with("sync-") {
-            return text;
-        }
-    }
-}
-
-/// Probes the room until one probe from member 0 reaches every other
-/// member: then every node has applied every SUBSCRIBE. Late copies of
-/// earlier probes are skipped by [`next_chat`].
-fn sync_room(members: &mut [WebSocket]) {
-    let deadline = Instant::now() + LIMIT;
-    for probe in 0.. {
-        assert!(Instant::now() < deadline, "the room never formed");
-        let text = format!("sync-{probe}");
-        members[0].send(Ws::Text(text.clone())).expect("probe");
-        let mut everyone = true;
-        for ws in &mut members[1..] {
-            everyone &= briefly(ws, |ws| loop {
-                match ws.read() {
-                    Ok(Ws::Text(got)) if got == text => break true,
-                    Ok(_) => {}
-                    Err(_) => break false,
-                }
-            });
-        }
-        if everyone {
-            return;
-        }
-    }
 }
 
 /// The payload of message `n`, `size` bytes: the number, then filler.

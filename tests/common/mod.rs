@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod certs;
+pub mod clients;
 pub mod procs;
+pub mod scrape;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,348 @@
+//! Several reactors in one process (`--threads 2`): both serve clients of
+//! the one port, each is its own backend node, and SIGHUP and SIGTERM reach
+//! every one of them, with clients on both.
+//!
+//! Which reactor the kernel gives a connection to is a hash of its address
+//! and port, so the tests open clients until `GET /metrics` (which labels
+//! every sample by reactor) shows each reactor has enough of them.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::certs::generate_pair;
+use common::clients::{next_chat, say, sync_room};
+use common::procs::{eventually, port, Proc};
+use common::scrape::{per_reactor, scrape};
+use common::{Server, TempDir, WebSocket};
+use tungstenite::Message as Ws;
+
+/// How long to wait for something that should happen.
+const LIMIT: Duration = Duration::from_secs(10);
+/// Clients opened at most while looking for enough on every reactor.
+const MAX_CLIENTS: usize = 64;
+const KEY_1: &str = "k1:0123456789abcdef0123456789abcdef\n";
+const KEY_2: &str = "k2:fedcba9876543210fedcba9876543210\n";
+
+#[test]
+fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
+    let (first, second) = backend_endpoints();
+    let server = Server::start(&[
+        "--threads",
+        "2",
+        "--route",
+        "/chat=chat",
+        "--backend-bind",
+        &first,
+        "--backend-heartbeat-ms",
+        "100",
+    ]);
+    let worker = Proc::example(
+        "chat_worker",
+        &[
+            "--connect",
+            &first,
+            "--connect",
+            &second,
+            "--service",
+            "chat",
+        ],
+    );
+    wait_registered(&server, &worker, 2);
+    let mut members = open_on_both(&server, "/chat?room=lobby", 2);
+    for ws in &members {
+        let joined = format!("(127.0.0.1:{}) joins", port(ws));
+        eventually(LIMIT, || worker.line(&joined))
+            .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", worker.log()));
+    }
+    sync_room(&mut members);
+    // The worker publishes on every node: members on both reactors get
+    // each line once, the sender none.
+    for from in [0, members.len() - 1] {
+        let text = format!("hello from member {from}");
+        members[from].send(Ws::Text(text.clone())).expect("send");
+        for (i, ws) in members.iter_mut().enumerate() {
+            if i != from {
+                assert_eq!(next_chat(ws), text, "member {i}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_certificate_and_acl_on_every_reactor_under_traffic() {
+    let (a, b) = (generate_pair(), generate_pair());
+    let dir = TempDir::new();
+    let [cert, key, acl] = ["cert.pem", "key.pem", "acl.conf"].map(|f| dir.path().join(f));
+    std::fs::write(&cert, &a.cert).expect("write");
+    std::fs::write(&key, &a.key).expect("write");
+    let open =
+        "allow guest /echo,/echo2 connect\nallow guest echo send\nallow guest metrics read\n";
+    std::fs::write(&acl, open).expect("write");
+    let [cert_s, key_s, acl_s] = [&cert, &key, &acl].map(|p| common::utf8(p));
+    let args = [
+        "--threads",
+        "2",
+        "--cert",
+        &cert_s,
+        "--key",
+        &key_s,
+        "--acl",
+        &acl_s,
+        "--route",
+        "/echo=echo",
+        "--route",
+        "/echo2=echo",
+    ];
+    let server = Server::start_in(dir, cert.clone(), &args);
+    let traffic = Traffic::start(open_on_both(&server, "/echo", 2));
+    let mut doomed = open_on_both(&server, "/echo2", 2);
+
+    // The certificate: connections on both reactors now trust only `b`.
+    std::fs::write(&cert, &b.cert).expect("write");
+    std::fs::write(&key, &b.key).expect("write");
+    reload(&server, "certificate reloaded");
+    let fresh = open_on_both(&server, "/echo", 2);
+    for mut ws in fresh {
+        let leaf = ws.get_ref().conn.peer_certificates().expect("certificate")[0].to_vec();
+        assert_eq!(leaf, b.der.to_vec());
+        assert_eq!(say(&mut ws, "new certificate"), "new certificate");
+    }
+
+    // The ACL: /echo2 is revoked on both reactors, /echo goes on.
+    std::fs::write(&acl, open.replace("/echo,/echo2", "/echo")).expect("write");
+    reload(&server, "ACL reloaded");
+    for ws in &mut doomed {
+        assert_eq!(close_code(ws), 1008);
+    }
+    let traffic = traffic.stop();
+    assert!(traffic.rounds > 0, "no traffic ran across the reloads");
+    assert_eq!(traffic.failures, Vec::<String>::new());
+}
+
+#[test]
+fn sighup_rotates_backend_keys_on_every_reactor() {
+    let (first, second) = backend_endpoints();
+    let dir = TempDir::new();
+    let [keys, old, new] = ["node.keys", "old.keys", "new.keys"].map(|f| dir.path().join(f));
+    std::fs::write(&keys, KEY_1).expect("write");
+    std::fs::write(&old, KEY_1).expect("write");
+    std::fs::write(&new, KEY_2).expect("write");
+    let [keys_s, old_s, new_s] = [&keys, &old, &new].map(|p| common::utf8(p));
+    let server = Server::start(&[
+        "--threads",
+        "2",
+        "--route",
+        "/w=wecho",
+        "--route",
+        "/echo=echo",
+        "--backend-bind",
+        &first,
+        "--backend-heartbeat-ms",
+        "100",
+        "--backend-key-file",
+        &keys_s,
+    ]);
+    let worker_args = |key_file: &str| {
+        let args = [
+            "--connect",
+            &first,
+            "--connect",
+            &second,
+            "--service",
+            "wecho",
+        ];
+        let mut args: Vec<String> = args.map(str::to_owned).to_vec();
+        args.extend(["--key-file".to_owned(), key_file.to_owned()]);
+        args
+    };
+    let traffic = Traffic::start(open_on_both(&server, "/echo", 2));
+    let old_worker = Proc::example("echo_worker", &worker_args(&old_s));
+    wait_registered(&server, &old_worker, 2);
+    for mut ws in open_on_both(&server, "/w", 1) {
+        assert_eq!(say(&mut ws, "signed with k1"), "signed with k1");
+    }
+
+    std::fs::write(&keys, KEY_2).expect("write");
+    reload(&server, "backend keys reloaded");
+    // Neither node takes k1 any more; both take k2.
+    server
+        .wait_log("unknown key", LIMIT)
+        .unwrap_or_else(|| panic!("k1 still verifies: {:#?}", server.log()));
+    let new_worker = Proc::example("echo_worker", &worker_args(&new_s));
+    wait_registered(&server, &new_worker, 2);
+    // The old worker falls silent (its heartbeats no longer verify) and is
+    // buried; from then on every client is the new worker's.
+    server
+        .wait_log("silent past its liveness", LIMIT)
+        .unwrap_or_else(|| panic!("the k1 worker lives on: {:#?}", server.log()));
+    for mut ws in open_on_both(&server, "/w", 1) {
+        assert_eq!(say(&mut ws, "signed with k2"), "signed with k2");
+    }
+    let traffic = traffic.stop();
+    assert!(traffic.rounds > 0);
+    assert_eq!(traffic.failures, Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_drains_clients_on_every_reactor() {
+    // A route makes the harness open the ACL, metrics included.
+    let mut server = Server::start(&["--threads", "2", "--route", "/echo=echo"]);
+    let clients = open_on_both(&server, "/echo", 2);
+    server.signal("TERM");
+    for mut ws in clients {
+        assert_eq!(close_code(&mut ws), 1001);
+    }
+    assert_eq!(server.wait_exit(LIMIT), Some(0), "{:#?}", server.log());
+    let drained = server
+        .log()
+        .iter()
+        .filter(|line| line.contains("shutting down"))
+        .count();
+    assert_eq!(drained, 2, "each reactor drains: {:#?}", server.log());
+}
+
+// ------------------------------------------------------------- helpers
+
+/// Two consecutive free loopback ports as endpoints: reactor 1 binds the
+/// port after reactor 0's.
+fn backend_endpoints() -> (String, String) {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = first.local_addr().expect("address").port();
+        let Some(next) = port.checked_add(1) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", next)).is_ok() {
+            return (
+                format!("tcp://127.0.0.1:{port}"),
+                format!("tcp://127.0.0.1:{next}"),
+            );
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+/// Waits until `worker` has registered with `nodes` nodes of the server.
+fn wait_registered(server: &Server, worker: &Proc, nodes: usize) {
+    let tag = format!("{} ready for ", worker.ready_tag());
+    let registered = || {
+        let count = server.log().iter().filter(|l| l.contains(&tag)).count();
+        (count >= nodes).then_some(())
+    };
+    eventually(LIMIT, registered)
+        .unwrap_or_else(|| panic!("{tag}: not on {nodes} nodes: {:#?}", server.log()));
+}
+
+/// Opens WebSocket clients on `path` until every reactor has upgraded at
+/// least `each` of them, judged by the 101 count per reactor.
+fn open_on_both(server: &Server, path: &str, each: usize) -> Vec<WebSocket> {
+    let upgraded = || {
+        let (status, _, body) = scrape(server, None);
+        assert_eq!(status, 200, "guests may read the metrics here");
+        per_reactor(
+            &body,
+            "averyws_upgrade_responses_total",
+            &["status=\"101\""],
+        )
+    };
+    let before = upgraded();
+    let mut clients = Vec::new();
+    while clients.len() < MAX_CLIENTS {
+        clients.push(server.ws(path));
+        if clients.len() < 2 * each {
+            continue;
+        }
+        let now = upgraded();
+        let spread = now.iter().zip(&before).map(|(n, b)| n - b);
+        if now.len() == 2 && spread.clone().all(|n| n >= each as f64) {
+            return clients;
+        }
+    }
+    panic!("{MAX_CLIENTS} clients did not reach both reactors");
+}
+
+/// Sends SIGHUP and waits for `answer`, which is logged once every
+/// reactor has the new state.
+fn reload(server: &Server, answer: &str) {
+    let mark = server.log_len();
+    server.signal("HUP");
+    let line = server
+        .wait_log_from(mark, answer, LIMIT)
+        .unwrap_or_else(|| panic!("no `{answer}` after SIGHUP: {:#?}", server.log()));
+    assert!(line.contains("in force on 2 reactor(s)"), "{line}");
+}
+
+/// Reads until the server's Close and answers it; its code.
+fn close_code(ws: &mut WebSocket) -> u16 {
+    loop {
+        match ws.read() {
+            Ok(Ws::Close(Some(frame))) => {
+                // Finish the closing handshake as a client does.
+                let _ = ws.flush();
+                return frame.code.into();
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no Close frame: {e}"),
+        }
+    }
+}
+
+/// Echo round trips on every client, over and over, until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Outcome>,
+}
+
+/// What a [`Traffic`] run saw.
+struct Outcome {
+    rounds: u64,
+    failures: Vec<String>,
+}
+
+impl Traffic {
+    fn start(mut clients: Vec<WebSocket>) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut outcome = Outcome {
+                rounds: 0,
+                failures: Vec::new(),
+            };
+            while !flag.load(Ordering::Relaxed) && outcome.failures.is_empty() {
+                for (i, ws) in clients.iter_mut().enumerate() {
+                    let text = format!("client {i} round {}", outcome.rounds);
+                    let got = ws
+                        .send(Ws::Text(text.clone()))
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| read_echo(ws));
+                    if got.as_ref() != Ok(&text) {
+                        outcome.failures.push(format!("{text}: {got:?}"));
+                    }
+                }
+                outcome.rounds += 1;
+            }
+            outcome
+        });
+        Traffic { stop, thread }
+    }
+
+    fn stop(self) -> Outcome {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("traffic thread")
+    }
+}
+
+/// The next text message, or why there was none.
+fn read_echo(ws: &mut WebSocket) -> Result<String, String> {
+    loop {
+        match ws.read() {
+            Ok(Ws::Text(text)) => return Ok(text),
+            Ok(Ws::Ping(_) | Ws::Pong(_)) => {}
+            other => return Err(format!("{other:?}")),
+        }
+    }
+}
