@@ -257,8 +257,8 @@ fn open_on_both(server: &Server, path: &str, each: usize) -> Vec<WebSocket> {
             continue;
         }
         let now = upgraded();
-        let spread = now.iter().zip(&before).map(|(n, b)| n - b);
-        if now.len() == 2 && spread.clone().all(|n| n >= each as f64) {
+        let mut spread = now.iter().zip(&before).map(|(n, b)| n - b);
+        if now.len() == 2 && spread.all(|n| n >= each as u64) {
             return clients;
         }
     }
