@@ -89,11 +89,6 @@ impl Access {
         &self.acl
     }
 
-    /// The ACL file, when one is configured.
-    pub fn acl_file(&self) -> Option<&Path> {
-        self.acl_file.as_deref()
-    }
-
     /// `query` as a worker is told it: without the token parameter.
     pub fn forwarded_query(&self, query: &str) -> String {
         query_without(query, self.token_query_param.as_deref())

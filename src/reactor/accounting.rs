@@ -74,11 +74,6 @@ impl Counters {
             warn!("refused {peer}: {} ({total} so far)", reason.as_str());
         }
     }
-
-    /// Evictions so far for `reason`.
-    pub fn evictions(&self, reason: Eviction) -> u64 {
-        self.metrics.evictions[reason.index()].get()
-    }
 }
 
 #[cfg(test)]
@@ -93,8 +88,14 @@ mod tests {
         counters.evicted(Eviction::SlowFrame, peer, t0);
         counters.evicted(Eviction::SlowFrame, peer, t0);
         counters.evicted(Eviction::Idle, peer, t0);
-        assert_eq!(counters.evictions(Eviction::SlowFrame), 2);
-        assert_eq!(counters.evictions(Eviction::Idle), 1);
-        assert_eq!(counters.evictions(Eviction::FirstByte), 0);
+        assert_eq!(
+            counters.metrics.evictions[Eviction::SlowFrame.index()].get(),
+            2
+        );
+        assert_eq!(counters.metrics.evictions[Eviction::Idle.index()].get(), 1);
+        assert_eq!(
+            counters.metrics.evictions[Eviction::FirstByte.index()].get(),
+            0
+        );
     }
 }
