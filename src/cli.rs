@@ -11,7 +11,7 @@ use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
     Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
 };
-use crate::logging::{AccessLog, Format, Settings};
+use crate::logging::{AccessLog, Format, LevelSpec, Settings};
 use crate::pace::Pace;
 use crate::ws::Limits;
 
@@ -190,9 +190,11 @@ pub struct Args {
     #[argh(option, default = "2000")]
     pub auth_timeout_ms: u64,
 
-    /// log level: off, error, warn, info, debug or trace (default info)
-    #[argh(option, default = "log::LevelFilter::Info")]
-    pub log_level: log::LevelFilter,
+    /// log level: off, error, warn, info, debug or trace, optionally with
+    /// per-module levels as RUST_LOG has them, e.g.
+    /// `warn,averyws::backend=debug` (default: RUST_LOG, else info)
+    #[argh(option)]
+    pub log_level: Option<LevelSpec>,
 
     /// log line format: text or json (one object per line with time,
     /// level, target and message; default text)
@@ -408,7 +410,11 @@ impl Args {
                 auth_routes: self.auth_route,
             },
             logging: Settings {
-                level: self.log_level,
+                level: match (self.log_level, std::env::var("RUST_LOG")) {
+                    (Some(spec), _) => spec,
+                    (None, Ok(text)) => text.parse().map_err(|e| format!("RUST_LOG: {e}"))?,
+                    (None, Err(_)) => LevelSpec::new(log::LevelFilter::Info),
+                },
                 format: self.log_format,
                 access: self.access_log.unwrap_or_default(),
             },

@@ -1,6 +1,7 @@
 //! Log output through `fern`, and the access-log line written when a
 //! connection ends.
 
+mod filter;
 mod format;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use log::info;
 
 use crate::conn::{Closer, Conn};
 
+pub use filter::LevelSpec;
 pub use format::Format;
 
 /// Log target of the one-line-per-connection access log.
@@ -40,9 +42,10 @@ impl argh::FromArgValue for AccessLog {
 /// Everything about log output, from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Records below this level are dropped (`--log-level`). Cargo
-    /// features can lower the ceiling at compile time (README).
-    pub level: log::LevelFilter,
+    /// Records below these levels are dropped (`--log-level`, or
+    /// `RUST_LOG`). Cargo features can lower the ceiling at compile time
+    /// (README).
+    pub level: LevelSpec,
     /// Text or JSON lines (`--log-format`).
     pub format: Format,
     /// Where the access-log lines go (`--access-log`).
@@ -73,7 +76,7 @@ impl std::error::Error for InitError {}
 /// Sends text log records at `level` and above to stderr, one line each.
 pub fn init(level: log::LevelFilter) -> Result<(), InitError> {
     init_with(&Settings {
-        level,
+        level: LevelSpec::new(level),
         format: Format::Text,
         access: AccessLog::Main,
     })
@@ -83,9 +86,12 @@ pub fn init(level: log::LevelFilter) -> Result<(), InitError> {
 /// the access log wherever `settings.access` says.
 pub fn init_with(settings: &Settings) -> Result<(), InitError> {
     let format = settings.format;
-    let root = fern::Dispatch::new()
+    let mut root = fern::Dispatch::new()
         .format(move |out, message, record| format.write(out, message, record, SystemTime::now()))
-        .level(settings.level);
+        .level(settings.level.default);
+    for (target, level) in &settings.level.targets {
+        root = root.level_for(target.clone(), *level);
+    }
     let separate: Option<fern::Output> = match &settings.access {
         AccessLog::Main => None,
         AccessLog::Stdout => Some(std::io::stdout().into()),

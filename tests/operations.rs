@@ -52,6 +52,44 @@ fn json_log_lines_are_objects_with_time_level_target_and_message() {
 }
 
 #[test]
+fn log_levels_can_differ_by_module() {
+    // The default stays info (the address line), the access log is off,
+    // and the connection module says why it refused, at debug.
+    let spec = "info,averyws::access=off,averyws::conn=debug";
+    let server = Server::start(&["--log-level", spec]);
+    let mut refused = server.tls();
+    send(&mut refused, upgrade_request("/nope", "").as_bytes());
+    assert_eq!(status(&read_response_head(&mut refused)), 404);
+    drop(refused);
+    let line = server.wait_log("upgrade refused with 404", LIMIT);
+    assert!(line.is_some_and(|l| l.contains("DEBUG averyws::conn")));
+    close_normally(&mut common::raw_ws(&server, "/echo"));
+    // Both connections above have ended (their FINs went out before this
+    // one's handshake), so their access lines would be written by now.
+    let mut last = common::raw_ws(&server, "/echo");
+    assert_echo(&mut last, TEXT, b"still serving");
+    let log = server.log();
+    assert!(
+        !log.iter().any(|l| l.contains("averyws::access")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_bad_rust_log_stops_the_start_and_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_averyws"))
+        .env("RUST_LOG", "chatty")
+        .output()
+        .expect("run averyws");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "averyws: RUST_LOG: `chatty` is not a log level (off, error, warn, info, debug, trace)"
+    );
+}
+
+#[test]
 fn the_access_log_goes_to_its_own_file_with_the_subprotocol() {
     let dir = TempDir::new();
     let file = dir.path().join("access.log");
