@@ -43,11 +43,13 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod backlog;
 mod delegate;
 mod guard;
 mod scrape;
 mod serve;
 
+use backlog::Backlog;
 use delegate::AuthWait;
 pub use guard::{Eviction, Guard};
 pub use serve::{payload_of, Target, WorkerSession};
@@ -136,9 +138,7 @@ pub struct Conn {
     /// What serves the connection, from the upgrade on.
     target: Option<Target>,
     /// Plaintext rustls did not accept yet; reading pauses while non-empty.
-    pending: Vec<u8>,
-    /// Client bytes read but not yet served: a worker's pipe was full.
-    unread: Vec<u8>,
+    pending: Backlog,
     /// A worker's message came for a client already over its output cap.
     over_cap: bool,
     /// Reading stopped before `WouldBlock`: the edge is still owed to us.
@@ -146,9 +146,10 @@ pub struct Conn {
     accepted_at: Instant,
     last_rx: Instant,
     pinged: bool,
-    path: Option<String>,
+    /// `Box<str>`, not `String`: 16 bytes, set once (as `subprotocol`).
+    path: Option<Box<str>>,
     /// The negotiated subprotocol, once the upgrade request was parsed.
-    subprotocol: Option<String>,
+    subprotocol: Option<Box<str>>,
     /// Who the client is, once its upgrade request was judged.
     identity: Option<Identity>,
     /// A sub-state of [`Phase::Upgrading`]: the request waits for the
@@ -212,8 +213,7 @@ impl Conn {
             phase: Phase::Upgrading { head: Vec::new() },
             id,
             target: None,
-            pending: Vec::new(),
-            unread: Vec::new(),
+            pending: Backlog::default(),
             over_cap: false,
             read_stalled: false,
             accepted_at: now,
@@ -321,7 +321,7 @@ impl Conn {
             self.over_cap = true;
         } else {
             encoder::encode_frame(
-                &mut self.pending,
+                self.pending.vec_mut(),
                 serve::opcode_of(payload),
                 payload.as_bytes(),
             );
@@ -787,8 +787,7 @@ impl Conn {
                 self.read_stalled = true;
                 return;
             }
-            if !self.unread.is_empty() {
-                let mut unread = std::mem::take(&mut self.unread);
+            if let Some(mut unread) = self.take_unread() {
                 self.on_plaintext(&mut unread, sh);
                 self.flush_plaintext(sh.out);
                 continue;
@@ -821,6 +820,17 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.peer_gone(),
             }
+        }
+    }
+
+    /// Client bytes read but not yet served, taken out of the worker
+    /// session that holds them.
+    fn take_unread(&mut self) -> Option<Vec<u8>> {
+        match &mut self.target {
+            Some(Target::Worker(session)) if !session.unread.is_empty() => {
+                Some(std::mem::take(&mut session.unread))
+            }
+            _ => None,
         }
     }
 
@@ -878,8 +888,8 @@ impl Conn {
                 let Some(route) = config.route(&request.path) else {
                     return self.refuse(Rejection::NotFound, sh.out, now);
                 };
-                self.path = Some(request.path.clone());
-                self.subprotocol.clone_from(&request.subprotocol);
+                self.path = Some(request.path.as_str().into());
+                self.subprotocol = request.subprotocol.as_deref().map(Box::from);
                 let identified = sh.access.identify(&request, access::unix_now());
                 count_token(sh.metrics, &identified);
                 let identity = match identified {
@@ -941,7 +951,10 @@ impl Conn {
                         self.on_plaintext(rest, sh);
                     }
                     Ok(Next::Blocked(served)) => {
-                        self.unread = bytes.get(served..).unwrap_or_default().to_vec();
+                        // Only a worker's pipe blocks (`Serving::serve`).
+                        if let Target::Worker(session) = target {
+                            session.unread = bytes.get(served..).unwrap_or_default().to_vec();
+                        }
                     }
                     Err(error) => {
                         debug!("{}: {error}", self.peer);
@@ -1086,7 +1099,7 @@ impl Conn {
     fn flush_plaintext(&mut self, out: &mut Vec<u8>) {
         if !self.pending.is_empty() {
             let n = write_plaintext(&mut self.tls, &self.pending);
-            self.pending.drain(..n);
+            self.pending.consume(n);
         }
         if !out.is_empty() {
             let n = if self.pending.is_empty() {
@@ -1125,10 +1138,8 @@ impl Conn {
             }
             self.flush_plaintext(sh.out);
         }
-        if self.pending.is_empty() && self.pending.capacity() > 0 {
-            // An idle connection keeps no output buffer.
-            self.pending = Vec::new();
-        }
+        // An idle connection keeps no output buffer.
+        self.pending.release_if_empty();
         let all_sent = self.pending.is_empty() && !self.tls.wants_write();
         self.guard.output_blocked(sh.now, !all_sent);
         if let Phase::Draining {

@@ -16,7 +16,7 @@ pub const READ: &str = "read";
 impl Conn {
     /// Answers a scrape: 200 with the metrics, or 401/403.
     pub(super) fn scrape(&mut self, scrape: &Scrape, sh: &mut Shared<'_>) {
-        self.path = Some(METRICS_PATH.to_owned());
+        self.path = Some(METRICS_PATH.into());
         let identified = sh
             .access
             .identify_authorization(scrape.authorization.as_deref(), access::unix_now());

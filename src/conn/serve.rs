@@ -38,6 +38,9 @@ pub struct WorkerSession {
     /// One MESSAGE the worker's pipe did not take yet: reading from the
     /// client stops until it is sent (docs/protocol.md section 7).
     pub pending: Option<(OpCode, Vec<u8>)>,
+    /// Client bytes read but not yet served: the worker's pipe was full.
+    /// Kept here, not in every connection: only a worker blocks.
+    pub unread: Vec<u8>,
     peer: String,
     path: String,
     query: String,
@@ -55,6 +58,7 @@ impl WorkerSession {
             service: service.to_owned(),
             worker: None,
             pending: None,
+            unread: Vec::new(),
             peer: peer.to_string(),
             path: request.path.clone(),
             query: request.query.clone().unwrap_or_default(),

@@ -4,7 +4,8 @@
 //! keeps only what a split read forces it to keep:
 //!
 //! - a partial frame header (at most 14 bytes) in a fixed spill array;
-//! - a partial control frame payload (at most 125 bytes) in a fixed array;
+//! - a partial control frame payload (at most 125 bytes) in a fixed array,
+//!   allocated the first time a control frame is split across reads;
 //! - a data message that is fragmented or split across reads, in a growable
 //!   buffer capped by [`Limits`].
 //!
@@ -43,12 +44,14 @@ pub struct Decoder {
     limits: Limits,
     /// The front of a header cut short by the end of a read.
     spill: [u8; MAX_HEADER_LEN],
-    spill_len: usize,
+    spill_len: u8,
     /// The frame whose payload is being received, once its header is in.
     frame: Option<Frame>,
-    /// Payload of the control frame in `frame`, when it is split across reads.
-    control: [u8; MAX_CONTROL_PAYLOAD],
-    control_len: usize,
+    /// Payload of the control frame in `frame`, when it is split across
+    /// reads: allocated the first time that happens (rare), so an idle
+    /// connection's decoder stays small.
+    control: Option<Box<[u8; MAX_CONTROL_PAYLOAD]>>,
+    control_len: u8,
     /// Text or Binary while a message is assembled in `message`.
     assembling: Option<OpCode>,
     /// Unmasked payload of the message being assembled.
@@ -93,7 +96,7 @@ impl Decoder {
             spill: [0; MAX_HEADER_LEN],
             spill_len: 0,
             frame: None,
-            control: [0; MAX_CONTROL_PAYLOAD],
+            control: None,
             control_len: 0,
             assembling: None,
             message: Vec::new(),
@@ -143,7 +146,11 @@ impl Decoder {
             }
             Some(Ready::Message(opcode)) => Some(event(opcode, &self.message)?),
             Some(Ready::Control(opcode)) => {
-                let payload = self.control.get(..self.control_len).unwrap_or_default();
+                let payload = match &self.control {
+                    Some(control) => control.get(..usize::from(self.control_len)),
+                    None => None,
+                };
+                let payload = payload.unwrap_or_default();
                 Some(event(opcode, payload)?)
             }
         };
@@ -154,7 +161,7 @@ impl Decoder {
     /// accounting).
     pub fn buffered(&self) -> usize {
         let control = match self.frame {
-            Some(frame) if frame.opcode.is_control() => self.control_len,
+            Some(frame) if frame.opcode.is_control() => usize::from(self.control_len),
             _ => 0,
         };
         let message = if self.delivered {
@@ -162,7 +169,7 @@ impl Decoder {
         } else {
             self.message.len()
         };
-        self.spill_len + control + message
+        usize::from(self.spill_len) + control + message
     }
 
     /// How far the frame being received has come, as (bytes received,
@@ -175,18 +182,21 @@ impl Decoder {
                 let header = frame_header_len(frame.payload_len);
                 Some((header + frame.received, header + frame.payload_len))
             }
-            None if self.spill_len > 0 => Some((self.spill_len as u64, MAX_HEADER_LEN as u64)),
+            None if self.spill_len > 0 => Some((u64::from(self.spill_len), MAX_HEADER_LEN as u64)),
             None => None,
         }
     }
 
     /// Release memory held between messages: drops the message buffer's
-    /// allocation when no message is in progress. Called when a connection
-    /// goes idle.
+    /// allocation when no message is in progress, and the control frame
+    /// array when no control frame is. Called when a connection goes idle.
     pub fn release_memory(&mut self) {
         if self.assembling.is_none() {
             self.message = Vec::new();
             self.delivered = false;
+        }
+        if !self.frame.is_some_and(|frame| frame.opcode.is_control()) {
+            self.control = None;
         }
     }
 
@@ -255,14 +265,15 @@ impl Decoder {
                 return Ok(Some(found));
             }
         }
-        let held = self.spill_len;
+        let held = usize::from(self.spill_len);
         // Never more than a whole header, so a `None` below means all of
         // `input` went into the spill.
         let take = input.len().min(MAX_HEADER_LEN - held);
         self.spill[held..held + take].copy_from_slice(&input[..take]);
         match parse_header(&self.spill[..held + take])? {
             None => {
-                self.spill_len = held + take;
+                // At most MAX_HEADER_LEN (14).
+                self.spill_len = (held + take) as u8;
                 Ok(None)
             }
             Some((header, header_len)) => {
@@ -349,14 +360,18 @@ impl Decoder {
         }
         let offset = (frame.received % 4) as usize;
         if frame.opcode.is_control() {
-            let end = self.control_len + chunk.len();
-            let slot = self
+            let start = usize::from(self.control_len);
+            let end = start + chunk.len();
+            let control = self
                 .control
-                .get_mut(self.control_len..end)
+                .get_or_insert_with(|| Box::new([0; MAX_CONTROL_PAYLOAD]));
+            let slot = control
+                .get_mut(start..end)
                 .ok_or(Error::Protocol("control frame too long"))?;
             slot.copy_from_slice(chunk);
             apply_mask(slot, frame.key, offset);
-            self.control_len = end;
+            // At most MAX_CONTROL_PAYLOAD (125).
+            self.control_len = end as u8;
             return Ok(());
         }
         self.reserve(chunk.len());
@@ -1109,6 +1124,15 @@ mod tests {
         let mut ping = frame(0x89, b"abc");
         assert_eq!(dec.decode(&mut ping[..7]), Ok((7, None)));
         assert_eq!(dec.buffered(), 1, "partial control payload");
+        dec.release_memory();
+        assert!(dec.control.is_some(), "a control frame in progress is kept");
+        let (n, event) = dec.decode(&mut ping[7..]).unwrap();
+        assert_eq!((n, event), (2, Some(Event::Ping(b"abc"))));
+        dec.release_memory();
+        assert!(
+            dec.control.is_none(),
+            "the control array is only held in use"
+        );
 
         let mut dec = Decoder::new(Limits::default());
         let mut first = frame(0x01, b"abc");

@@ -15,7 +15,7 @@ pub struct Utf8Validator {
     /// The bytes of a code point cut short by the end of the last feed.
     carry: [u8; 4],
     /// How many bytes of `carry` are in use (0..=3).
-    carry_len: usize,
+    carry_len: u8,
 }
 
 impl Utf8Validator {
@@ -50,7 +50,7 @@ impl Utf8Validator {
     /// Complete the carried code point with the front of `bytes` and return
     /// the bytes after it (empty if it is still incomplete).
     fn complete_carry<'b>(&mut self, bytes: &'b [u8]) -> Result<&'b [u8], Error> {
-        let held = self.carry_len;
+        let held = usize::from(self.carry_len);
         if held == 0 {
             return Ok(bytes);
         }
@@ -78,7 +78,8 @@ impl Utf8Validator {
     fn carry_over(&mut self, tail: &[u8]) -> Result<(), Error> {
         let slot = self.carry.get_mut(..tail.len()).ok_or(Error::InvalidUtf8)?;
         slot.copy_from_slice(tail);
-        self.carry_len = tail.len();
+        // At most 4: `slot` is within `carry`.
+        self.carry_len = tail.len() as u8;
         Ok(())
     }
 }
