@@ -50,12 +50,7 @@ impl Access {
     /// default). The error is one line naming the file (and line).
     pub fn load(config: &config::Auth) -> Result<Self, String> {
         let verifier = match &config.jwt_secret_file {
-            Some(path) => {
-                let text = read(path)?;
-                let verifier = Verifier::from_secrets(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Some(verifier.with_leeway(config.jwt_leeway_s))
-            }
+            Some(path) => Some(read_verifier(path, config.jwt_leeway_s)?),
             None => None,
         };
         Ok(Access {
@@ -69,6 +64,12 @@ impl Access {
             reloads: 0,
             retired: DecisionCounts::default(),
         })
+    }
+
+    /// Verifies tokens with `verifier` from now on (a reload); open
+    /// connections were judged at their upgrade and stay.
+    pub fn put_verifier(&mut self, verifier: Verifier) {
+        self.verifier = Some(verifier);
     }
 
     /// Puts `acl` in force (a reload, an admin change): decisions cached
@@ -306,6 +307,14 @@ pub fn query_without(query: &str, name: Option<&str>) -> String {
 
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads a `--jwt-secret-file` into a verifier with `leeway_s` of clock
+/// skew; the error names the file (and line).
+pub fn read_verifier(path: &Path, leeway_s: u64) -> Result<Verifier, String> {
+    let verifier =
+        Verifier::from_secrets(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(verifier.with_leeway(leeway_s))
 }
 
 /// Reads and parses an ACL file; the error names the file and line.

@@ -1,5 +1,6 @@
 //! What the process's reactors share: the state a reload or an admin
-//! change swaps (certificate, ACL, backend keys), the shutdown request,
+//! change swaps (certificate, ACL, backend keys, token keys), the shutdown
+//! request,
 //! and each reactor's metrics for a scrape.
 //!
 //! Nothing here is on the data path. A change is published under a lock
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use rustls::ServerConfig;
 
 use crate::auth::acl::Acl;
+use crate::auth::token::Verifier;
 use crate::backend::signing::KeyRing;
 use crate::metrics::ReactorMetrics;
 
@@ -31,6 +33,7 @@ pub struct Seen {
     tls: u64,
     acl: u64,
     keys: u64,
+    tokens: u64,
 }
 
 impl Seen {
@@ -50,6 +53,8 @@ pub struct Changes {
     pub acl: Option<Acl>,
     /// The keys that sign and verify backend messages from now on.
     pub keys: Option<KeyRing>,
+    /// The keys that verify client tokens from now on.
+    pub tokens: Option<Verifier>,
     /// The shutdown asked for.
     pub shutdown: Shutdown,
 }
@@ -79,6 +84,7 @@ struct Published {
     tls: (u64, Arc<ServerConfig>),
     acl: (u64, Option<Acl>),
     keys: (u64, Option<KeyRing>),
+    tokens: (u64, Option<Verifier>),
     shutdown: Shutdown,
 }
 
@@ -104,6 +110,7 @@ impl Control {
                 tls: (0, tls),
                 acl: (0, None),
                 keys: (0, None),
+                tokens: (0, None),
                 shutdown: Shutdown::No,
             }),
             acl_change: Mutex::new(()),
@@ -171,6 +178,11 @@ impl Control {
         self.publish(|p, version| p.keys = (version, Some(keys)))
     }
 
+    /// Verifies client tokens with `verifier` on every reactor.
+    pub fn publish_tokens(&self, verifier: Verifier) -> u64 {
+        self.publish(|p, version| p.tokens = (version, Some(verifier)))
+    }
+
     /// Asks every reactor to drain (first call) or to exit now (later
     /// calls). Returns what was asked.
     pub fn shut_down(&self) -> Shutdown {
@@ -218,11 +230,15 @@ impl Control {
         if published.keys.0 != seen.keys {
             changes.keys = published.keys.1.clone();
         }
+        if published.tokens.0 != seen.tokens {
+            changes.tokens = published.tokens.1.clone();
+        }
         *seen = Seen {
             version: published.version,
             tls: published.tls.0,
             acl: published.acl.0,
             keys: published.keys.0,
+            tokens: published.tokens.0,
         };
         changes
     }

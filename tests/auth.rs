@@ -287,6 +287,55 @@ fn sighup_reloads_the_acl_revoking_live_connections() {
 }
 
 #[test]
+fn sighup_rotates_the_token_keys() {
+    let server = server(&[]);
+    let secrets = server.dir.path().join("jwt.keys");
+    let old = token("bob", &[]);
+    let next_secret = "the-next-test-secret-of-32-bytes-or-more";
+    let claims = format!(r#"{{"sub":"bob","exp":{}}}"#, now() + 3600);
+    let new = sign(r#"{"alg":"HS256","kid":"k2"}"#, &claims, next_secret);
+    let (head, mut kept) = try_upgrade(&server, "/members", &bearer(&old));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_eq!(
+        status(&try_upgrade(&server, "/members", &bearer(&new)).0),
+        401
+    );
+
+    std::fs::write(&secrets, format!("k2:{next_secret}\n")).expect("write");
+    let from = server.log_len();
+    server.signal("HUP");
+    assert!(server
+        .wait_log_from(from, "token keys reloaded", LIMIT)
+        .is_some());
+    assert_eq!(
+        status(&try_upgrade(&server, "/members", &bearer(&old)).0),
+        401
+    );
+    assert_eq!(
+        status(&try_upgrade(&server, "/members", &bearer(&new)).0),
+        101
+    );
+    // A connection judged under the old key stays: tokens are checked at
+    // the upgrade.
+    assert_echo(&mut kept, TEXT, b"still bob");
+
+    // A broken file keeps the keys in force, and says why.
+    std::fs::write(&secrets, "k3:short\n").expect("write");
+    let from = server.log_len();
+    server.signal("HUP");
+    let line = server.wait_log_from(from, "keeping the current token keys", LIMIT);
+    assert!(
+        line.is_some_and(|l| l.contains("jwt.keys: line 1")),
+        "{:#?}",
+        server.log()
+    );
+    assert_eq!(
+        status(&try_upgrade(&server, "/members", &bearer(&new)).0),
+        101
+    );
+}
+
+#[test]
 fn workers_learn_the_user_and_subscriptions_follow_the_acl() {
     let endpoint = free_endpoint();
     let server = server(&["--route", "/w=svc", "--backend-bind", &endpoint]);

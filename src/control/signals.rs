@@ -1,6 +1,6 @@
 //! The process's signals, handled on a thread of their own: SIGHUP
-//! reloads the certificate, the ACL and the backend keys for every
-//! reactor; SIGTERM or SIGINT drains; a second one exits at once.
+//! reloads the certificate, the ACL, the token keys and the backend keys
+//! for every reactor; SIGTERM or SIGINT drains; a second one exits at once.
 //!
 //! Each kind is read and checked once, here, and published whole: every
 //! reactor switches to the same new value, or, when the file is broken,
@@ -24,6 +24,8 @@ use crate::tls::TlsContext;
 pub struct Reloader {
     tls: TlsContext,
     acl_file: Option<PathBuf>,
+    /// `--jwt-secret-file` and `--jwt-leeway-s`.
+    token_keys: Option<(PathBuf, u64)>,
     key_file: Option<PathBuf>,
     admin_keys: Vec<String>,
 }
@@ -36,6 +38,8 @@ impl Reloader {
         Reloader {
             tls,
             acl_file: config.auth.acl_file.clone(),
+            token_keys: (config.auth.jwt_secret_file.clone())
+                .map(|path| (path, config.auth.jwt_leeway_s)),
             key_file: backend.and_then(|b| b.key_file.clone()),
             admin_keys: backend.map(|b| b.admin_keys.clone()).unwrap_or_default(),
         }
@@ -71,6 +75,16 @@ impl Reloader {
                 }
                 (Err(e), _) => warn!("SIGHUP: keeping the current ACL: {e}"),
                 (Ok(()), None) => {}
+            }
+        }
+        if let Some((path, leeway_s)) = &self.token_keys {
+            match access::read_verifier(path, *leeway_s) {
+                Ok(verifier) => {
+                    let version = control.publish_tokens(verifier);
+                    let what = format!("token keys reloaded from {}", path.display());
+                    in_force(control, version, &what);
+                }
+                Err(e) => warn!("SIGHUP: keeping the current token keys: {e}"),
             }
         }
         if let Some(path) = &self.key_file {

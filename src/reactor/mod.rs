@@ -477,6 +477,9 @@ impl Reactor {
             self.access.put_acl(acl);
             self.recheck_access();
         }
+        if let Some(verifier) = changes.tokens {
+            self.access.put_verifier(verifier);
+        }
         if let (Some(keys), Some(link)) = (changes.keys, self.link.as_mut()) {
             link.set_keys(keys);
         }
