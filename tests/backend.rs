@@ -372,21 +372,29 @@ fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
     let mut bad_conn = unsigned(&send_to(&[7], "x"));
     bad_conn[2].pop();
     let bad_conn = sign_by_hand(bad_conn, 0x5152, boot);
-    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
-        ("bad header", vec![b"\xde\xad\xbe\xef".to_vec(), vec![0; 8]]),
-        ("malformed signature frame", truncated),
-        ("unsigned message", unsigned(&heartbeat)),
-        ("bad signature", signed(&mut forger, &heartbeat, boot)),
-        ("replayed sequence number", genuine_ready),
-        ("timestamp outside the skew bound", owned(&stale)),
+    // What each case is dropped as, and the ERROR the node volunteers
+    // (docs/protocol.md section 10): nothing for what may be forged.
+    type Case<'a> = (&'a str, Vec<Vec<u8>>, Option<ErrorCode>);
+    let cases: Vec<Case> = vec![
+        (
+            "bad header",
+            vec![b"\xde\xad\xbe\xef".to_vec(), vec![0; 8]],
+            Some(ErrorCode::UNSUPPORTED_VERSION),
+        ),
+        ("malformed signature frame", truncated, None),
+        ("unsigned message", unsigned(&heartbeat), None),
+        ("bad signature", signed(&mut forger, &heartbeat, boot), None),
+        ("replayed sequence number", genuine_ready, None),
+        ("timestamp outside the skew bound", owned(&stale), None),
         (
             "signed for another recipient",
             raw.frames(&heartbeat, boot ^ 1),
+            Some(ErrorCode::UNKNOWN_PEER),
         ),
-        ("too many frames", vec![vec![1, 1, 1]; 200]),
-        ("malformed: ", bad_conn),
+        ("too many frames", vec![vec![1, 1, 1]; 200], None),
+        ("malformed: ", bad_conn, Some(ErrorCode::MALFORMED)),
     ];
-    for (reason, frames) in cases {
+    for (reason, frames, answer) in cases {
         let mark = server.log_len();
         raw.send_raw(&frames);
         let line = log_line(
@@ -395,6 +403,10 @@ fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
             &format!("backend: dropped a message: {reason}"),
         );
         assert!(line.ends_with("(1 so far)"), "counted: {line}");
+        if let Some(code) = answer {
+            let error = raw.expect(MessageType::Error);
+            assert_eq!(error_of(&error).0, code, "{reason}");
+        }
     }
     // The peer was not cut off: a genuine command still gets its answer.
     raw.send(&send_to(&[7], "anyone?"), boot);

@@ -340,8 +340,12 @@ pub enum VerifyError {
     UnknownKey,
     /// The MAC does not match.
     BadSignature,
-    /// Signed for another receiver (or another boot of this one).
-    WrongRecipient,
+    /// Signed for another receiver (or another boot of this one). The
+    /// MAC was valid, so the message is authentic: `sender` signed it.
+    WrongRecipient {
+        /// The signer's process id.
+        sender: u64,
+    },
     /// The timestamp is further from `now_ms` than the skew bound.
     Stale,
     /// The sequence number was used already, or is too far behind.
@@ -356,7 +360,7 @@ impl std::fmt::Display for VerifyError {
             VerifyError::SignatureFrame => f.write_str("malformed signature frame"),
             VerifyError::UnknownKey => f.write_str("unknown key id"),
             VerifyError::BadSignature => f.write_str("bad signature"),
-            VerifyError::WrongRecipient => f.write_str("signed for another recipient"),
+            VerifyError::WrongRecipient { .. } => f.write_str("signed for another recipient"),
             VerifyError::Stale => f.write_str("timestamp outside the skew bound"),
             VerifyError::Replayed => f.write_str("replayed sequence number"),
         }
@@ -417,7 +421,8 @@ impl Verifier {
             .map_err(|_| VerifyError::BadSignature)?;
         let to_anyone = frame.recipient == 0 && head.message_type == MessageType::Ready;
         if frame.recipient != self.me && !to_anyone {
-            return Err(VerifyError::WrongRecipient);
+            let sender = frame.sender;
+            return Err(VerifyError::WrongRecipient { sender });
         }
         if now_ms.abs_diff(frame.timestamp_ms) > self.max_skew_ms {
             return Err(VerifyError::Stale);
@@ -673,12 +678,12 @@ mod tests {
         let other = signed(&mut signer, &data(), WORKER + 1, NOW);
         assert_eq!(
             check(&mut verifier, &other, NOW),
-            Err(VerifyError::WrongRecipient)
+            Err(VerifyError::WrongRecipient { sender: NODE })
         );
         let zero = signed(&mut signer, &data(), 0, NOW);
         assert_eq!(
             check(&mut verifier, &zero, NOW),
-            Err(VerifyError::WrongRecipient)
+            Err(VerifyError::WrongRecipient { sender: NODE })
         );
         let services = ["chat"];
         let ready = Message::Ready(Ready {

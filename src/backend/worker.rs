@@ -1292,7 +1292,7 @@ fn verify_reason(error: VerifyError) -> &'static str {
         VerifyError::SignatureFrame => "malformed signature frame",
         VerifyError::UnknownKey => "unknown key id",
         VerifyError::BadSignature => "bad signature",
-        VerifyError::WrongRecipient => "wrong recipient",
+        VerifyError::WrongRecipient { .. } => "wrong recipient",
         VerifyError::Stale => "stale timestamp",
         VerifyError::Replayed => "replayed",
     }

@@ -16,10 +16,11 @@ use crate::backend::channels::SubscribeError;
 use crate::backend::cidr::Allowlist;
 use crate::backend::codec::decode;
 use crate::backend::link::{Dropped, Link, LinkConfig};
+use crate::backend::message::VERSION;
 use crate::backend::message::{
     is_reserved_service, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready,
 };
-use crate::backend::signing::KeyRing;
+use crate::backend::signing::{KeyRing, VerifyError};
 use crate::backend::workers::{Registered, WorkerRef};
 use crate::backend::zap::{self, ZapHandler};
 use crate::cli::is_local_endpoint;
@@ -70,6 +71,39 @@ pub fn read_keys(path: &Path, admin_keys: &[String]) -> Result<KeyRing, String> 
         }
     }
     Ok(ring)
+}
+
+/// Most (peer, code) pairs [`Answers`] remembers; beyond, it starts over.
+const ANSWERS_KEPT: usize = 4096;
+
+/// Errors the node volunteers for messages it cannot use (an unknown
+/// version, an undecodable message from a worker, a message signed for a
+/// previous boot), at most one per peer and code per heartbeat interval
+/// (docs/protocol.md section 10): a peer, or a forger, cannot make the node
+/// send without bound.
+#[derive(Debug, Default)]
+pub(super) struct Answers {
+    last: HashMap<(Box<[u8]>, u16), Instant>,
+}
+
+impl Answers {
+    fn allow(&mut self, peer: &[u8], code: ErrorCode, now: Instant, interval: Duration) -> bool {
+        if self.last.len() >= ANSWERS_KEPT {
+            self.last
+                .retain(|_, at| now.saturating_duration_since(*at) < interval);
+            if self.last.len() >= ANSWERS_KEPT {
+                self.last.clear();
+            }
+        }
+        let key = (Box::from(peer), code.0);
+        match self.last.get(&key) {
+            Some(at) if now.saturating_duration_since(*at) < interval => false,
+            _ => {
+                self.last.insert(key, now);
+                true
+            }
+        }
+    }
 }
 
 /// Loads the key file and binds the link.
@@ -176,11 +210,24 @@ impl Reactor {
             return;
         };
         let frames: Vec<&[u8]> = frames.iter().map(|frame| &frame[..]).collect();
+        let header = frames.first().copied().unwrap_or_default();
+        let about = header.get(1).copied().unwrap_or(0);
+        let unknown_version = header.first().is_some_and(|&version| version != VERSION);
+        if unknown_version {
+            // Unverifiable, so addressed to nobody in particular.
+            self.answer(routing_id, 0, ErrorCode::UNSUPPORTED_VERSION, about, now);
+        }
         let Some(link) = self.link.as_mut() else {
             return;
         };
         let verified = match link.verify(&frames) {
             Ok(verified) => verified,
+            Err(Dropped::Verify(VerifyError::WrongRecipient { sender })) => {
+                // Authentic, but for another boot of this node.
+                self.answer(routing_id, sender, ErrorCode::UNKNOWN_PEER, about, now);
+                let stale = VerifyError::WrongRecipient { sender };
+                return self.backend_dropped(Dropped::Verify(stale));
+            }
             Err(dropped) => return self.backend_dropped(dropped),
         };
         let sender = verified.map_or(0, |verified| verified.sender);
@@ -190,7 +237,13 @@ impl Reactor {
             .is_some_and(|(verified, keys)| keys.iter().any(|key| key == verified.key_id.as_str()));
         let message = match decode(&frames) {
             Ok(message) => message,
-            Err(e) => return self.drops.count(format!("malformed: {e}"), now),
+            Err(e) => {
+                let registered = link.workers.by_routing_id(routing_id).is_some();
+                if registered && !unknown_version {
+                    self.answer(routing_id, sender, ErrorCode::MALFORMED, about, now);
+                }
+                return self.drops.count(format!("malformed: {e}"), now);
+            }
         };
         if !message.message_type().sent_by_worker() {
             return self
@@ -203,8 +256,8 @@ impl Reactor {
             (Message::Ready(ready), _) => self.on_ready(routing_id, ready, now),
             (_, None) => {
                 // A node restart or an expired worker: it must READY again.
-                let reply = error(ErrorCode::UNKNOWN_PEER, message.message_type(), "", &[]);
-                link.send_to_peer(routing_id, sender, &reply);
+                let about = message.message_type() as u8;
+                self.answer(routing_id, sender, ErrorCode::UNKNOWN_PEER, about, now);
             }
             (Message::AclCommand(command), Some(worker)) => {
                 link.workers.heard(worker, now);
@@ -462,6 +515,31 @@ impl Reactor {
         }
     }
 
+    /// Sends ERROR `code` about a message of type byte `about` straight to
+    /// the peer behind `routing_id` (signed for `recipient` on a signed
+    /// link), within the [`Answers`] budget.
+    fn answer(
+        &mut self,
+        routing_id: &[u8],
+        recipient: u64,
+        code: ErrorCode,
+        about: u8,
+        now: Instant,
+    ) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if self.answers.allow(routing_id, code, now, link.heartbeat()) {
+            let reply = Message::Error(ErrorReply {
+                code,
+                about,
+                detail: "",
+                conns: (&[][..]).into(),
+            });
+            link.send_to_peer(routing_id, recipient, &reply);
+        }
+    }
+
     fn backend_dropped(&mut self, dropped: Dropped) {
         let reason = match dropped {
             Dropped::TooManyFrames => "too many frames".to_owned(),
@@ -485,4 +563,25 @@ pub(super) fn error<'a>(
         detail,
         conns: conns.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_answer_per_peer_and_code_per_interval() {
+        let (t0, beat) = (Instant::now(), Duration::from_millis(100));
+        let mut answers = Answers::default();
+        assert!(answers.allow(b"peer-a", ErrorCode::MALFORMED, t0, beat));
+        assert!(!answers.allow(b"peer-a", ErrorCode::MALFORMED, t0 + beat / 2, beat));
+        assert!(answers.allow(b"peer-a", ErrorCode::UNKNOWN_PEER, t0, beat));
+        assert!(answers.allow(b"peer-b", ErrorCode::MALFORMED, t0, beat));
+        assert!(answers.allow(b"peer-a", ErrorCode::MALFORMED, t0 + beat, beat));
+        // Many peers: what is kept stays bounded.
+        for i in 0..(2 * ANSWERS_KEPT as u32) {
+            answers.allow(&i.to_be_bytes(), ErrorCode::MALFORMED, t0, beat);
+        }
+        assert!(answers.last.len() <= ANSWERS_KEPT);
+    }
 }

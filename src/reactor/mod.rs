@@ -102,6 +102,7 @@ pub struct Reactor {
     /// Connections workers wrote to in this batch, to flush once each.
     queued: Vec<ConnId>,
     drops: backend::Drops,
+    answers: backend::Answers,
 }
 
 /// The per-reactor shares of limits that are set for the whole process.
@@ -180,6 +181,7 @@ impl Reactor {
             blocked: VecDeque::new(),
             queued: Vec::new(),
             drops: backend::Drops::default(),
+            answers: backend::Answers::default(),
         })
     }
 
