@@ -48,6 +48,10 @@ struct Args {
     /// client's CPU) instead of the built-in echo
     #[argh(switch)]
     worker: bool,
+    /// with --worker: link through an ipc:// endpoint (a Unix socket)
+    /// instead of loopback tcp://
+    #[argh(switch)]
+    ipc: bool,
 }
 
 #[derive(FromArgs)]
@@ -108,7 +112,18 @@ fn main() {
             std::process::exit(if early.status.is_ok() { 0 } else { 2 });
         }
     };
-    let backend = args.worker.then(free_endpoint);
+    let backend = args.worker.then(|| {
+        if args.ipc {
+            let dir = std::env::temp_dir();
+            format!(
+                "ipc://{}/averyws-load-{}.sock",
+                dir.display(),
+                std::process::id()
+            )
+        } else {
+            free_endpoint()
+        }
+    });
     let server = match args.target {
         Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
         None => Target::spawn(backend.as_deref()),
