@@ -412,7 +412,9 @@ impl Args {
             logging: Settings {
                 level: match (self.log_level, std::env::var("RUST_LOG")) {
                     (Some(spec), _) => spec,
-                    (None, Ok(text)) => text.parse().map_err(|e| format!("RUST_LOG: {e}"))?,
+                    (None, Ok(text)) => {
+                        LevelSpec::from_env(&text).map_err(|e| format!("RUST_LOG: {e}"))?
+                    }
                     (None, Err(_)) => LevelSpec::new(log::LevelFilter::Info),
                 },
                 format: self.log_format,

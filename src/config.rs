@@ -265,16 +265,17 @@ pub fn reactor_endpoint(endpoint: &str, index: usize) -> Result<String, String> 
     if endpoint.starts_with("ipc://") {
         return Ok(format!("{endpoint}.{index}"));
     }
-    let port = endpoint
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok())
-        .filter(|&port| port != 0);
-    let moved = port.and_then(|port| u16::try_from(usize::from(port) + index).ok());
-    match (endpoint.rsplit_once(':'), moved) {
-        (Some((host, _)), Some(port)) if endpoint.starts_with("tcp://") => {
-            Ok(format!("{host}:{port}"))
-        }
-        _ => Err(format!(
+    let moved = endpoint
+        .strip_prefix("tcp://")
+        .and_then(|rest| rest.rsplit_once(':'))
+        .and_then(|(host, port)| {
+            let port = port.parse::<u16>().ok().filter(|&port| port != 0)?;
+            let port = u16::try_from(usize::from(port) + index).ok()?;
+            Some(format!("tcp://{host}:{port}"))
+        });
+    match moved {
+        Some(endpoint) => Ok(endpoint),
+        None => Err(format!(
             "backend endpoint `{endpoint}` needs a fixed port with room for {} more reactor(s) \
              (reactor N binds port+N)",
             index

@@ -10,9 +10,11 @@
 //! that published can report a change as in force only once every reactor
 //! has it.
 
+mod census;
 pub mod signals;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,10 +23,15 @@ use rustls::ServerConfig;
 use crate::auth::acl::Acl;
 use crate::auth::token::Verifier;
 use crate::backend::signing::KeyRing;
+use crate::config::Protection;
 use crate::metrics::ReactorMetrics;
+use crate::reactor::accounting::Refusal;
+use census::Census;
 
-/// How long a publisher waits for every reactor to adopt a change.
-const ADOPTION_WAIT: Duration = Duration::from_secs(5);
+/// How long a publisher waits for every reactor to adopt a change: a
+/// reactor takes it within one loop turn, so this is only reached when one
+/// is stuck.
+const ADOPTION_WAIT: Duration = Duration::from_secs(2);
 
 /// What a reactor has seen of the published state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +84,8 @@ struct Member {
     waker: mio::Waker,
     metrics: Arc<ReactorMetrics>,
     adopted: AtomicU64,
+    /// False once the reactor's loop has ended: nobody waits for it.
+    running: AtomicBool,
 }
 
 struct Published {
@@ -95,8 +104,8 @@ pub struct Control {
     /// Serialises ACL changes by admin workers on different reactors, so
     /// each is made on the latest ACL and none is lost.
     acl_change: Mutex<()>,
-    /// Connections held by all reactors together (`--max-connections`).
-    connections: AtomicUsize,
+    /// Every reactor's connections, for the process-wide limits.
+    census: Mutex<Census>,
 }
 
 impl Control {
@@ -114,7 +123,7 @@ impl Control {
                 shutdown: Shutdown::No,
             }),
             acl_change: Mutex::new(()),
-            connections: AtomicUsize::new(0),
+            census: Mutex::new(Census::default()),
         })
     }
 
@@ -125,23 +134,26 @@ impl Control {
             waker,
             metrics,
             adopted: AtomicU64::new(0),
+            running: AtomicBool::new(true),
         }));
         members.len() - 1
     }
 
-    /// Connections held by all reactors together.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+    /// Counts a connection a reactor accepted from `ip`, or says which of
+    /// the process-wide `limits` it would break.
+    pub fn admit(&self, ip: IpAddr, limits: &Protection) -> Result<(), Refusal> {
+        lock(&self.census).admit(ip, limits)
     }
 
-    /// A reactor took a connection.
-    pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+    /// A connection's upgrade ended.
+    pub fn upgraded(&self) {
+        lock(&self.census).upgraded();
     }
 
-    /// A reactor let a connection go.
-    pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+    /// A connection from `ip` is gone; `upgrading` if its upgrade never
+    /// ended.
+    pub fn closed(&self, ip: IpAddr, upgrading: bool) {
+        lock(&self.census).closed(ip, upgrading);
     }
 
     /// The number of reactors.
@@ -183,19 +195,21 @@ impl Control {
         self.publish(|p, version| p.tokens = (version, Some(verifier)))
     }
 
+    /// Asks every reactor to drain, unless a shutdown is under way (a
+    /// reactor failed: the others finish their work and the process ends).
+    pub fn drain(&self) {
+        self.publish(|p, _| p.shutdown = p.shutdown.max(Shutdown::Drain));
+    }
+
     /// Asks every reactor to drain (first call) or to exit now (later
-    /// calls). Returns what was asked.
-    pub fn shut_down(&self) -> Shutdown {
-        let mut asked = Shutdown::Drain;
+    /// calls): SIGTERM and SIGINT.
+    pub fn shut_down(&self) {
         self.publish(|p, _| {
-            asked = if p.shutdown == Shutdown::No {
-                Shutdown::Drain
-            } else {
-                Shutdown::Now
+            p.shutdown = match p.shutdown {
+                Shutdown::No => Shutdown::Drain,
+                _ => Shutdown::Now,
             };
-            p.shutdown = asked;
         });
-        asked
     }
 
     /// Runs an ACL change alone: no other change of the ACL (an admin
@@ -250,15 +264,22 @@ impl Control {
         }
     }
 
-    /// Waits (up to a few seconds) until every reactor has adopted
-    /// `version`; false if one has not.
+    /// Marks reactor `index` as stopped: its loop has ended.
+    pub fn stopped(&self, index: usize) {
+        if let Some(member) = lock(&self.members).get(index) {
+            member.running.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits (up to a few seconds) until every running reactor has
+    /// adopted `version`; false if one has not.
     pub fn wait_adopted(&self, version: u64) -> bool {
         let members: Vec<Arc<Member>> = lock(&self.members).clone();
         let deadline = Instant::now() + ADOPTION_WAIT;
         loop {
-            let behind = members
-                .iter()
-                .any(|m| m.adopted.load(Ordering::Acquire) < version);
+            let behind = members.iter().any(|m| {
+                m.running.load(Ordering::Acquire) && m.adopted.load(Ordering::Acquire) < version
+            });
             if !behind {
                 return true;
             }

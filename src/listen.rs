@@ -14,12 +14,16 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BACKLOG: i32 = 4096;
 
 /// Binds `count` listeners on `addr`; with port 0 the first one picks the
-/// port and the others share it. `SO_REUSEPORT` only when `count` > 1: a
-/// single reactor keeps the port to itself, so a second server started by
-/// mistake fails to bind instead of taking half the traffic.
+/// port and the others share it. `SO_REUSEPORT` only when `count` > 1, and
+/// only once a plain bind of the port has succeeded (and been let go): a
+/// second server started on the same port by mistake fails to bind
+/// instead of silently taking part of the traffic.
 pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
+    if count > 1 && addr.port() != 0 {
+        drop(bind_one(addr, false)?);
+    }
     for _ in 0..count.max(1) {
         let listener = bind_one(addr, count > 1)?;
         addr = listener.local_addr()?;
@@ -65,5 +69,14 @@ mod tests {
             bind(addr, 2).is_err(),
             "a shared bind cannot join a private one"
         );
+    }
+
+    #[test]
+    fn a_second_server_cannot_share_a_port_by_mistake() {
+        let first = bind("127.0.0.1:0".parse().unwrap(), 2).expect("bind");
+        let addr = first[0].local_addr().expect("addr");
+        assert!(bind(addr, 2).is_err(), "the port is taken");
+        drop(first);
+        assert_eq!(bind(addr, 2).expect("free again").len(), 2);
     }
 }

@@ -105,8 +105,9 @@ fn serve(config: Config, tls: TlsContext) -> Result<(), String> {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(_) => Err("panicked".to_owned()),
                 };
+                control.stopped(index);
                 if result.is_err() {
-                    control.shut_down();
+                    control.drain();
                 }
                 result
             })

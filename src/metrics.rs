@@ -24,6 +24,13 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Sets the count to `total`, a count kept elsewhere that only grows
+    /// (the ACL's decisions, the backend's drops). Only the owning reactor
+    /// calls this.
+    pub fn mirror(&self, total: u64) {
+        self.0.store(total, Relaxed);
+    }
+
     /// The count so far.
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -130,11 +137,11 @@ pub struct ReactorMetrics {
     /// Connections whose reading waits for a full worker pipe.
     pub backend_blocked: Gauge,
     /// Messages from workers dropped (bad signature, malformed, ...).
-    pub backend_dropped: Gauge,
+    pub backend_dropped: Counter,
     /// ACL decisions that allowed, then that denied.
-    pub acl_decisions: [Gauge; 2],
+    pub acl_decisions: [Counter; 2],
     /// ACL decisions answered from the cache, then computed.
-    pub acl_cache: [Gauge; 2],
+    pub acl_cache: [Counter; 2],
     /// `GET /metrics` requests served.
     pub scrapes: Counter,
     /// Loop turn durations.

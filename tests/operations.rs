@@ -78,14 +78,15 @@ fn log_levels_can_differ_by_module() {
 #[test]
 fn a_bad_rust_log_stops_the_start_and_says_so() {
     let out = Command::new(env!("CARGO_BIN_EXE_averyws"))
-        .env("RUST_LOG", "chatty")
+        .env("RUST_LOG", "chat-ty")
         .output()
         .expect("run averyws");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.trim_end(),
-        "averyws: RUST_LOG: `chatty` is not a log level (off, error, warn, info, debug, trace)"
+        "averyws: RUST_LOG: `chat-ty` is neither a log level (off, error, warn, info, debug, \
+         trace) nor a module path"
     );
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::certs::generate_pair;
 use common::clients::{next_chat, say, sync_room};
 use common::procs::{eventually, port, Proc};
-use common::scrape::{per_reactor, scrape};
+use common::scrape::{per_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
 
@@ -61,6 +61,11 @@ fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
     sync_room(&mut members);
     // The worker publishes on every node: members on both reactors get
     // each line once, the sender none.
+    let sent = || {
+        let (_, _, body) = scrape(&server, None);
+        sample_sum(&body, "averyws_messages_sent_total")
+    };
+    let sent_before = sent();
     for from in [0, members.len() - 1] {
         let text = format!("hello from member {from}");
         members[from].send(Ws::Text(text.clone())).expect("send");
@@ -70,6 +75,9 @@ fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
             }
         }
     }
+    // What workers send counts as sent, as echoes do.
+    let published = 2 * (members.len() as u64 - 1);
+    assert_eq!(sent() - sent_before, published);
 }
 
 #[test]
@@ -203,6 +211,24 @@ fn sigterm_drains_clients_on_every_reactor() {
         .filter(|line| line.contains("shutting down"))
         .count();
     assert_eq!(drained, 2, "each reactor drains: {:#?}", server.log());
+}
+
+#[test]
+fn connection_limits_hold_for_the_process_not_per_reactor() {
+    let server = Server::start(&["--threads", "2", "--max-connections-per-ip", "3"]);
+    let mut held: Vec<WebSocket> = (0..3).map(|_| server.ws("/echo")).collect();
+    // Shares of the limit per reactor would let a fourth in on whichever
+    // reactor holds fewer; the process-wide count refuses it on both.
+    let url = format!("wss://localhost:{}/echo", server.addr.port());
+    for attempt in 0..6 {
+        let refused = tungstenite::client::client(url.as_str(), server.tls()).is_err();
+        assert!(refused, "attempt {attempt} got in past the per-IP limit");
+    }
+    held.pop();
+    let again = eventually(LIMIT, || {
+        tungstenite::client::client(url.as_str(), server.tls()).ok()
+    });
+    assert!(again.is_some(), "a freed place is taken again");
 }
 
 // ------------------------------------------------------------- helpers

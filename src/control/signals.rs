@@ -15,7 +15,7 @@ use log::{info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{Control, Shutdown};
+use super::Control;
 use crate::access;
 use crate::config::Config;
 use crate::tls::TlsContext;
@@ -126,8 +126,9 @@ pub fn spawn(control: Arc<Control>, mut reloader: Reloader) -> io::Result<()> {
             for signal in signals.forever() {
                 if signal == SIGHUP {
                     reloader.reload(&control);
-                } else if control.shut_down() == Shutdown::Now {
-                    warn!("second shutdown signal: exiting now");
+                } else {
+                    // Each reactor logs what it does with it.
+                    control.shut_down();
                 }
             }
         })?;

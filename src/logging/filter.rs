@@ -1,8 +1,12 @@
 //! `--log-level`: a default level and per-module levels, in the syntax of
 //! `RUST_LOG` (env_logger's): `info`, `warn,averyws::backend=debug`,
-//! `averyws::access=off,rustls=warn`. A bare level sets the default;
-//! `TARGET=LEVEL` sets a target and everything under it (`::` paths); the
-//! longest matching target wins, as fern applies it.
+//! `averyws::access=off,rustls=warn`. A bare level sets the default (the
+//! last one wins); `TARGET=LEVEL` sets a target and everything under it
+//! (`::` paths); the longest matching target wins, as fern applies it. In
+//! `RUST_LOG` a bare `TARGET` means `TARGET=trace`, as env_logger reads it;
+//! on the command line a bare word must be a level, so a mistyped level is
+//! an error rather than a filter for a module that does not exist. env_logger's `/regex` message
+//! filter is not supported and is refused by name.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,29 +36,46 @@ impl LevelSpec {
 impl FromStr for LevelSpec {
     type Err = String;
 
+    /// The `--log-level` reading.
     fn from_str(text: &str) -> Result<Self, String> {
+        LevelSpec::parse(text, false)
+    }
+}
+
+impl LevelSpec {
+    /// The `RUST_LOG` reading: a bare module path is that module at trace.
+    pub fn from_env(text: &str) -> Result<Self, String> {
+        LevelSpec::parse(text, true)
+    }
+
+    fn parse(text: &str, bare_targets: bool) -> Result<Self, String> {
+        if text.contains('/') {
+            return Err(format!(
+                "`{text}`: `/regex` message filters are not supported"
+            ));
+        }
         let mut spec = LevelSpec::new(LevelFilter::Info);
-        let mut default_given = false;
         for directive in text.split(',').map(str::trim) {
-            match directive.split_once('=') {
-                _ if directive.is_empty() => {}
-                None => {
-                    if default_given {
-                        return Err(format!("`{text}` sets the default level twice"));
+            let (target, value) = match directive.split_once('=') {
+                _ if directive.is_empty() => continue,
+                None => match directive.parse() {
+                    Ok(default) => {
+                        spec.default = default;
+                        continue;
                     }
-                    spec.default = level(directive)?;
-                    default_given = true;
-                }
-                Some((target, value)) => {
-                    let target = target.trim();
-                    if !is_target(target) {
-                        return Err(format!("`{target}` is not a module path"));
-                    }
-                    let value = level(value.trim())?;
-                    spec.targets.retain(|(t, _)| t != target);
-                    spec.targets.push((target.to_owned(), value));
-                }
+                    Err(_) if bare_targets => (directive, LevelFilter::Trace),
+                    Err(_) => return Err(level(directive).unwrap_err()),
+                },
+                Some((target, value)) => (target.trim(), level(value.trim())?),
+            };
+            if !is_target(target) {
+                return Err(format!(
+                    "`{target}` is neither a log level (off, error, warn, info, debug, trace) \
+                     nor a module path"
+                ));
             }
+            spec.targets.retain(|(t, _)| t != target);
+            spec.targets.push((target.to_owned(), value));
         }
         Ok(spec)
     }
@@ -114,8 +135,18 @@ mod tests {
             ]
         );
         assert_eq!(parsed.to_string(), "warn,rustls=off,averyws::backend=trace");
-        // Without a bare level the default stays info.
+        // Without a bare level the default stays info; the last one wins.
         assert_eq!(spec("averyws=debug").unwrap().default, LevelFilter::Info);
+        assert_eq!(spec("info,debug").unwrap().default, LevelFilter::Debug);
+        // In RUST_LOG a bare module path is that module at trace, as
+        // env_logger has it; on the command line it is a mistyped level.
+        assert_eq!(
+            LevelSpec::from_env("averyws::conn").unwrap().targets,
+            [("averyws::conn".to_owned(), LevelFilter::Trace)]
+        );
+        assert!(spec("averyws::conn")
+            .unwrap_err()
+            .contains("is not a log level"));
     }
 
     #[test]
@@ -123,10 +154,10 @@ mod tests {
         for (text, says) in [
             ("loud", "`loud` is not a log level"),
             ("rustls=loud", "`loud` is not a log level"),
-            ("info,debug", "sets the default level twice"),
-            ("a b=info", "`a b` is not a module path"),
-            ("=info", "`` is not a module path"),
-            ("averyws:::x=info", "is not a module path"),
+            ("a b=info", "`a b` is neither a log level"),
+            ("=info", "`` is neither a log level"),
+            ("averyws:::x=info", "nor a module path"),
+            ("info/conn.*", "`/regex` message filters are not supported"),
         ] {
             let error = spec(text).unwrap_err();
             assert!(error.contains(says), "{text}: {error}");

@@ -215,7 +215,9 @@ impl Reactor {
         let unknown_version = header.first().is_some_and(|&version| version != VERSION);
         if unknown_version {
             // Unverifiable, so addressed to nobody in particular.
-            self.answer(routing_id, 0, ErrorCode::UNSUPPORTED_VERSION, about, now);
+            let spoken = VERSION.to_string();
+            let answer = (ErrorCode::UNSUPPORTED_VERSION, about, spoken.as_str());
+            self.answer(routing_id, 0, answer, now);
         }
         let Some(link) = self.link.as_mut() else {
             return;
@@ -224,7 +226,12 @@ impl Reactor {
             Ok(verified) => verified,
             Err(Dropped::Verify(VerifyError::WrongRecipient { sender })) => {
                 // Authentic, but for another boot of this node.
-                self.answer(routing_id, sender, ErrorCode::UNKNOWN_PEER, about, now);
+                self.answer(
+                    routing_id,
+                    sender,
+                    (ErrorCode::UNKNOWN_PEER, about, ""),
+                    now,
+                );
                 let stale = VerifyError::WrongRecipient { sender };
                 return self.backend_dropped(Dropped::Verify(stale));
             }
@@ -240,7 +247,9 @@ impl Reactor {
             Err(e) => {
                 let registered = link.workers.by_routing_id(routing_id).is_some();
                 if registered && !unknown_version {
-                    self.answer(routing_id, sender, ErrorCode::MALFORMED, about, now);
+                    let why = e.to_string();
+                    let answer = (ErrorCode::MALFORMED, about, why.as_str());
+                    self.answer(routing_id, sender, answer, now);
                 }
                 return self.drops.count(format!("malformed: {e}"), now);
             }
@@ -257,7 +266,12 @@ impl Reactor {
             (_, None) => {
                 // A node restart or an expired worker: it must READY again.
                 let about = message.message_type() as u8;
-                self.answer(routing_id, sender, ErrorCode::UNKNOWN_PEER, about, now);
+                self.answer(
+                    routing_id,
+                    sender,
+                    (ErrorCode::UNKNOWN_PEER, about, ""),
+                    now,
+                );
             }
             (Message::AclCommand(command), Some(worker)) => {
                 link.workers.heard(worker, now);
@@ -416,7 +430,14 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(id.key as usize) else {
             return false;
         };
-        if slot.generation != id.generation || !slot.conn.queue(payload, cap) {
+        if slot.generation != id.generation {
+            return false;
+        }
+        // Outside `with_conn`, so counted here.
+        let before = slot.conn.stats();
+        let queued = slot.conn.queue(payload, cap);
+        self.metrics.traffic(&before, &slot.conn.stats());
+        if !queued {
             return false;
         }
         if !slot.queued {
@@ -515,15 +536,14 @@ impl Reactor {
         }
     }
 
-    /// Sends ERROR `code` about a message of type byte `about` straight to
-    /// the peer behind `routing_id` (signed for `recipient` on a signed
-    /// link), within the [`Answers`] budget.
+    /// Sends ERROR (code, type byte of the message it answers, detail)
+    /// straight to the peer behind `routing_id` (signed for `recipient` on
+    /// a signed link), within the [`Answers`] budget.
     fn answer(
         &mut self,
         routing_id: &[u8],
         recipient: u64,
-        code: ErrorCode,
-        about: u8,
+        (code, about, detail): (ErrorCode, u8, &str),
         now: Instant,
     ) {
         let Some(link) = self.link.as_mut() else {
@@ -533,7 +553,7 @@ impl Reactor {
             let reply = Message::Error(ErrorReply {
                 code,
                 about,
-                detail: "",
+                detail,
                 conns: (&[][..]).into(),
             });
             link.send_to_peer(routing_id, recipient, &reply);

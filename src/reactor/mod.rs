@@ -10,9 +10,9 @@ mod backend;
 pub mod timers;
 pub mod token;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ use crate::conn::{Conn, Shared};
 use crate::control::{Control, Seen, Shutdown};
 use crate::logging;
 use crate::metrics::{HandshakeFailure, ReactorMetrics};
-use accounting::{Counters, Refusal};
+use accounting::Counters;
 pub use backend::read_keys;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, WAKE, ZAP};
@@ -76,14 +76,13 @@ pub struct Reactor {
     /// The TLS configuration for new connections.
     tls: Arc<ServerConfig>,
     config: Config,
-    /// This reactor's share of the per-IP and pending-handshake limits.
-    limits: Shares,
     /// Token verification and the ACL in force here.
     access: Access,
     buf: Vec<u8>,
     out: Vec<u8>,
     next_generation: u32,
-    per_ip: HashMap<IpAddr, usize>,
+    /// Connections of this reactor still upgrading (the gauge; the limit
+    /// is the process's, in the control state).
     pending_handshakes: usize,
     counters: Counters,
     accept_paused: bool,
@@ -105,16 +104,6 @@ pub struct Reactor {
     answers: backend::Answers,
 }
 
-/// The per-reactor shares of limits that are set for the whole process.
-/// `--max-connections` is counted exactly across reactors; these two are
-/// split evenly (rounded up) rather than shared, so that checking them
-/// needs no lock: the kernel spreads connections over the reactors.
-#[derive(Debug, Clone, Copy)]
-struct Shares {
-    per_ip: usize,
-    pending_handshakes: usize,
-}
-
 impl Reactor {
     /// Joins `control`, registers `listener` and binds the backend node.
     /// `config` is this reactor's ([`Config::for_reactor`]).
@@ -130,12 +119,6 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics = Arc::new(ReactorMetrics::default());
         let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
-        let reactors = config.threads.max(1);
-        let protection = &config.protection;
-        let limits = Shares {
-            per_ip: protection.max_connections_per_ip.div_ceil(reactors),
-            pending_handshakes: protection.max_pending_handshakes.div_ceil(reactors),
-        };
         let (zmq, link, zap) = match &config.backend {
             Some(backend_config) => {
                 let (ctx, link, zap) = backend::open(backend_config, config.limits)?;
@@ -163,12 +146,10 @@ impl Reactor {
             slots: Slab::new(),
             timers,
             config,
-            limits,
             access,
             buf: vec![0; READ_BUFFER],
             out: Vec::new(),
             next_generation: 1,
-            per_ip: HashMap::new(),
             pending_handshakes: 0,
             accept_paused: false,
             accept_backlog: false,
@@ -269,34 +250,31 @@ impl Reactor {
         self.accept_backlog = true;
     }
 
-    /// Which limit, if any, a new connection from `peer` would break.
-    fn refusal(&self, peer: SocketAddr) -> Option<Refusal> {
-        let from_peer = self.per_ip.get(&peer.ip()).copied().unwrap_or(0);
-        let open = self.control.connections();
-        if open >= self.config.protection.max_connections {
-            Some(Refusal::MaxConnections)
-        } else if self.limits.per_ip > 0 && from_peer >= self.limits.per_ip {
-            Some(Refusal::MaxConnectionsPerIp)
-        } else if self.pending_handshakes >= self.limits.pending_handshakes {
-            Some(Refusal::MaxPendingHandshakes)
-        } else {
-            None
-        }
-    }
-
-    fn admit(&mut self, mut socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
-        if let Some(refusal) = self.refusal(peer) {
+    fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        if let Err(refusal) = self.control.admit(peer.ip(), &self.config.protection) {
             // Dropping the socket closes it: cheaper than a TLS handshake
             // just to say 503, and it is what a flood deserves.
             self.counters.refused(refusal, peer, now);
             return;
         }
+        if !self.start_conn(socket, peer, now) {
+            self.control.closed(peer.ip(), true);
+        }
+    }
+
+    /// Puts an admitted connection in the table; false if it could not be.
+    fn start_conn(
+        &mut self,
+        mut socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> bool {
         let _ = socket.set_nodelay(true);
         let generation = self.next_generation;
         let entry = self.slots.vacant_entry();
         let Ok(key) = u32::try_from(entry.key()) else {
             warn!("connection table full; dropping {peer}");
-            return;
+            return false;
         };
         let id = ConnId { key, generation };
         if let Err(e) = self
@@ -305,7 +283,7 @@ impl Reactor {
             .register(&mut socket, id.token(), Interest::READABLE)
         {
             warn!("cannot register {peer}: {e}");
-            return;
+            return false;
         }
         let conn = match Conn::new(
             socket,
@@ -318,14 +296,12 @@ impl Reactor {
             Ok(conn) => conn,
             Err(e) => {
                 warn!("cannot start TLS for {peer}: {e}");
-                return;
+                return false;
             }
         };
         // Generation 0 is never used, so no backend connection id is 0.
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
-        *self.per_ip.entry(peer.ip()).or_default() += 1;
         self.pending_handshakes += 1;
-        self.control.connection_opened();
         self.metrics.accepted.add(1);
         entry.insert(Slot {
             conn,
@@ -337,6 +313,7 @@ impl Reactor {
             queued: false,
         });
         self.settle(id, now);
+        true
     }
 
     /// Runs `f` on a live connection, then applies the interest and
@@ -386,6 +363,7 @@ impl Reactor {
         if slot.upgrading && !slot.conn.is_upgrading() {
             slot.upgrading = false;
             self.pending_handshakes -= 1;
+            self.control.upgraded();
             match slot.conn.upgrade_answer() {
                 Some(status) => self.metrics.upgrade_answered(status),
                 None if slot.conn.is_tls_handshaking() => {
@@ -428,14 +406,8 @@ impl Reactor {
     /// Books a removed connection out of the limits, counts its eviction
     /// and writes its access-log line.
     fn forget(&mut self, conn: &Conn, now: Instant) {
-        self.control.connection_closed();
-        let ip = conn.peer().ip();
-        if let Some(count) = self.per_ip.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_ip.remove(&ip);
-            }
-        }
+        // Its upgrade, if any, ended in `settle` before it got here.
+        self.control.closed(conn.peer().ip(), false);
         if let Some(reason) = conn.eviction() {
             self.counters.evicted(reason, conn.peer(), now);
         }
@@ -505,12 +477,12 @@ impl Reactor {
         m.open.set(self.slots.len() as u64);
         m.pending_handshakes.set(self.pending_handshakes as u64);
         let decisions = self.access.decisions();
-        m.acl_decisions[0].set(decisions.allowed);
-        m.acl_decisions[1].set(decisions.denied);
-        m.acl_cache[0].set(decisions.hits);
-        m.acl_cache[1].set(decisions.misses);
+        m.acl_decisions[0].mirror(decisions.allowed);
+        m.acl_decisions[1].mirror(decisions.denied);
+        m.acl_cache[0].mirror(decisions.hits);
+        m.acl_cache[1].mirror(decisions.misses);
         m.backend_blocked.set(self.blocked.len() as u64);
-        m.backend_dropped.set(self.drops.total());
+        m.backend_dropped.mirror(self.drops.total());
         if let Some(link) = &self.link {
             m.workers.set(link.workers.len() as u64);
             m.backend_queued.set(link.backlog_len() as u64);
