@@ -94,7 +94,7 @@ pub fn init_with(settings: &Settings) -> Result<(), InitError> {
     }
     let separate: Option<fern::Output> = match &settings.access {
         AccessLog::Main => None,
-        AccessLog::Stdout => Some(std::io::stdout().into()),
+        AccessLog::Stdout => Some(line_at_once(std::io::stdout())),
         AccessLog::File(path) => Some(
             fern::log_file(path)
                 .map_err(|e| InitError::AccessLog(path.clone(), e))?
@@ -102,12 +102,12 @@ pub fn init_with(settings: &Settings) -> Result<(), InitError> {
         ),
     };
     let root = match separate {
-        None => root.chain(std::io::stderr()),
+        None => root.chain(line_at_once(std::io::stderr())),
         Some(access) => root
             .chain(
                 fern::Dispatch::new()
                     .filter(|meta| meta.target() != ACCESS_TARGET)
-                    .chain(std::io::stderr()),
+                    .chain(line_at_once(std::io::stderr())),
             )
             .chain(
                 fern::Dispatch::new()
@@ -117,6 +117,20 @@ pub fn init_with(settings: &Settings) -> Result<(), InitError> {
     };
     root.apply().map_err(InitError::Installed)
 }
+
+/// An output that writes each record with one `write` call: fern formats
+/// a record piece by piece, and stdout and stderr are unbuffered, so
+/// without the buffer (flushed by fern after every record) one access-log
+/// line took about 40 system calls, on the reactor's thread. Files are
+/// buffered by fern already.
+fn line_at_once(stream: impl std::io::Write + Send + 'static) -> fern::Output {
+    let buffered: Box<dyn std::io::Write + Send> =
+        Box::new(std::io::BufWriter::with_capacity(LINE_BUFFER, stream));
+    buffered.into()
+}
+
+/// Room for a log line; a longer one is written in several calls.
+const LINE_BUFFER: usize = 4096;
 
 /// Writes the access-log line of a connection that has ended.
 pub fn access(conn: &Conn, now: Instant) {
