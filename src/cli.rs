@@ -97,6 +97,12 @@ pub struct Args {
     #[argh(option, default = "10_000")]
     pub max_pending_handshakes: usize,
 
+    /// TLS handshake steps each reactor runs per loop turn; the rest wait
+    /// for the next turn, so a connect storm cannot stall established
+    /// connections (default 32)
+    #[argh(option, default = "32")]
+    pub handshakes_per_turn: usize,
+
     /// data messages per second per connection, 0 for no limit (default 0)
     #[argh(option, default = "0")]
     pub max_messages_per_s: u32,
@@ -324,6 +330,7 @@ impl Args {
                 "--max-pending-handshakes",
                 self.max_pending_handshakes as u64,
             ),
+            ("--handshakes-per-turn", self.handshakes_per_turn as u64),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -396,6 +403,7 @@ impl Args {
                 max_connections: self.max_connections,
                 max_connections_per_ip: self.max_connections_per_ip,
                 max_pending_handshakes: self.max_pending_handshakes,
+                handshakes_per_turn: self.handshakes_per_turn,
                 max_messages_per_s: self.max_messages_per_s,
                 message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
             },

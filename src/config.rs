@@ -209,6 +209,10 @@ pub struct Protection {
     /// Connections still in the TLS handshake or upgrade at once.
     /// Default 10,000.
     pub max_pending_handshakes: usize,
+    /// TLS handshake steps a reactor runs per loop turn; the rest wait for
+    /// the next turn. Default 32: about 5 ms of handshake crypto, so a
+    /// connect storm adds at most that much to every turn.
+    pub handshakes_per_turn: usize,
     /// Data messages a client may send per second, sustained; 0 = no
     /// limit (the default).
     pub max_messages_per_s: u32,
@@ -225,6 +229,7 @@ impl Default for Protection {
             max_connections: 100_000,
             max_connections_per_ip: 1024,
             max_pending_handshakes: 10_000,
+            handshakes_per_turn: 32,
             max_messages_per_s: 0,
             message_burst: 0,
         }

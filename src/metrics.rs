@@ -114,6 +114,8 @@ pub struct ReactorMetrics {
     pub pending_handshakes: Gauge,
     /// TLS handshakes completed.
     pub tls_handshakes: Counter,
+    /// Handshake steps put off to a later turn (`--handshakes-per-turn`).
+    pub deferred_handshakes: Counter,
     /// Connections that ended before their upgrade was answered, by stage.
     pub handshake_failures: [Counter; 2],
     /// Upgrade responses, by [`UPGRADE_STATUSES`] index.

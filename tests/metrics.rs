@@ -29,12 +29,13 @@ user prom roles scraper
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family the server exposes.
-const FAMILIES: [&str; 21] = [
+const FAMILIES: [&str; 22] = [
     "averyws_connections_accepted_total",
     "averyws_connections_refused_total",
     "averyws_connections_open",
     "averyws_handshakes_pending",
     "averyws_tls_handshakes_total",
+    "averyws_handshakes_deferred_total",
     "averyws_handshake_failures_total",
     "averyws_upgrade_responses_total",
     "averyws_tokens_total",

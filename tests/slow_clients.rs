@@ -586,3 +586,46 @@ fn an_honest_client_echoes_among_a_thousand_slowloris_connections() {
     }
     assert!(!server.log().iter().any(|l| l.contains("evicted")));
 }
+
+/// With a budget of one TLS handshake step per loop turn, a storm of
+/// clients connecting at once is served a step at a time: the metrics show
+/// steps put off to later turns, and every client gets its session.
+#[test]
+fn a_connect_storm_is_served_within_the_handshake_budget() {
+    let server = Server::start(&[
+        "--route",
+        "/echo=echo",
+        "--handshakes-per-turn",
+        "1",
+        "--max-connections-per-ip",
+        "0",
+    ]);
+    let deferred = || {
+        let (_, _, body) = common::scrape::scrape(&server, None);
+        common::scrape::sample_sum(&body, "averyws_handshakes_deferred_total")
+    };
+    // Whether steps pile up depends on how the clients' flights land in
+    // the reactor's polls; a few storms make it all but certain.
+    for storm in 0..5 {
+        let start = std::sync::Barrier::new(STORM);
+        std::thread::scope(|scope| {
+            for client in 0..STORM {
+                let (server, start) = (&server, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let mut ws = server.ws("/echo");
+                    let text = format!("storm {storm} client {client}");
+                    ws.send(Message::Text(text.clone())).expect("send");
+                    assert_eq!(ws.read().expect("echo"), Message::Text(text));
+                });
+            }
+        });
+        if deferred() > 0 {
+            return;
+        }
+    }
+    panic!("no handshake step was ever put off: {:#?}", server.log());
+}
+
+/// Clients in one connect storm.
+const STORM: usize = 32;

@@ -53,6 +53,12 @@ pub fn render(reactors: &[&ReactorMetrics], out: &mut String) {
         "TLS handshakes completed.",
         |m| m.tls_handshakes.get(),
     );
+    w.scalar(
+        "averyws_handshakes_deferred_total",
+        "counter",
+        "TLS handshake steps put off to a later loop turn by the per-turn budget.",
+        |m| m.deferred_handshakes.get(),
+    );
     w.labelled(
         "averyws_handshake_failures_total",
         "counter",

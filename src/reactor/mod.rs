@@ -7,6 +7,7 @@
 pub mod accounting;
 mod admin;
 mod backend;
+mod handshakes;
 pub mod timers;
 pub mod token;
 
@@ -58,6 +59,8 @@ struct Slot {
     blocked: bool,
     /// In `queued`: workers' messages wait to be flushed this turn.
     queued: bool,
+    /// In `deferred`: its handshake step waits for a turn's budget.
+    deferred: bool,
 }
 
 /// One gateway node's event loop.
@@ -100,6 +103,8 @@ pub struct Reactor {
     blocked: VecDeque<ConnId>,
     /// Connections workers wrote to in this batch, to flush once each.
     queued: Vec<ConnId>,
+    /// Handshake steps over a turn's budget, oldest first.
+    deferred: VecDeque<ConnId>,
     drops: backend::Drops,
     answers: backend::Answers,
 }
@@ -161,6 +166,7 @@ impl Reactor {
             channels: Channels::default(),
             blocked: VecDeque::new(),
             queued: Vec::new(),
+            deferred: VecDeque::new(),
             drops: backend::Drops::default(),
             answers: backend::Answers::default(),
         })
@@ -176,7 +182,7 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while !(self.draining && (self.slots.is_empty() || self.drain_over)) {
-            let timeout = if self.accept_backlog {
+            let timeout = if self.accept_backlog || !self.deferred.is_empty() {
                 Some(std::time::Duration::ZERO)
             } else {
                 self.timers
@@ -190,6 +196,8 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            let mut budget = self.config.protection.handshakes_per_turn;
+            self.serve_deferred(&mut budget);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -203,7 +211,7 @@ impl Reactor {
                         };
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.with_conn(id, |conn, sh| conn.on_ready(sh, readable));
+                        self.on_conn_event(id, readable, &mut budget);
                     }
                 }
             }
@@ -311,6 +319,7 @@ impl Reactor {
             scheduled: None,
             blocked: false,
             queued: false,
+            deferred: false,
         });
         self.settle(id, now);
         true
@@ -429,7 +438,9 @@ impl Reactor {
                         continue; // superseded by an earlier deadline
                     }
                     slot.scheduled = None;
-                    self.with_conn(id, |conn, sh| conn.on_timeout(sh));
+                    if !slot.deferred {
+                        self.with_conn(id, |conn, sh| conn.on_timeout(sh));
+                    }
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
