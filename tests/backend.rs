@@ -408,6 +408,21 @@ fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
             assert_eq!(error_of(&error).0, code, "{reason}");
         }
     }
+    // An old capture signed for another boot draws no UNKNOWN_PEER (past
+    // the answer budget's interval, so only its age keeps it silent): the
+    // next ERROR is the answer to the command below.
+    // Heartbeats keep the raw worker alive (liveness is 300 ms).
+    raw.send(&heartbeat, boot);
+    std::thread::sleep(Duration::from_millis(110));
+    raw.send(&heartbeat, boot);
+    let mut old_capture = Frames::new();
+    let signer = raw.signer.as_mut().unwrap();
+    signer
+        .encode(&heartbeat, boot ^ 1, unix_ms() - 60_000, &mut old_capture)
+        .unwrap();
+    let mark = server.log_len();
+    raw.send_raw(&owned(&old_capture));
+    log_line(&server, mark, "signed for another recipient (2 so far)");
     // The peer was not cut off: a genuine command still gets its answer.
     raw.send(&send_to(&[7], "anyone?"), boot);
     let error = raw.expect(MessageType::Error);

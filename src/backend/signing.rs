@@ -345,6 +345,8 @@ pub enum VerifyError {
     WrongRecipient {
         /// The signer's process id.
         sender: u64,
+        /// Its timestamp is within the skew bound: not an old capture.
+        fresh: bool,
     },
     /// The timestamp is further from `now_ms` than the skew bound.
     Stale,
@@ -422,7 +424,8 @@ impl Verifier {
         let to_anyone = frame.recipient == 0 && head.message_type == MessageType::Ready;
         if frame.recipient != self.me && !to_anyone {
             let sender = frame.sender;
-            return Err(VerifyError::WrongRecipient { sender });
+            let fresh = now_ms.abs_diff(frame.timestamp_ms) <= self.max_skew_ms;
+            return Err(VerifyError::WrongRecipient { sender, fresh });
         }
         if now_ms.abs_diff(frame.timestamp_ms) > self.max_skew_ms {
             return Err(VerifyError::Stale);
@@ -678,12 +681,18 @@ mod tests {
         let other = signed(&mut signer, &data(), WORKER + 1, NOW);
         assert_eq!(
             check(&mut verifier, &other, NOW),
-            Err(VerifyError::WrongRecipient { sender: NODE })
+            Err(VerifyError::WrongRecipient {
+                sender: NODE,
+                fresh: true
+            })
         );
         let zero = signed(&mut signer, &data(), 0, NOW);
         assert_eq!(
             check(&mut verifier, &zero, NOW),
-            Err(VerifyError::WrongRecipient { sender: NODE })
+            Err(VerifyError::WrongRecipient {
+                sender: NODE,
+                fresh: true
+            })
         );
         let services = ["chat"];
         let ready = Message::Ready(Ready {

@@ -224,15 +224,13 @@ impl Reactor {
         };
         let verified = match link.verify(&frames) {
             Ok(verified) => verified,
-            Err(Dropped::Verify(VerifyError::WrongRecipient { sender })) => {
-                // Authentic, but for another boot of this node.
-                self.answer(
-                    routing_id,
-                    sender,
-                    (ErrorCode::UNKNOWN_PEER, about, ""),
-                    now,
-                );
-                let stale = VerifyError::WrongRecipient { sender };
+            Err(Dropped::Verify(stale @ VerifyError::WrongRecipient { sender, fresh })) => {
+                // Authentic, but for another boot of this node; an old
+                // capture replayed gets no answer.
+                if fresh {
+                    let answer = (ErrorCode::UNKNOWN_PEER, about, "");
+                    self.answer(routing_id, sender, answer, now);
+                }
                 return self.backend_dropped(Dropped::Verify(stale));
             }
             Err(dropped) => return self.backend_dropped(dropped),
