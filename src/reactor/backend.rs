@@ -73,7 +73,8 @@ pub fn read_keys(path: &Path, admin_keys: &[String]) -> Result<KeyRing, String> 
     Ok(ring)
 }
 
-/// Most (peer, code) pairs [`Answers`] remembers; beyond, it starts over.
+/// Most (peer, code) pairs [`Answers`] remembers; beyond, a new pair gets
+/// no answer until an entry is older than the interval.
 const ANSWERS_KEPT: usize = 4096;
 
 /// Errors the node volunteers for messages it cannot use (an unknown
@@ -92,7 +93,9 @@ impl Answers {
             self.last
                 .retain(|_, at| now.saturating_duration_since(*at) < interval);
             if self.last.len() >= ANSWERS_KEPT {
-                self.last.clear();
+                // Full of recent answers: a new peer waits for one to age
+                // out rather than resetting everybody's budget.
+                return false;
             }
         }
         let key = (Box::from(peer), code.0);
@@ -596,10 +599,14 @@ mod tests {
         assert!(answers.allow(b"peer-a", ErrorCode::UNKNOWN_PEER, t0, beat));
         assert!(answers.allow(b"peer-b", ErrorCode::MALFORMED, t0, beat));
         assert!(answers.allow(b"peer-a", ErrorCode::MALFORMED, t0 + beat, beat));
-        // Many peers: what is kept stays bounded.
+        // Many peers: what is kept stays bounded, and the peers already
+        // answered keep their budget.
         for i in 0..(2 * ANSWERS_KEPT as u32) {
             answers.allow(&i.to_be_bytes(), ErrorCode::MALFORMED, t0, beat);
         }
         assert!(answers.last.len() <= ANSWERS_KEPT);
+        assert!(!answers.allow(b"peer-b", ErrorCode::MALFORMED, t0, beat));
+        // Once the interval has passed, room is made again.
+        assert!(answers.allow(b"late", ErrorCode::MALFORMED, t0 + beat, beat));
     }
 }
