@@ -47,7 +47,7 @@ impl Reloader {
 
     /// Reloads each kind; a kind whose file is broken keeps what is in
     /// force and says why.
-    fn reload(&mut self, control: &Control) {
+    fn reload(&mut self, control: &Arc<Control>) {
         match self.tls.reload() {
             Ok(()) => {
                 let version = control.publish_tls(self.tls.config());
@@ -105,15 +105,23 @@ impl Reloader {
     }
 }
 
-/// Logs a reload once every reactor has it in force.
-fn in_force(control: &Control, version: u64, what: &str) {
-    if control.wait_adopted(version) {
-        info!(
-            "SIGHUP: {what}, in force on {} reactor(s)",
-            control.reactors()
-        );
-    } else {
-        warn!("SIGHUP: {what}, but a reactor has not taken it yet");
+/// Logs a reload once every reactor has it in force. The wait runs on a
+/// thread of its own, so a SIGTERM right after a SIGHUP is not held up by
+/// a reactor that is slow to take the change.
+fn in_force(control: &Arc<Control>, version: u64, what: &str) {
+    let (control, line) = (Arc::clone(control), what.to_owned());
+    let waiter = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || {
+            if control.wait_adopted(version) {
+                let reactors = control.reactors();
+                info!("SIGHUP: {line}, in force on {reactors} reactor(s)");
+            } else {
+                warn!("SIGHUP: {line}, but a reactor has not taken it yet");
+            }
+        });
+    if let Err(e) = waiter {
+        warn!("SIGHUP: {what} (cannot wait for the reactors to confirm: {e})");
     }
 }
 
