@@ -23,7 +23,7 @@ use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload,
 use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
 use averyws::ws::CloseCode;
-use common::clients::{assert_silent, next_chat, read_text, say, sync_room, QUIET};
+use common::clients::{assert_silent, closed, next_chat, read_text, say, sync_room, QUIET};
 use common::procs::{eventually, port, Proc};
 use common::{
     client_frame, free_endpoint, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY,
@@ -592,18 +592,6 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 // ---------------------------------------------------------- the clients
-
-/// Reads until the server's Close: its code and reason.
-fn closed(ws: &mut WebSocket) -> (u16, String) {
-    loop {
-        match ws.read().expect("a Close") {
-            Ws::Close(Some(frame)) => return (frame.code.into(), frame.reason.into_owned()),
-            Ws::Close(None) => return (1005, String::new()),
-            Ws::Ping(_) | Ws::Pong(_) => {}
-            other => panic!("expected Close, got {other:?}"),
-        }
-    }
-}
 
 /// Two clients, one on each worker, both echo.
 fn assert_both_serve(server: &Server) {

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::certs::generate_pair;
-use common::clients::{next_chat, say, sync_room};
+use common::clients::{closed, next_chat, say, sync_room, try_read_text};
 use common::procs::{eventually, port, Proc};
 use common::scrape::{per_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
@@ -124,7 +124,7 @@ fn sighup_reloads_certificate_and_acl_on_every_reactor_under_traffic() {
     std::fs::write(&acl, open.replace("/echo,/echo2", "/echo")).expect("write");
     reload(&server, "ACL reloaded");
     for ws in &mut doomed {
-        assert_eq!(close_code(ws), 1008);
+        assert_eq!(closed(ws).0, 1008);
     }
     let traffic = traffic.stop();
     assert!(traffic.rounds > 0, "no traffic ran across the reloads");
@@ -202,7 +202,7 @@ fn sigterm_drains_clients_on_every_reactor() {
     let clients = open_on_both(&server, "/echo", 2);
     server.signal("TERM");
     for mut ws in clients {
-        assert_eq!(close_code(&mut ws), 1001);
+        assert_eq!(closed(&mut ws).0, 1001);
     }
     assert_eq!(server.wait_exit(LIMIT), Some(0), "{:#?}", server.log());
     let drained = server
@@ -302,21 +302,6 @@ fn reload(server: &Server, answer: &str) {
     assert!(line.contains("in force on 2 reactor(s)"), "{line}");
 }
 
-/// Reads until the server's Close and answers it; its code.
-fn close_code(ws: &mut WebSocket) -> u16 {
-    loop {
-        match ws.read() {
-            Ok(Ws::Close(Some(frame))) => {
-                // Finish the closing handshake as a client does.
-                let _ = ws.flush();
-                return frame.code.into();
-            }
-            Ok(_) => {}
-            Err(e) => panic!("no Close frame: {e}"),
-        }
-    }
-}
-
 /// Echo round trips on every client, over and over, until stopped.
 struct Traffic {
     stop: Arc<AtomicBool>,
@@ -344,7 +329,7 @@ impl Traffic {
                     let got = ws
                         .send(Ws::Text(text.clone()))
                         .map_err(|e| e.to_string())
-                        .and_then(|()| read_echo(ws));
+                        .and_then(|()| try_read_text(ws));
                     if got.as_ref() != Ok(&text) {
                         outcome.failures.push(format!("{text}: {got:?}"));
                     }
@@ -359,16 +344,5 @@ impl Traffic {
     fn stop(self) -> Outcome {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("traffic thread")
-    }
-}
-
-/// The next text message, or why there was none.
-fn read_echo(ws: &mut WebSocket) -> Result<String, String> {
-    loop {
-        match ws.read() {
-            Ok(Ws::Text(text)) => return Ok(text),
-            Ok(Ws::Ping(_) | Ws::Pong(_)) => {}
-            other => return Err(format!("{other:?}")),
-        }
     }
 }

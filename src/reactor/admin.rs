@@ -31,7 +31,7 @@ impl Reactor {
             );
             let reply = error(
                 ErrorCode::FORBIDDEN,
-                MessageType::AclCommand,
+                MessageType::AclCommand as u8,
                 "ACL_COMMAND needs an admin key",
                 &[],
             );

@@ -296,7 +296,7 @@ impl Reactor {
             );
             let reply = error(
                 ErrorCode::RESERVED_SERVICE,
-                MessageType::Ready,
+                MessageType::Ready as u8,
                 reserved,
                 &[],
             );
@@ -361,7 +361,7 @@ impl Reactor {
                     .filter(|&a| self.conn_may(a, publish.channel, access::PUBLISH) == Some(false))
                 {
                     let conns = [author];
-                    let reply = error(ErrorCode::FORBIDDEN, about, publish.channel, &conns);
+                    let reply = error(ErrorCode::FORBIDDEN, about as u8, publish.channel, &conns);
                     self.send_to_worker(worker, &reply, now);
                     return;
                 }
@@ -380,7 +380,7 @@ impl Reactor {
                         == Err(SubscribeError::TooMany)
                 {
                     let conns = [sub.conn];
-                    let reply = error(ErrorCode::FORBIDDEN, about, sub.channel, &conns);
+                    let reply = error(ErrorCode::FORBIDDEN, about as u8, sub.channel, &conns);
                     self.send_to_worker(worker, &reply, now);
                     Vec::new()
                 } else {
@@ -415,7 +415,7 @@ impl Reactor {
             _ => Vec::new(),
         };
         if !missing.is_empty() {
-            let reply = error(ErrorCode::NO_SUCH_CONNECTION, about, "", &missing);
+            let reply = error(ErrorCode::NO_SUCH_CONNECTION, about as u8, "", &missing);
             self.send_to_worker(worker, &reply, now);
         }
     }
@@ -470,7 +470,7 @@ impl Reactor {
         };
         let too_big = payload.as_bytes().len() > link.max_payload() as usize;
         if too_big {
-            let reply = error(ErrorCode::TOO_BIG, about, "", &[]);
+            let reply = error(ErrorCode::TOO_BIG, about as u8, "", &[]);
             link.send_control(worker, &reply, Instant::now());
         }
         too_big
@@ -551,13 +551,7 @@ impl Reactor {
             return;
         };
         if self.answers.allow(routing_id, code, now, link.heartbeat()) {
-            let reply = Message::Error(ErrorReply {
-                code,
-                about,
-                detail,
-                conns: (&[][..]).into(),
-            });
-            link.send_to_peer(routing_id, recipient, &reply);
+            link.send_to_peer(routing_id, recipient, &error(code, about, detail, &[]));
         }
     }
 
@@ -571,16 +565,16 @@ impl Reactor {
     }
 }
 
-/// An ERROR reply.
+/// An ERROR reply about a message of type byte `about`.
 pub(super) fn error<'a>(
     code: ErrorCode,
-    about: MessageType,
+    about: u8,
     detail: &'a str,
     conns: &'a [u64],
 ) -> Message<'a> {
     Message::Error(ErrorReply {
         code,
-        about: about as u8,
+        about,
         detail,
         conns: conns.into(),
     })

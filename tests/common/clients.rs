@@ -16,11 +16,33 @@ const LIMIT: Duration = Duration::from_secs(8);
 
 /// The next text message (control frames skipped).
 pub fn read_text(ws: &mut WebSocket) -> String {
+    try_read_text(ws).unwrap_or_else(|other| panic!("expected text, got {other}"))
+}
+
+/// The next text message, or what came instead (control frames skipped).
+pub fn try_read_text(ws: &mut WebSocket) -> Result<String, String> {
     loop {
-        match ws.read().expect("a text message") {
-            Ws::Text(text) => return text,
+        match ws.read() {
+            Ok(Ws::Text(text)) => return Ok(text),
+            Ok(Ws::Ping(_) | Ws::Pong(_)) => {}
+            other => return Err(format!("{other:?}")),
+        }
+    }
+}
+
+/// Reads until the server's Close and answers it, as a client does: its
+/// code (1005 when it has none) and reason.
+pub fn closed(ws: &mut WebSocket) -> (u16, String) {
+    loop {
+        match ws.read().expect("a Close") {
+            Ws::Close(frame) => {
+                let _ = ws.flush();
+                return frame.map_or((1005, String::new()), |f| {
+                    (f.code.into(), f.reason.into_owned())
+                });
+            }
             Ws::Ping(_) | Ws::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
+            other => panic!("expected Close, got {other:?}"),
         }
     }
 }
