@@ -61,18 +61,33 @@ fn expect_frame(stream: &mut TlsStream, opcode: u8, payload: &[u8], row: &str) {
     assert!(got == payload, "{row}: payload {got:?}, want {payload:?}");
 }
 
+/// The Close a failed connection must get: status code and reason.
+type Expected = (u16, &'static str);
+
+/// Invalid UTF-8 in a text message or a Close reason.
+const UTF8: Expected = (1007, "invalid utf-8");
+
+/// A frame or message over its size limit.
+const TOO_BIG: Expected = (1009, "message too big");
+
+/// A protocol violation, for the reason `why`.
+fn protocol(why: &'static str) -> Expected {
+    (1002, why)
+}
+
 /// Sends each row's bytes on a fresh connection and checks that the next
-/// frame back is a Close with the row's code, and that the server then ends
-/// TLS and TCP.
-fn assert_failures(server: &Server, rows: &[(String, Vec<u8>, u16)]) {
-    for (name, bytes, code) in rows {
+/// frame back is a Close with the row's code and reason, and that the
+/// server then ends TLS and TCP.
+fn assert_failures(server: &Server, rows: &[(String, Vec<u8>, Expected)]) {
+    for (name, bytes, (code, reason)) in rows {
         let mut ws = raw_ws(server, "/echo");
         send(&mut ws, bytes);
         let payload = next_close(&mut ws);
         assert_eq!(close_code(&payload), Some(*code), "{name}: {payload:?}");
-        assert!(
-            std::str::from_utf8(&payload[2..]).is_ok(),
-            "{name}: reason is not UTF-8"
+        assert_eq!(
+            String::from_utf8_lossy(&payload[2..]),
+            *reason,
+            "{name}: Close reason"
         );
         expect_eof(&mut ws);
     }
@@ -211,139 +226,155 @@ fn utf8_split_at_every_byte_boundary_across_fragments() {
 #[test]
 fn protocol_violations_fail_the_connection() {
     let server = Server::start(&[]);
-    let mut rows: Vec<(String, Vec<u8>, u16)> = Vec::new();
+    let mut rows: Vec<(String, Vec<u8>, Expected)> = Vec::new();
     for (rsv, bit) in [("RSV1", 0x40), ("RSV2", 0x20), ("RSV3", 0x10)] {
         rows.push((
             format!("{rsv} on text"),
             client_frame_raw(0x80 | bit | TEXT, b"x"),
-            1002,
+            protocol("reserved bits set"),
         ));
         rows.push((
             format!("{rsv} on ping"),
             client_frame_raw(0x80 | bit | PING, b""),
-            1002,
+            protocol("reserved bits set"),
         ));
     }
     for opcode in (0x3..=0x7).chain(0xB..=0xF) {
         rows.push((
             format!("reserved opcode {opcode:#x}"),
             client_frame(true, opcode, b"x"),
-            1002,
+            protocol("reserved opcode"),
         ));
     }
-    let fixed: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("unmasked text", vec![0x81, 0x02, b'h', b'i'], 1002),
-        ("unmasked ping", vec![0x89, 0x00], 1002),
-        ("fragmented ping", client_frame(false, PING, b"a"), 1002),
+    let fixed: Vec<(&str, Vec<u8>, Expected)> = vec![
+        (
+            "unmasked text",
+            vec![0x81, 0x02, b'h', b'i'],
+            protocol("unmasked client frame"),
+        ),
+        (
+            "unmasked ping",
+            vec![0x89, 0x00],
+            protocol("unmasked client frame"),
+        ),
+        (
+            "fragmented ping",
+            client_frame(false, PING, b"a"),
+            protocol("fragmented control frame"),
+        ),
         (
             "fragmented close",
             client_frame(false, CLOSE, &1000u16.to_be_bytes()),
-            1002,
+            protocol("fragmented control frame"),
         ),
         (
             "ping of 126 bytes",
             client_frame(true, PING, &[b'p'; 126]),
-            1002,
+            protocol("control frame too long"),
         ),
         (
             "pong of 126 bytes",
             client_frame(true, PONG, &[b'p'; 126]),
-            1002,
+            protocol("control frame too long"),
         ),
-        ("close of 126 bytes", client_close(1000, &[b'r'; 124]), 1002),
+        (
+            "close of 126 bytes",
+            client_close(1000, &[b'r'; 124]),
+            protocol("control frame too long"),
+        ),
         (
             "continuation without a message",
             client_frame(true, CONTINUATION, b"x"),
-            1002,
+            protocol("continuation without a message"),
         ),
         (
             "non-final continuation without a message",
             client_frame(false, CONTINUATION, b"x"),
-            1002,
+            protocol("continuation without a message"),
         ),
         (
             "text inside a fragmented text message",
             frames(&[(false, TEXT, b"a"), (true, TEXT, b"b")]),
-            1002,
+            protocol("new message inside a fragmented message"),
         ),
         (
             "binary inside a fragmented text message",
             frames(&[(false, TEXT, b"a"), (true, BINARY, b"b")]),
-            1002,
+            protocol("new message inside a fragmented message"),
         ),
         (
             "64-bit length with the top bit set",
             client_header(0x82, 1 << 63),
-            1002,
+            protocol("64-bit payload length has its top bit set"),
         ),
         // Invalid UTF-8 in complete messages.
         (
             "overlong C0 AF",
             client_frame(true, TEXT, b"\xC0\xAF"),
-            1007,
+            UTF8,
         ),
         (
             "surrogate ED A0 80",
             client_frame(true, TEXT, b"\xED\xA0\x80"),
-            1007,
+            UTF8,
         ),
         (
             "above U+10FFFF: F4 90 80 80",
             client_frame(true, TEXT, b"\xF4\x90\x80\x80"),
-            1007,
+            UTF8,
         ),
         (
             "lone continuation byte",
             client_frame(true, TEXT, b"a\x80"),
-            1007,
+            UTF8,
         ),
-        ("byte FF", client_frame(true, TEXT, b"\xFF"), 1007),
+        ("byte FF", client_frame(true, TEXT, b"\xFF"), UTF8),
         (
             "truncated at the end of a message",
             client_frame(true, TEXT, b"a\xE2\x82"),
-            1007,
+            UTF8,
         ),
         (
             "truncated at the end of a fragmented message",
             frames(&[(false, TEXT, b"\xE2\x82"), (true, CONTINUATION, b"")]),
-            1007,
+            UTF8,
         ),
         (
             "split code point completed wrongly",
             frames(&[(false, TEXT, b"\xE2"), (true, CONTINUATION, b"\x82a")]),
-            1007,
+            UTF8,
         ),
         // Fail fast (RFC 6455 section 8.1): the rest is never sent, so only
         // a server that judges the bytes it has can answer.
         (
             "fail fast: overlong in a first fragment",
             client_frame(false, TEXT, b"ok\xC0\xAF"),
-            1007,
+            UTF8,
         ),
         (
             "fail fast: F4 90 in a first fragment",
             client_frame(false, TEXT, b"ok\xF4\x90"),
-            1007,
+            UTF8,
         ),
         (
             "fail fast: ED A0 in a first fragment",
             client_frame(false, TEXT, b"\xED\xA0"),
-            1007,
+            UTF8,
         ),
         (
             "fail fast: bad second fragment",
             frames(&[(false, TEXT, b"ok"), (false, CONTINUATION, b"\xFF")]),
-            1007,
+            UTF8,
         ),
         (
             "fail fast: final frame whose payload has not all arrived",
             client_frame(true, TEXT, b"\xC0\xAF and the rest")[..2 + 4 + 2].to_vec(),
-            1007,
+            UTF8,
         ),
         (
             "frame over the default 16 MiB cap, header alone",
             client_header(0x80 | BINARY, 16 << 20 | 1),
-            1009,
+            TOO_BIG,
         ),
     ];
     rows.extend(
@@ -362,7 +393,9 @@ fn continuation_after_a_finished_message_is_refused() {
     send(&mut ws, &client_frame(true, CONTINUATION, b"b"));
     expect_frame(&mut ws, BINARY, b"ab", "fragmented message");
     send(&mut ws, &client_frame(true, CONTINUATION, b"c"));
-    assert_eq!(close_code(&next_close(&mut ws)), Some(1002));
+    let close = next_close(&mut ws);
+    assert_eq!(close_code(&close), Some(1002));
+    assert_eq!(&close[2..], b"continuation without a message");
     expect_eof(&mut ws);
 }
 
@@ -371,7 +404,8 @@ fn close_codes() {
     /// What the server must answer to a Close.
     #[derive(Debug)]
     enum Reply {
-        Code(u16),
+        /// A Close with this code and reason.
+        Close(u16, &'static str),
         Empty,
     }
     let server = Server::start(&[]);
@@ -384,26 +418,26 @@ fn close_codes() {
         rows.push((
             format!("{code} echoed"),
             client_close(code, b"bye"),
-            Reply::Code(code),
+            Reply::Close(code, ""),
         ));
     }
     for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
         rows.push((
             format!("{code} refused"),
             client_close(code, b""),
-            Reply::Code(1002),
+            Reply::Close(1002, "invalid close code"),
         ));
     }
     rows.extend([
         (
             "no reason".to_owned(),
             client_close(1000, b""),
-            Reply::Code(1000),
+            Reply::Close(1000, ""),
         ),
         (
             "123-byte UTF-8 reason".to_owned(),
             client_close(1000, &text_of_len(123)),
-            Reply::Code(1000),
+            Reply::Close(1000, ""),
         ),
         (
             "empty close".to_owned(),
@@ -413,22 +447,22 @@ fn close_codes() {
         (
             "one-byte payload".to_owned(),
             client_frame(true, CLOSE, &[0x03]),
-            Reply::Code(1002),
+            Reply::Close(1002, "close payload of one byte"),
         ),
         (
             "reason not UTF-8".to_owned(),
             client_close(1000, b"bad \xC0\xAF"),
-            Reply::Code(1007),
+            Reply::Close(1007, "invalid utf-8"),
         ),
         (
             "reason cut inside a code point".to_owned(),
             client_close(1000, b"\xE2\x82"),
-            Reply::Code(1007),
+            Reply::Close(1007, "invalid utf-8"),
         ),
         (
             "close in the middle of a fragmented message".to_owned(),
             [client_frame(false, TEXT, b"half"), client_close(1000, b"")].concat(),
-            Reply::Code(1000),
+            Reply::Close(1000, ""),
         ),
     ]);
     for (name, bytes, reply) in &rows {
@@ -436,8 +470,13 @@ fn close_codes() {
         send(&mut ws, bytes);
         let payload = next_close(&mut ws);
         match reply {
-            Reply::Code(code) => {
-                assert_eq!(close_code(&payload), Some(*code), "{name}: {payload:?}")
+            Reply::Close(code, reason) => {
+                assert_eq!(close_code(&payload), Some(*code), "{name}: {payload:?}");
+                assert_eq!(
+                    String::from_utf8_lossy(&payload[2..]),
+                    *reason,
+                    "{name}: Close reason"
+                );
             }
             Reply::Empty => assert!(payload.is_empty(), "{name}: {payload:?}"),
         }
@@ -473,36 +512,36 @@ fn size_limits_are_enforced_exactly() {
     }
 
     // One byte over: 1009.
-    let rows: Vec<(String, Vec<u8>, u16)> = vec![
+    let rows: Vec<(String, Vec<u8>, Expected)> = vec![
         (
             "binary frame of 1025 bytes".into(),
             client_frame(true, BINARY, &binary_of_len(1025)),
-            1009,
+            TOO_BIG,
         ),
         (
             "text frame of 1025 bytes".into(),
             client_frame(true, TEXT, &text_of_len(1025)),
-            1009,
+            TOO_BIG,
         ),
         (
             "1025-byte frame refused from its header alone".into(),
             client_header(0x80 | BINARY, 1025),
-            1009,
+            TOO_BIG,
         ),
         (
             "first fragment of 1025 bytes".into(),
             client_frame(false, TEXT, &text_of_len(1025)),
-            1009,
+            TOO_BIG,
         ),
         (
             "binary message of 4097 bytes".into(),
             fragments(BINARY, true),
-            1009,
+            TOO_BIG,
         ),
         (
             "text message of 4097 bytes".into(),
             fragments(TEXT, true),
-            1009,
+            TOO_BIG,
         ),
     ];
     assert_failures(&server, &rows);
