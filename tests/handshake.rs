@@ -293,9 +293,20 @@ fn plaintext_http_is_dropped() {
     tcp.write_all(upgrade_request("/echo", "").as_bytes())
         .unwrap();
     let got = wait_dropped(&mut tcp);
+    // A TLS record, not HTTP: a fatal decode_error alert (RFC 8446
+    // section 6), then the connection ends.
+    assert_eq!(
+        got,
+        [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32],
+        "plaintext got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let port = tcp.local_addr().unwrap().port();
+    let failure = format!("127.0.0.1:{port}: TLS error: received corrupt message");
     assert!(
-        !String::from_utf8_lossy(&got).contains("HTTP/"),
-        "plaintext got an HTTP answer: {got:?}"
+        server.wait_log(&failure, READ_TIMEOUT).is_some(),
+        "no `{failure}`: {:#?}",
+        server.log()
     );
 }
 
