@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod clients;
+pub mod evictions;
 pub mod procs;
 pub mod scrape;
 pub mod tokens;
