@@ -8,9 +8,11 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::certs::generate_pair;
+use common::clients::{port, Tcp};
+use common::evictions::{access_line, assert_evicted, assert_fired_at};
 use common::{
     assert_echo, client_close, client_config_with, client_frame, close_code, expect_eof,
     next_close, raw_ws, read_frame, read_response_head, send, status, upgrade, upgrade_request,
@@ -233,17 +235,68 @@ fn a_client_that_answers_pings_outlives_the_idle_timeout() {
 fn a_silent_client_is_pinged_then_closed_with_1001() {
     let server = Server::start(&KEEPALIVE);
     let mut ws = raw_ws(&server, "/echo");
+    // The upgrade request was the last inbound byte.
+    let upgraded = Instant::now();
+    let port = port(&ws);
     let (fin, opcode, _) = read_frame(&mut ws).unwrap();
     assert!(fin && opcode == PING, "first frame: {opcode:#x}");
-    assert_eq!(close_code(&next_close(&mut ws)), Some(1001));
+    assert_fired_at(upgraded.elapsed(), Duration::from_secs(1), "ping interval");
+    let close = next_close(&mut ws);
+    assert_fired_at(upgraded.elapsed(), Duration::from_secs(3), "idle timeout");
+    assert_eq!(close_code(&close), Some(1001));
+    assert_eq!(&close[2..], b"idle timeout");
     send(&mut ws, &client_close(1001, b""));
     expect_eof(&mut ws);
+    let line = assert_evicted(&server, port, "idle_timeout");
+    assert!(line.contains(" close=1001 closed_by=server "), "{line}");
+}
+
+/// How long the server waits for the client's part of the closing
+/// handshake (`Timeouts::close`, not a flag).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After the server's Close, a client that neither answers with its own
+/// Close nor hangs up is dropped at the closing-handshake timeout, whether
+/// the server waits for the client's Close (a refused message) or only for
+/// its hang-up (a protocol violation, after which the server ends TLS).
+#[test]
+fn an_unanswered_server_close_ends_at_the_close_timeout() {
+    let acl_dir = TempDir::new();
+    let acl = acl_dir.path().join("no-send.acl");
+    std::fs::write(&acl, "allow guest /echo connect\n").expect("write the ACL");
+    let acl = common::utf8(&acl);
+    let rows: [(&str, &[&str], Vec<u8>, u16); 2] = [
+        (
+            "a message the ACL refuses",
+            &["--acl", &acl],
+            client_frame(true, TEXT, b"refused"),
+            1008,
+        ),
+        ("an unmasked frame", &[], vec![0x81, 0x00], 1002),
+    ];
+    std::thread::scope(|scope| {
+        for (name, args, bytes, code) in rows {
+            scope.spawn(move || {
+                let server = Server::start(args);
+                let mut ws = raw_ws(&server, "/echo");
+                let port = port(&ws);
+                send(&mut ws, &bytes);
+                assert_eq!(close_code(&next_close(&mut ws)), Some(code), "{name}");
+                let closed = Instant::now();
+                // Silent from here on: no Close, no close_notify, no FIN.
+                let line = access_line(&server, port);
+                assert_fired_at(closed.elapsed(), CLOSE_TIMEOUT, name);
+                let end = format!(" close={code} closed_by=server evicted=-");
+                assert!(line.ends_with(&end), "{name}: {line}");
+                wait_dropped(&mut ws);
+            });
+        }
+    });
 }
 
 #[test]
 fn access_log_line_per_connection() {
     let server = Server::start(&[]);
-    let port = |stream: &TlsStream| stream.sock.local_addr().unwrap().port();
 
     let mut normal = raw_ws(&server, "/echo");
     let normal_port = port(&normal);
@@ -293,24 +346,55 @@ fn access_log_line_per_connection() {
     }
 }
 
+/// The handshake timeout of [`handshake_deadline_drops_clients_that_never_upgrade`].
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
+
 #[test]
 fn handshake_deadline_drops_clients_that_never_upgrade() {
-    let server = Server::start(&["--handshake-timeout-ms", "1000"]);
-
-    let mut tcp = TcpStream::connect(server.addr).unwrap();
-    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    assert!(wait_dropped(&mut tcp).is_empty(), "silent TCP client");
-
-    let mut tls = server.tls();
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock).unwrap();
-    }
-    wait_dropped(&mut tls);
-
-    let mut partial = server.tls();
-    send(&mut partial, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n");
-    let got = wait_dropped(&mut partial);
-    assert!(got.is_empty(), "partial head got an answer: {got:?}");
+    // The pace rules are set out of the way (a minute for the first byte,
+    // one byte a second), so only the handshake deadline can end these.
+    let server = Server::start(&[
+        "--handshake-timeout-ms",
+        "1000",
+        "--first-byte-timeout-ms",
+        "60000",
+        "--min-rate",
+        "1",
+    ]);
+    type Open = fn(&Server) -> Box<dyn Tcp>;
+    let rows: [(&str, Open); 3] = [
+        ("a silent TCP client", |server| {
+            Box::new(TcpStream::connect(server.addr).unwrap())
+        }),
+        ("TLS done, no request", |server| {
+            let mut tls = server.tls();
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            Box::new(tls)
+        }),
+        ("half a request head", |server| {
+            let mut tls = server.tls();
+            send(&mut tls, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n");
+            Box::new(tls)
+        }),
+    ];
+    std::thread::scope(|scope| {
+        for (name, open) in rows {
+            let server = &server;
+            scope.spawn(move || {
+                let connected = Instant::now();
+                let mut client = open(server);
+                let port = port(&*client);
+                client.tcp().set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+                let got = wait_dropped(&mut client);
+                assert!(got.is_empty(), "{name}: got an answer: {got:?}");
+                assert_fired_at(connected.elapsed(), HANDSHAKE_TIMEOUT, name);
+                let line = assert_evicted(server, port, "handshake_timeout");
+                assert!(line.contains(" path=- "), "{name}: {line}");
+            });
+        }
+    });
 }
 
 /// Runs the binary with `args` to completion.

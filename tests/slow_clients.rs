@@ -15,6 +15,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::clients::{port, Tcp};
 use common::evictions::{access_line, assert_evicted, assert_fired_at};
 use common::{
     assert_echo, client_close, client_frame, client_header, close_code, next_close, raw_ws,
@@ -40,28 +41,6 @@ const RATE_FLAGS: [&str; 2] = ["--min-rate", "20000"];
 /// Time `bytes` take at [`RATE`], rounded up like the server rounds it.
 fn at_rate(bytes: u64) -> Duration {
     Duration::from_millis((bytes * 1000).div_ceil(RATE))
-}
-
-/// A stream whose TCP socket can be reached, raw or under TLS.
-trait Tcp: Read + Write {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Tcp for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl Tcp for TlsStream {
-    fn tcp(&self) -> &TcpStream {
-        &self.sock
-    }
-}
-
-/// The client-side port of a connection, which names it in the server log.
-fn port(stream: &(impl Tcp + ?Sized)) -> u16 {
-    stream.tcp().local_addr().unwrap().port()
 }
 
 /// How a dribble ended.

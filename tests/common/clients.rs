@@ -1,12 +1,14 @@
 //! What test clients do with their WebSocket: read the next text, check
-//! for silence, wait until a chat room has formed.
+//! for silence, wait until a chat room has formed; and the TCP socket
+//! under a raw or TLS client stream.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message as Ws;
 
-use super::{WebSocket, READ_TIMEOUT};
+use super::{TlsStream, WebSocket, READ_TIMEOUT};
 
 /// How long to watch for something that should not happen.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -103,4 +105,26 @@ pub fn sync_room(members: &mut [WebSocket]) {
 pub fn say(ws: &mut WebSocket, text: &str) -> String {
     ws.send(Ws::Text(text.into())).expect("send");
     read_text(ws)
+}
+
+/// A stream whose TCP socket can be reached, raw or under TLS.
+pub trait Tcp: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Tcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Tcp for TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+/// The client-side port of a connection, which names it in the server log.
+pub fn port(stream: &(impl Tcp + ?Sized)) -> u16 {
+    stream.tcp().local_addr().unwrap().port()
 }
