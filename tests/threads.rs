@@ -132,7 +132,7 @@ fn sighup_reloads_certificate_and_acl_on_every_reactor_under_traffic() {
 }
 
 #[test]
-fn sighup_rotates_backend_keys_on_every_reactor() {
+fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file() {
     let (first, second) = backend_endpoints();
     let dir = TempDir::new();
     let [keys, old, new] = ["node.keys", "old.keys", "new.keys"].map(|f| dir.path().join(f));
@@ -173,6 +173,25 @@ fn sighup_rotates_backend_keys_on_every_reactor() {
     for mut ws in open_on_both(&server, "/w", 1) {
         assert_eq!(say(&mut ws, "signed with k1"), "signed with k1");
     }
+
+    // A broken file is refused whole, its valid k2 line too: k1 stays in
+    // force on both nodes, so the k1 worker's replies still verify.
+    std::fs::write(&keys, format!("{KEY_2}not a key line\n")).expect("write");
+    let mark = server.log_len();
+    server.signal("HUP");
+    let kept = server
+        .wait_log_from(mark, "keeping the current backend keys", LIMIT)
+        .unwrap_or_else(|| panic!("no refusal of the broken file: {:#?}", server.log()));
+    assert!(kept.contains("node.keys: line 2: ") && kept.contains(" WARN "), "{kept}");
+    for mut ws in open_on_both(&server, "/w", 1) {
+        assert_eq!(say(&mut ws, "still k1"), "still k1");
+    }
+    let log = server.log();
+    let rejected = ["unknown key", "keys reloaded", "silent past its liveness"];
+    assert!(
+        !log.iter().any(|line| rejected.iter().any(|r| line.contains(r))),
+        "the broken file changed the keys: {log:#?}"
+    );
 
     std::fs::write(&keys, KEY_2).expect("write");
     reload(&server, "backend keys reloaded");
