@@ -555,7 +555,9 @@ fn a_connect_storm_is_served_within_the_handshake_budget() {
     let mut storm: Vec<TlsStream> = (0..STORM)
         .map(|_| {
             let mut tls = server.tls();
-            tls.conn.write_tls(&mut tls.sock).expect("send the ClientHello");
+            tls.conn
+                .write_tls(&mut tls.sock)
+                .expect("send the ClientHello");
             tls
         })
         .collect();

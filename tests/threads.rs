@@ -182,14 +182,18 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
     let kept = server
         .wait_log_from(mark, "keeping the current backend keys", LIMIT)
         .unwrap_or_else(|| panic!("no refusal of the broken file: {:#?}", server.log()));
-    assert!(kept.contains("node.keys: line 2: ") && kept.contains(" WARN "), "{kept}");
+    assert!(
+        kept.contains("node.keys: line 2: ") && kept.contains(" WARN "),
+        "{kept}"
+    );
     for mut ws in open_on_both(&server, "/w", 1) {
         assert_eq!(say(&mut ws, "still k1"), "still k1");
     }
     let log = server.log();
     let rejected = ["unknown key", "keys reloaded", "silent past its liveness"];
     assert!(
-        !log.iter().any(|line| rejected.iter().any(|r| line.contains(r))),
+        !log.iter()
+            .any(|line| rejected.iter().any(|r| line.contains(r))),
         "the broken file changed the keys: {log:#?}"
     );
 
