@@ -256,23 +256,12 @@ fn connection_limits_hold_for_the_process_not_per_reactor() {
 
 // ------------------------------------------------------------- helpers
 
-/// Two consecutive free loopback ports as endpoints: reactor 1 binds the
-/// port after reactor 0's.
+/// Backend endpoints for two reactors: one from the harness for reactor
+/// 0, and the name reactor 1 binds beside it (`NAME.1` for `ipc://`).
 fn backend_endpoints() -> (String, String) {
-    for _ in 0..100 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = first.local_addr().expect("address").port();
-        let Some(next) = port.checked_add(1) else {
-            continue;
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", next)).is_ok() {
-            return (
-                format!("tcp://127.0.0.1:{port}"),
-                format!("tcp://127.0.0.1:{next}"),
-            );
-        }
-    }
-    panic!("no two consecutive free ports");
+    let first = common::free_endpoint();
+    let second = format!("{first}.1");
+    (first, second)
 }
 
 /// Waits until `worker` has registered with `nodes` nodes of the server.

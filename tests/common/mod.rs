@@ -491,10 +491,16 @@ impl Drop for TempDir {
     }
 }
 
-/// A `tcp://` endpoint on a loopback port that was free a moment ago.
+/// A backend endpoint no other test can take: an `ipc://` socket in the
+/// Linux abstract namespace (`@`), named after this process and a
+/// counter. Nothing is reserved and released first (a free loopback port
+/// can be taken by a parallel test before the node binds it), and no
+/// file is left behind by a killed node. With `--threads N`, reactor `i`
+/// binds the name + `.i` (`config::reactor_endpoint`), just as unique.
 pub fn free_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("tcp://{}", listener.local_addr().expect("address"))
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("ipc://@averyws-test-{}-{n}", std::process::id())
 }
 
 /// A temp path as the UTF-8 string a command line takes.
