@@ -3,12 +3,19 @@
 //! node with the codec, against `averyws::backend::worker` (the library
 //! the reference workers are built on, running the echo worker's own
 //! handler) and against `examples/python/echo_worker.py`.
+//!
+//! Timing is checked against the rules the worker cannot beat (not dead
+//! before liveness x heartbeat of silence, no new DEALER before the
+//! backoff), exactly; what it should not exceed gets seconds of room, and
+//! the backoff it chose is read from its own log, not from a stopwatch.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +24,7 @@ use averyws::backend::message::{
 };
 use averyws::backend::worker::{self, Config, Event, NodeId, Worker, WorkerError};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, ReplayPolicy, Signer, Verifier};
+use common::procs::{join, python_with_zmq};
 
 /// How long to wait for something that should happen.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -50,33 +58,36 @@ fn ready_names_the_services_and_heartbeats_follow_welcome() {
         assert!(!ready.name.is_empty());
     });
     assert_eq!(ready.frames[0], [1, 0x10, 0], "unsigned READY header");
-    node.welcome(&ready.peer, BOOT, 100, 65536);
-    // The node heartbeats every 100 ms; the worker must too, to the same
-    // pipe, carrying its instance id, and must not register again.
-    let seen = node.keep_alive(&ready.peer, Duration::from_secs(1));
-    let heartbeats: Vec<u64> = seen
-        .iter()
-        .filter(|received| received.kind == MessageType::Heartbeat)
-        .map(|received| {
-            assert_eq!(received.peer, ready.peer);
-            received.with(|message| match message {
-                Message::Heartbeat { boot } => boot,
-                _ => unreachable!(),
-            })
-        })
-        .collect();
+    // Heartbeats every 100 ms, and a liveness (50) that forgives this
+    // test's thread seconds off the CPU.
+    node.send(&ready.peer, &welcome_with(BOOT, 100, 50, 65536), 0);
+    // The worker must heartbeat at that interval, to the same pipe,
+    // carrying its instance id, and must not register again. Ten come
+    // within LIMIT: on its own interval (2 s here, see `config`; 1 s by
+    // default) it could send five at most.
+    let heartbeats_in = |seen: &[Received]| {
+        let heartbeats = seen.iter().filter(|r| r.kind == MessageType::Heartbeat);
+        heartbeats.count()
+    };
+    let seen = node.keep_alive(&ready.peer, LIMIT, |seen| heartbeats_in(seen) >= 10);
     assert!(
-        heartbeats.len() >= 5,
-        "{} heartbeats in 1 s",
-        heartbeats.len()
+        heartbeats_in(&seen) >= 10,
+        "{} heartbeats in {LIMIT:?}",
+        heartbeats_in(&seen)
     );
-    assert!(heartbeats.iter().all(|&boot| boot == worker.instance));
+    for received in seen.iter().filter(|r| r.kind == MessageType::Heartbeat) {
+        assert_eq!(received.peer, ready.peer);
+        let boot = received.with(|message| match message {
+            Message::Heartbeat { boot } => boot,
+            _ => unreachable!(),
+        });
+        assert_eq!(boot, worker.instance);
+    }
     assert!(
         !seen.iter().any(|r| r.kind == MessageType::Ready),
         "READY again"
     );
-    // Kept alive all along: no NodeReset (silent from now on, it would
-    // come after 300 ms).
+    // Kept alive all along: no NodeReset.
     assert_eq!(worker.next_event(Duration::ZERO), None);
 }
 
@@ -296,31 +307,39 @@ fn silence_or_bye_makes_the_worker_reconnect_after_a_second() {
     let first = node.wait_for(MessageType::Ready, LIMIT).peer;
     node.welcome(&first, BOOT, 100, 65536);
     let silent_from = Instant::now();
-    // Dead after 3 x 100 ms, then a new DEALER after 1 s.
+    // Dead after 3 x 100 ms of silence, then a new DEALER after the first
+    // backoff, 1 s: never sooner, the WELCOME came after `silent_from`.
+    // Within 2.2 s more: a worker on any other interval than the WELCOME's
+    // (its own 2 s, see `config`, or the default 1 s) would take 4 s at
+    // least.
     let second = node.wait_for_new_pipe(&first, LIMIT);
     let waited = silent_from.elapsed();
-    assert!(
-        (Duration::from_millis(1200)..Duration::from_millis(3000)).contains(&waited),
-        "{waited:?}"
-    );
+    let window = Duration::from_millis(1300)..Duration::from_millis(3500);
+    assert!(window.contains(&waited), "{waited:?}");
     assert_eq!(
         worker.next_event(LIMIT),
         Some(Event::NodeReset { node: NodeId(0) })
     );
-    node.welcome(&second, BOOT, 1000, 65536);
-    node.send(&second, &Message::Bye, worker.instance);
+    // A 10 s heartbeat: silence cannot end this link within LIMIT, BYE
+    // must.
+    node.welcome(&second, BOOT, 10_000, 65536);
     let bye_at = Instant::now();
+    node.send(&second, &Message::Bye, worker.instance);
     let third = node.wait_for_new_pipe(&second, LIMIT);
     let waited = bye_at.elapsed();
-    assert!(
-        (Duration::from_millis(900)..Duration::from_millis(2500)).contains(&waited),
-        "after BYE: {waited:?}"
-    );
+    assert!(waited >= Duration::from_secs(1), "after BYE: {waited:?}");
     assert_ne!(third, first);
     assert_eq!(
         worker.next_event(LIMIT),
         Some(Event::NodeReset { node: NodeId(0) })
     );
+    // The first backoff both times, in the worker's words: the second
+    // link's WELCOME reset what the first death had doubled.
+    let deaths = node.deaths();
+    let waits: Vec<u64> = deaths.iter().map(|(_, ms)| *ms).collect();
+    assert_eq!(waits, [1000, 1000], "{deaths:?}");
+    assert!(deaths[0].0.starts_with("silent for "), "{deaths:?}");
+    assert_eq!(deaths[1].0, "it said BYE");
 }
 
 #[test]
@@ -330,30 +349,36 @@ fn reconnect_backoff_doubles_while_the_node_stays_silent() {
     config.heartbeat = Duration::from_millis(100);
     config.reconnect_initial = Duration::from_millis(200);
     config.reconnect_max = Duration::from_millis(800);
+    // Nobody WELCOMEs: each DEALER is dead after 300 ms of silence
+    // (3 x 100 ms), then the worker waits 200, 400, 800, 800 ms.
+    const WAITS: [u64; 4] = [200, 400, 800, 800];
+    let started = Instant::now();
     let _worker = Running::start(config, Box::new(worker::echo));
-    let mut pipes: Vec<(Vec<u8>, Instant)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_millis(4500);
-    while pipes.len() < 5 && Instant::now() < deadline {
+    let mut pipes: Vec<(Vec<u8>, Duration)> = Vec::new();
+    let total: u64 = WAITS.iter().map(|wait| 300 + wait).sum();
+    let deadline = started + Duration::from_millis(total) + LIMIT;
+    while pipes.len() <= WAITS.len() && Instant::now() < deadline {
         if let Some(received) = node.recv(Duration::from_millis(50)) {
             if !pipes.iter().any(|(peer, _)| *peer == received.peer) {
-                pipes.push((received.peer, Instant::now()));
+                pipes.push((received.peer, started.elapsed()));
             }
         }
     }
-    assert_eq!(pipes.len(), 5, "a new DEALER after each death");
-    let gaps: Vec<u128> = pipes
-        .windows(2)
-        .map(|pair| pair[1].1.duration_since(pair[0].1).as_millis())
-        .collect();
-    // Dead after 300 ms of silence, then 200, 400, 800, 800 ms of wait.
-    let expected = [500, 700, 1100, 1100];
-    for (gap, want) in gaps.iter().zip(expected) {
-        assert!(
-            (want - 50..want + 400).contains(gap),
-            "gaps {gaps:?}, expected about {expected:?}"
-        );
+    let arrivals: Vec<Duration> = pipes.iter().map(|(_, at)| *at).collect();
+    assert_eq!(arrivals.len(), 5, "a new DEALER after each death");
+    // None sooner than the deaths and waits before it allow: a worker
+    // that did not double would bring the third 200 ms early, the fifth
+    // 1.4 s early.
+    let mut earliest = 0;
+    for (pipe, wait) in arrivals[1..].iter().zip(WAITS) {
+        earliest += 300 + wait;
+        let earliest = Duration::from_millis(earliest);
+        assert!(*pipe >= earliest, "{arrivals:?}: one before {earliest:?}");
     }
-    assert!(gaps[2] > gaps[1] && gaps[1] > gaps[0], "{gaps:?}");
+    // And the waits it chose, doubling up to the cap, in its own words.
+    let deaths = node.deaths();
+    let waits: Vec<u64> = deaths.iter().map(|(_, ms)| *ms).collect();
+    assert!(waits.starts_with(&WAITS), "{deaths:?}");
 }
 
 #[test]
@@ -491,8 +516,7 @@ fn python_worker_signs_verifies_and_ignores_forgeries() {
 /// echo, heartbeats, UNKNOWN_PEER, and BYE on SIGTERM; with `keys`,
 /// everything signed and a forged WELCOME ignored.
 fn python_worker(keys: Option<&[u8]>) {
-    if let Some(why) = python_unavailable() {
-        println!("skipped: {why}");
+    if !python_with_zmq() {
         return;
     }
     let ring = keys.map(|text| KeyRing::parse(text).expect("keys"));
@@ -522,7 +546,9 @@ fn python_worker(keys: Option<&[u8]>) {
     );
     assert_ne!(me, 0);
     assert_eq!(ready.frames[0][2], u8::from(keys.is_some()), "SIGNED flag");
-    let welcome = welcome(BOOT, 200, 65536);
+    // Heartbeats every 200 ms; liveness 25 forgives this test's thread
+    // seconds off the CPU between the messages it sends.
+    let welcome = welcome_with(BOOT, 200, 25, 65536);
     if keys.is_some() {
         assert_eq!(ready.sender, Some(me));
         let mut forger = FakeNode::signer_for(FORGED_KEYS, BOOT);
@@ -578,6 +604,8 @@ struct FakeNode {
     signer: Option<Signer>,
     verifier: Option<Verifier>,
     out: Frames,
+    /// Where this node's part of [`WORKER_LOG`] starts.
+    log_from: usize,
     _context: zmq::Context,
 }
 
@@ -592,6 +620,7 @@ struct Received {
 
 impl FakeNode {
     fn new(keys: Option<&KeyRing>, boot: u64) -> FakeNode {
+        let log_from = keep_worker_log();
         let context = zmq::Context::new();
         let router = context.socket(zmq::ROUTER).expect("router");
         router.set_linger(0).expect("linger");
@@ -607,6 +636,7 @@ impl FakeNode {
             signer: keys.map(|keys| keys.signer(boot)),
             verifier: keys.map(|keys| Verifier::new(keys.clone(), boot, ReplayPolicy::default())),
             out: Frames::new(),
+            log_from,
             _context: context,
         }
     }
@@ -685,15 +715,39 @@ impl FakeNode {
         }
     }
 
-    /// [`FakeNode::collect`], sending HEARTBEAT to `peer` every 100 ms.
-    fn keep_alive(&mut self, peer: &[u8], span: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + span;
+    /// Everything the worker sends until what came is `enough` or
+    /// `within` passed, sending HEARTBEAT to `peer` every 100 ms.
+    fn keep_alive(
+        &mut self,
+        peer: &[u8],
+        within: Duration,
+        enough: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + within;
         let mut seen = Vec::new();
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !enough(&seen) {
             self.send(peer, &Message::Heartbeat { boot: BOOT }, 0);
             seen.extend(self.collect(Duration::from_millis(100)));
         }
         seen
+    }
+
+    /// Each time the worker took this node for dead since the node was
+    /// made: why, and the wait before reconnecting it announced (ms), from
+    /// the log line `ENDPOINT: node dead (WHY); reconnecting in N ms`.
+    fn deaths(&self) -> Vec<(String, u64)> {
+        let prefix = format!("{}: node dead (", self.endpoint);
+        let log = WORKER_LOG.lock().expect("worker log");
+        log[self.log_from..]
+            .iter()
+            .filter_map(|line| {
+                let (why, wait) = line
+                    .strip_prefix(&prefix)?
+                    .split_once("); reconnecting in ")?;
+                let ms = wait.strip_suffix(" ms")?.parse().ok()?;
+                Some((why.to_owned(), ms))
+            })
+            .collect()
     }
 
     /// `message` as this node sends it to the worker `recipient`.
@@ -782,17 +836,52 @@ impl Running {
     fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let thread = self.thread.take().expect("running");
-        thread.join().expect("worker thread")
+        join(thread).expect("worker thread")
     }
 }
 
 impl Drop for Running {
+    /// Stops the worker; a panic on its thread (the handler's) fails the
+    /// test here, unless the test is failing already.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            join(thread);
         }
     }
+}
+
+/// What `averyws::backend::worker` logged in this test binary, a line a
+/// record: the worker's own account of what it decided (the backoff it
+/// waits), which no stopwatch on a busy machine can tell exactly.
+static WORKER_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The logger that fills [`WORKER_LOG`].
+struct WorkerLog;
+
+impl log::Log for WorkerLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("averyws::backend::worker")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = record.args().to_string();
+            WORKER_LOG.lock().expect("worker log").push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs [`WorkerLog`] (once) and returns how long [`WORKER_LOG`] is.
+fn keep_worker_log() -> usize {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&WorkerLog).expect("the only logger");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    WORKER_LOG.lock().expect("worker log").len()
 }
 
 /// The Python worker process, its stderr kept for failure messages.
@@ -857,20 +946,6 @@ impl Drop for Python {
     }
 }
 
-/// Why the Python worker cannot run here, if it cannot.
-fn python_unavailable() -> Option<String> {
-    match Command::new("python3")
-        .args(["-c", "import zmq"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => None,
-        Ok(_) => Some("pyzmq is not installed (pip install pyzmq)".into()),
-        Err(why) => Some(format!("no python3: {why}")),
-    }
-}
-
 /// A key file, removed on drop.
 struct TempFile(PathBuf);
 
@@ -893,20 +968,30 @@ impl Drop for TempFile {
     }
 }
 
+/// A worker of `services` for `node`. Until a WELCOME it heartbeats
+/// (READY) every 2 s and takes the node for dead after 6 s of silence:
+/// room for a slow test thread before the WELCOME, and far from the
+/// WELCOMEd timing the tests check. Tests of the worker's own timing set
+/// theirs.
 fn config(node: &FakeNode, services: &[&str]) -> Config {
     let mut config = Config::new(
         vec![node.endpoint.clone()],
         services.iter().map(|s| s.to_string()).collect(),
     );
     config.name = "worker-protocol-test".into();
+    config.heartbeat = Duration::from_secs(2);
     config
 }
 
 fn welcome(boot: u64, heartbeat_ms: u32, max_payload: u32) -> Message<'static> {
+    welcome_with(boot, heartbeat_ms, 3, max_payload)
+}
+
+fn welcome_with(boot: u64, heartbeat_ms: u32, liveness: u8, max_payload: u32) -> Message<'static> {
     Message::Welcome(Welcome {
         boot,
         heartbeat_ms,
-        liveness: 3,
+        liveness,
         max_payload,
         node: "test-node",
     })

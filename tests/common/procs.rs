@@ -1,9 +1,11 @@
 //! Worker processes (the reference examples, the Python worker) and
-//! waiting for what they log.
+//! waiting for what they log; joining a test's own worker threads.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::WebSocket;
@@ -105,6 +107,53 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether the Python worker can run here: `python3` on `PATH` imports
+/// `zmq`. When it cannot, under CI (`CI=true`; `.ci/run` installs pyzmq
+/// in a virtual environment first on `PATH`) the test fails saying what
+/// is missing. Elsewhere the calling test is skipped, saying so in a
+/// `SKIPPED <test>: <why>` line on stderr: libtest keeps what a passing
+/// test prints with `eprintln!`, not what it writes to the handle.
+pub fn python_with_zmq() -> bool {
+    let probe = Command::new("python3")
+        .args(["-c", "import zmq"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    let missing = match probe {
+        Ok(probe) if probe.status.success() => return true,
+        Ok(probe) => {
+            let error = String::from_utf8_lossy(&probe.stderr);
+            let last = error.lines().last().unwrap_or("no error output");
+            format!("python3 cannot import zmq (pip install pyzmq): {last}")
+        }
+        Err(why) => format!("no python3 on PATH ({why}); install Python 3, then pip install pyzmq"),
+    };
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a Python worker test");
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!(
+            "{test}: {missing}. With CI=true the Python worker's tests must run: \
+             .ci/run installs pyzmq in target/ci-venv, first on PATH"
+        );
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {missing}");
+    false
+}
+
+/// Joins one of a test's own worker threads, so that a panic there (a
+/// handler's failed assertion) fails the test instead of being lost.
+/// While the test is already failing (a `Drop` during unwinding) the
+/// panic hook has printed it, and a second panic would abort the whole
+/// test binary: then it is `None`.
+pub fn join<T>(thread: JoinHandle<T>) -> Option<T> {
+    match thread.join() {
+        Ok(value) => Some(value),
+        Err(panic) if !std::thread::panicking() => std::panic::resume_unwind(panic),
+        Err(_) => None,
     }
 }
 
