@@ -141,7 +141,9 @@ pub struct Args {
     pub backend_admin_key: Vec<String>,
 
     /// network allowed to connect to the backend endpoints, as CIDR
-    /// (repeatable; loopback is always allowed)
+    /// (repeatable; once given, only the listed networks are, so add
+    /// 127.0.0.1/32 for local workers; default loopback only; ipc://
+    /// workers are not checked)
     #[argh(option)]
     pub backend_allow: Vec<String>,
 

@@ -138,7 +138,8 @@ pub struct Backend {
     pub key_file: Option<PathBuf>,
     /// Key ids whose signed messages may administer the ACL.
     pub admin_keys: Vec<String>,
-    /// Peer networks allowed to connect, besides loopback.
+    /// Peer networks allowed to connect to `tcp://` endpoints; none =
+    /// loopback only (`Allowlist::from_config`).
     pub allow: Vec<crate::backend::cidr::Cidr>,
     /// What happens to a dead worker's connections.
     pub worker_loss: WorkerLoss,

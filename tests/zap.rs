@@ -1,25 +1,42 @@
 //! The ZAP handler over real ZeroMQ sockets on loopback: a ROUTER with the
 //! averyws ZAP domain, a DEALER worker, and the handler driven the way the
-//! reactor drives it (poll its `ZMQ_FD`, then `handle_ready`).
+//! reactor drives it (poll its `ZMQ_FD`, then `handle_ready`). Then the
+//! real binary with `--backend-allow`, and library workers connecting from
+//! a chosen loopback source address (`tcp://SOURCE:0;NODE:PORT`).
 //!
-//! Every test owns its context (inproc endpoints, the ZAP one included,
-//! are per context), sets linger 0 everywhere, and is bounded in time.
+//! Every hand-driven test owns its context (inproc endpoints, the ZAP one
+//! included, are per context), sets linger 0 everywhere, and is bounded in
+//! time.
 
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use averyws::backend::cidr::{Allowlist, Cidr};
+use averyws::backend::worker::{self, Config, NodeId, Worker};
 use averyws::backend::zap::{self, ZapHandler, ZapStats};
+use common::clients::{closed, say};
+use common::procs::{eventually, join};
+use common::Server;
 
 /// How long a test waits for something that should happen.
 const PATIENCE: Duration = Duration::from_secs(3);
 /// How long a test watches for something that should not happen.
 const QUIET: Duration = Duration::from_millis(600);
+/// How long a test of the real binary waits for something that should
+/// happen: the node and its workers share two busy cores with other tests.
+const LIMIT: Duration = Duration::from_secs(15);
 
-fn allowlist(entries: &[&str], include_loopback: bool) -> Allowlist {
+/// Exactly these blocks, as `--backend-allow` gives them.
+fn allowlist(entries: &[&str]) -> Allowlist {
     let entries = entries
         .iter()
         .map(|s| s.parse::<Cidr>().unwrap_or_else(|e| panic!("{s}: {e}")));
-    Allowlist::new(entries, include_loopback)
+    Allowlist::new(entries)
 }
 
 fn socket(ctx: &zmq::Context, kind: zmq::SocketType, ipv6: bool) -> zmq::Socket {
@@ -146,7 +163,7 @@ fn assert_refused(node: &mut Node) {
 
 #[test]
 fn loopback_refused_when_the_allowlist_excludes_it() {
-    let allow = allowlist(&["10.0.0.0/8", "2001:db8::/32"], false);
+    let allow = allowlist(&["10.0.0.0/8", "2001:db8::/32"]);
     let mut node = Node::start("tcp://127.0.0.1:*", false, true, Some(allow)).expect("bind");
     let _worker = node.dealer(&node.endpoint.clone(), false);
     assert_refused(&mut node);
@@ -156,7 +173,7 @@ fn loopback_refused_when_the_allowlist_excludes_it() {
 
 #[test]
 fn loopback_admitted_when_the_allowlist_includes_it() {
-    let allow = allowlist(&["127.0.0.0/8"], false);
+    let allow = allowlist(&["127.0.0.0/8"]);
     let mut node = Node::start("tcp://127.0.0.1:*", false, true, Some(allow)).expect("bind");
     let _worker = node.dealer(&node.endpoint.clone(), false);
     assert_admitted(&mut node);
@@ -170,17 +187,52 @@ fn loopback_admitted_by_default() {
     assert_admitted(&mut node);
 }
 
+/// A DEALER connecting through `tcp://127.0.0.2:0;NODE` comes from
+/// 127.0.0.2: in the loopback default, outside `127.0.0.1/32`.
+#[test]
+fn a_source_address_is_what_the_handler_checks() {
+    for (allow, admitted) in [
+        (Allowlist::default(), true),
+        (allowlist(&["127.0.0.1/32"]), false),
+    ] {
+        let mut node = Node::start("tcp://127.0.0.1:*", false, true, Some(allow)).expect("bind");
+        let _worker = node.dealer(&from_source("127.0.0.2", &node.endpoint), false);
+        if admitted {
+            assert_admitted(&mut node);
+        } else {
+            assert_refused(&mut node);
+        }
+    }
+}
+
+/// An `ipc://` peer's address is "localhost", not an IP: admitted even by
+/// a list without loopback, or an empty one.
+#[test]
+fn ipc_peers_admitted_whatever_the_allowlist() {
+    let dir = common::TempDir::new();
+    for (i, allow) in [allowlist(&["10.0.0.0/8"]), allowlist(&[])]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("backend-{i}"));
+        let bind = format!("ipc://{}", common::utf8(&path));
+        let mut node = Node::start(&bind, false, true, Some(allow)).expect("bind");
+        let _worker = node.dealer(&bind, false);
+        assert_admitted(&mut node);
+    }
+}
+
 /// A refused worker retries by connecting again; a new allowlist applies
 /// to new connections.
 #[test]
 fn refused_worker_admitted_after_reconnect_with_a_new_allowlist() {
-    let allow = allowlist(&[], false);
+    let allow = allowlist(&[]);
     let mut node = Node::start("tcp://127.0.0.1:*", false, true, Some(allow)).expect("bind");
     let endpoint = node.endpoint.clone();
     let worker = node.dealer(&endpoint, false);
     assert_refused(&mut node);
     if let Some(handler) = &mut node.handler {
-        handler.set_allowlist(allowlist(&["127.0.0.1"], false));
+        handler.set_allowlist(allowlist(&["127.0.0.1"]));
     }
     // The refused session is gone; disconnect may or may not know it.
     let _ = worker.disconnect(&endpoint);
@@ -197,12 +249,8 @@ fn refused_worker_admitted_after_reconnect_with_a_new_allowlist() {
 /// libzmq passes "::1": IPv6 blocks apply, IPv4 loopback does not.
 #[test]
 fn ipv6_loopback_checked_against_ipv6_blocks() {
-    let Some(mut node) = Node::start(
-        "tcp://[::1]:*",
-        true,
-        true,
-        Some(allowlist(&["::1/128"], false)),
-    ) else {
+    let Some(mut node) = Node::start("tcp://[::1]:*", true, true, Some(allowlist(&["::1/128"])))
+    else {
         return;
     };
     let _worker = node.dealer(&node.endpoint.clone(), true);
@@ -212,7 +260,7 @@ fn ipv6_loopback_checked_against_ipv6_blocks() {
         "tcp://[::1]:*",
         true,
         true,
-        Some(allowlist(&["127.0.0.0/8"], false)),
+        Some(allowlist(&["127.0.0.0/8"])),
     ) else {
         return;
     };
@@ -228,7 +276,7 @@ fn ipv4_mapped_peer_matches_ipv4_blocks() {
         "tcp://[::ffff:127.0.0.1]:*",
         true,
         true,
-        Some(allowlist(&["127.0.0.0/8"], false)),
+        Some(allowlist(&["127.0.0.0/8"])),
     ) else {
         return;
     };
@@ -241,7 +289,7 @@ fn ipv4_mapped_peer_matches_ipv4_blocks() {
 /// the node must set it.
 #[test]
 fn no_zap_domain_means_no_check() {
-    let allow = allowlist(&[], false);
+    let allow = allowlist(&[]);
     let mut node = Node::start("tcp://127.0.0.1:*", false, false, Some(allow)).expect("bind");
     let _worker = node.dealer(&node.endpoint.clone(), false);
     let arrived = node.run_until(PATIENCE, |n| !n.received.is_empty());
@@ -329,4 +377,180 @@ fn malformed_requests_answered_400() {
     }
     assert_eq!((totals.allowed, totals.denied, totals.malformed), (2, 1, 5));
     assert_eq!(handler.totals().malformed, 5);
+}
+
+// ------------------------------------------------------ the real binary
+
+/// `--backend-allow 127.0.0.1/32` means that host only, not the rest of
+/// loopback: a worker from 127.0.0.2 is refused in its handshake (no
+/// WELCOME, the node logs it, clients find no worker), one from 127.0.0.1
+/// registers and serves.
+#[test]
+fn backend_allow_admits_exactly_the_listed_blocks() {
+    let (server, endpoint) = node(&["--backend-allow", "127.0.0.1/32"]);
+
+    let outsider = Lib::start("outsider", &from_source("127.0.0.2", &endpoint));
+    // Whichever comes first: the refusal, or the outsider registering.
+    let verdict = eventually(LIMIT, || {
+        let log = server.log();
+        log.into_iter()
+            .find(|line| line.contains("ZAP: refused") || line.contains("worker outsider ready"))
+    });
+    let verdict = verdict.unwrap_or_else(|| panic!("no verdict logged: {:#?}", server.log()));
+    let refusal = "ZAP: refused backend peer \"127.0.0.2\" (domain \"averyws\", \
+                   mechanism \"NULL\"): address not allowed";
+    assert!(verdict.contains(refusal), "expected the refusal: {verdict}");
+    let no_worker = (1013, "no worker for this service".to_owned());
+    assert_eq!(closed(&mut server.ws("/w")), no_worker);
+
+    let insider = Lib::start("insider", &from_source("127.0.0.1", &endpoint));
+    insider.wait_welcome();
+    wait_ready(&server, "insider");
+    assert_eq!(say(&mut server.ws("/w"), "hello"), "hello");
+
+    // Refused, not delayed: the insider came later and is welcomed; the
+    // outsider still is not.
+    assert!(!outsider.welcomed(), "the outsider was welcomed");
+    let log = server.log();
+    assert!(
+        !log.iter()
+            .any(|line| line.contains("worker outsider ready")),
+        "{log:#?}"
+    );
+}
+
+/// Without `--backend-allow`, all of loopback is admitted, 127.0.0.2
+/// included.
+#[test]
+fn without_backend_allow_all_of_loopback_is_admitted() {
+    let (server, endpoint) = node(&[]);
+    let local = Lib::start("local", &from_source("127.0.0.2", &endpoint));
+    local.wait_welcome();
+    wait_ready(&server, "local");
+    assert_eq!(say(&mut server.ws("/w"), "hello"), "hello");
+    let log = server.log();
+    assert!(!log.iter().any(|line| line.contains("ZAP:")), "{log:#?}");
+}
+
+/// An IPv6 endpoint binds, and its allowlist takes IPv6 blocks: a worker
+/// from ::1 is admitted by `::1/128` and serves.
+#[test]
+fn an_ipv6_endpoint_binds_and_its_allowlist_takes_ipv6_blocks() {
+    let (server, endpoint) = node_on("tcp://[::1]:0", &["--backend-allow", "::1/128"]);
+    assert!(endpoint.starts_with("tcp://[::1]:"), "{endpoint}");
+    let local = Lib::start("local6", &endpoint);
+    local.wait_welcome();
+    wait_ready(&server, "local6");
+    assert_eq!(say(&mut server.ws("/w"), "over ::1"), "over ::1");
+    let log = server.log();
+    assert!(!log.iter().any(|line| line.contains("ZAP:")), "{log:#?}");
+}
+
+/// A node routing `/w` to `svc` (with the harness's open ACL), its ROUTER
+/// on a loopback port the kernel picks, and that endpoint.
+///
+/// ZAP sees only TCP peers' addresses, so this is TCP, not the harness's
+/// ipc:// [`common::free_endpoint`]; port 0 leaves no window for a
+/// parallel test to take the port first. The heartbeat is a minute, so no
+/// backend timer wakes the reactor while a test waits: ZAP requests are
+/// answered only if the handler's own fd event gets them served, as it
+/// must (a handshake waits for its answer).
+fn node(extra: &[&str]) -> (Server, String) {
+    node_on("tcp://127.0.0.1:0", extra)
+}
+
+/// [`node`] bound on `bind`.
+fn node_on(bind: &str, extra: &[&str]) -> (Server, String) {
+    let mut args = vec!["--route", "/w=svc", "--backend-bind", bind];
+    args.extend(["--backend-heartbeat-ms", "60000"]);
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    let endpoint = bound_endpoint(&server);
+    (server, endpoint)
+}
+
+/// The endpoint the node bound, its port 0 resolved, from its start line
+/// (`backend: NAME bound on ENDPOINT, boot ...`).
+fn bound_endpoint(server: &Server) -> String {
+    let line = server
+        .wait_log(" bound on tcp://", LIMIT)
+        .unwrap_or_else(|| panic!("no bound endpoint logged: {:#?}", server.log()));
+    let rest = line.split(" bound on ").nth(1).expect("an endpoint");
+    let endpoint = rest.split(',').next().expect("an endpoint").to_owned();
+    assert!(!endpoint.ends_with(":0"), "port 0 not resolved: {line}");
+    endpoint
+}
+
+/// Waits until the node logged the worker `name` registering.
+fn wait_ready(server: &Server, name: &str) {
+    let needle = format!("worker {name} ready for svc");
+    server
+        .wait_log(&needle, LIMIT)
+        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", server.log()));
+}
+
+/// `endpoint` (`tcp://HOST:PORT`) reached from `source` on an ephemeral
+/// port: libzmq's `tcp://SOURCE:PORT;HOST:PORT` form.
+fn from_source(source: &str, endpoint: &str) -> String {
+    let node = endpoint.strip_prefix("tcp://").expect("a tcp:// endpoint");
+    format!("tcp://{source}:0;{node}")
+}
+
+/// A library echo worker ([`worker::echo`]) for `svc` on a thread; it
+/// says once when the node's WELCOME has come.
+struct Lib {
+    welcome: Receiver<()>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lib {
+    fn start(name: &str, endpoint: &str) -> Lib {
+        let mut config = Config::new(vec![endpoint.to_owned()], vec!["svc".to_owned()]);
+        config.name = name.to_owned();
+        let (said, welcome) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut worker = Worker::new(config).expect("worker");
+            let mut welcomed = false;
+            while !flag.load(Ordering::Relaxed) {
+                if let Some(event) = worker.poll(Duration::from_millis(10)) {
+                    worker::echo(&mut worker, event);
+                }
+                if !welcomed && worker.node_info(NodeId(0)).is_some() {
+                    welcomed = true;
+                    let _ = said.send(());
+                }
+            }
+            worker.bye();
+        });
+        Lib {
+            welcome,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn wait_welcome(&self) {
+        match self.welcome.recv_timeout(LIMIT) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => panic!("no WELCOME within {LIMIT:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the worker thread ended"),
+        }
+    }
+
+    /// Whether WELCOME has come so far.
+    fn welcomed(&self) -> bool {
+        self.welcome.try_recv().is_ok()
+    }
+}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            join(thread);
+        }
+    }
 }

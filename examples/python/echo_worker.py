@@ -183,6 +183,7 @@ class Worker:
     def open(self, node):
         sock = self.ctx.socket(zmq.DEALER)
         sock.linger = 0            # section 1: drop what a dead node never reads
+        sock.ipv6 = True           # section 1: IPv6 endpoints need it
         sock.sndtimeo = SEND_TIMEOUT_MS
         sock.maxmsgsize = MAX_FRAME_BYTES
         sock.connect(node.endpoint)

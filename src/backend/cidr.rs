@@ -167,10 +167,13 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// The peer addresses allowed to reach bound `tcp://` backend endpoints:
-/// the configured blocks and, unless turned off, loopback.
+/// The peer addresses allowed to reach the backend endpoints.
 ///
-/// [`Allowlist::default`] is the out-of-the-box policy: loopback only.
+/// [`Allowlist::from_config`] is the node's policy: exactly the
+/// `--backend-allow` blocks when any are given (loopback included only if
+/// one of them covers it), and loopback only ([`Allowlist::default`])
+/// when none is. `ipc://` peers have no address and are not checked
+/// against it (see [`super::zap`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowlist {
     entries: Vec<Cidr>,
@@ -190,16 +193,10 @@ impl Allowlist {
         },
     ];
 
-    /// `entries`, preceded by [`Allowlist::LOOPBACK`] when
-    /// `include_loopback` (what `--backend-allow` builds; `false` exists
-    /// so tests and a stricter policy can exclude the local host).
-    pub fn new(entries: impl IntoIterator<Item = Cidr>, include_loopback: bool) -> Allowlist {
-        let loopback = if include_loopback {
-            &Self::LOOPBACK[..]
-        } else {
-            &[]
-        };
-        let mut all: Vec<Cidr> = loopback.to_vec();
+    /// Exactly `entries`, in order, duplicates removed; empty allows no
+    /// address at all.
+    pub fn new(entries: impl IntoIterator<Item = Cidr>) -> Allowlist {
+        let mut all: Vec<Cidr> = Vec::new();
         for cidr in entries {
             if !all.contains(&cidr) {
                 all.push(cidr);
@@ -208,21 +205,34 @@ impl Allowlist {
         Allowlist { entries: all }
     }
 
+    /// What `--backend-allow` builds: exactly the `configured` blocks when
+    /// there is at least one, so an operator who wants local workers too
+    /// lists `127.0.0.1/32` or `127.0.0.0/8` (and `::1` for IPv6); loopback
+    /// only ([`Allowlist::default`]) when there is none.
+    pub fn from_config(configured: impl IntoIterator<Item = Cidr>) -> Allowlist {
+        let list = Allowlist::new(configured);
+        if list.entries.is_empty() {
+            Allowlist::default()
+        } else {
+            list
+        }
+    }
+
     /// Whether a peer at `addr` may connect: some entry contains it.
     pub fn allows(&self, addr: IpAddr) -> bool {
         self.entries.iter().any(|cidr| cidr.contains(addr))
     }
 
-    /// The blocks, loopback first when included, duplicates removed.
+    /// The blocks, in the order given, duplicates removed.
     pub fn entries(&self) -> &[Cidr] {
         &self.entries
     }
 }
 
 impl Default for Allowlist {
-    /// Loopback only.
+    /// Loopback only: [`Allowlist::LOOPBACK`].
     fn default() -> Allowlist {
-        Allowlist::new([], true)
+        Allowlist::new(Self::LOOPBACK)
     }
 }
 
@@ -425,43 +435,43 @@ mod tests {
     }
 
     #[test]
-    fn allowlist_with_and_without_loopback() {
-        let configured = [cidr("10.0.0.0/8"), cidr("2001:db8::/32")];
-        let with = Allowlist::new(configured, true);
-        let without = Allowlist::new(configured, false);
-        let only_loopback = Allowlist::default();
-        let nothing = Allowlist::new([], false);
-        // (address, with, without, default, empty)
+    fn backend_allow_means_exactly_its_blocks() {
+        let remote = Allowlist::from_config([cidr("10.0.0.0/8"), cidr("2001:db8::/32")]);
+        let one_host = Allowlist::from_config([cidr("127.0.0.1/32")]);
+        let unset = Allowlist::from_config([]);
+        let nothing = Allowlist::new([]);
+        // (address, remote blocks, 127.0.0.1/32 only, flag unset, empty)
         let table: &[(&str, bool, bool, bool, bool)] = &[
-            ("127.0.0.1", true, false, true, false),
-            ("127.255.0.9", true, false, true, false),
-            ("::1", true, false, true, false),
-            ("::ffff:127.0.0.1", true, false, true, false),
-            ("10.1.2.3", true, true, false, false),
-            ("::ffff:10.1.2.3", true, true, false, false),
-            ("2001:db8::7", true, true, false, false),
+            ("127.0.0.1", false, true, true, false),
+            ("127.0.0.2", false, false, true, false),
+            ("127.255.0.9", false, false, true, false),
+            ("::1", false, false, true, false),
+            ("::ffff:127.0.0.1", false, true, true, false),
+            ("::ffff:127.0.0.2", false, false, true, false),
+            ("10.1.2.3", true, false, false, false),
+            ("::ffff:10.1.2.3", true, false, false, false),
+            ("2001:db8::7", true, false, false, false),
             ("192.0.2.1", false, false, false, false),
             ("::ffff:192.0.2.1", false, false, false, false),
             ("::2", false, false, false, false),
         ];
         for &(addr, a, b, c, d) in table {
             let addr = ip(addr);
-            assert_eq!(with.allows(addr), a, "with loopback: {addr}");
-            assert_eq!(without.allows(addr), b, "without loopback: {addr}");
-            assert_eq!(only_loopback.allows(addr), c, "default: {addr}");
+            assert_eq!(remote.allows(addr), a, "remote blocks: {addr}");
+            assert_eq!(one_host.allows(addr), b, "127.0.0.1/32: {addr}");
+            assert_eq!(unset.allows(addr), c, "flag unset: {addr}");
             assert_eq!(nothing.allows(addr), d, "empty: {addr}");
         }
+        assert_eq!(unset, Allowlist::default());
+        assert_eq!(unset.entries(), &Allowlist::LOOPBACK);
+        assert_eq!(one_host.entries(), &[cidr("127.0.0.1/32")]);
     }
 
     #[test]
-    fn allowlist_entries_dedupe_and_order() {
-        let list = Allowlist::new(
-            [cidr("10.0.0.0/8"), cidr("127.0.0.0/8"), cidr("10.0.0.0/8")],
-            true,
-        );
-        assert_eq!(
-            list.entries(),
-            &[cidr("127.0.0.0/8"), cidr("::1/128"), cidr("10.0.0.0/8")]
-        );
+    fn allowlist_entries_dedupe_and_keep_order() {
+        let blocks = [cidr("10.0.0.0/8"), cidr("127.0.0.0/8"), cidr("10.0.0.0/8")];
+        let want = [cidr("10.0.0.0/8"), cidr("127.0.0.0/8")];
+        assert_eq!(Allowlist::new(blocks).entries(), &want);
+        assert_eq!(Allowlist::from_config(blocks).entries(), &want);
     }
 }

@@ -76,6 +76,8 @@ impl std::error::Error for LinkError {}
 /// The node's ROUTER and everything about the workers behind it.
 pub struct Link {
     router: zmq::Socket,
+    /// The endpoints as bound (a `tcp://` port 0 resolved).
+    bound: Vec<String>,
     fd: RawFd,
     boot: u64,
     /// The node's name.
@@ -113,10 +115,18 @@ impl Link {
                 .set_zap_domain(domain)
                 .map_err(|e| fail("ZAP domain", e))?;
         }
+        // tcp://[::1]:PORT and other IPv6 endpoints bind only with this on.
+        router.set_ipv6(true).map_err(|e| fail("IPv6", e))?;
+        let mut bound = Vec::with_capacity(config.binds.len());
         for endpoint in &config.binds {
             router
                 .bind(endpoint)
                 .map_err(|e| fail(&format!("bind {endpoint}"), e))?;
+            // What was bound, port 0 resolved, for the log and workers.
+            let last = router
+                .get_last_endpoint()
+                .map_err(|e| fail("ZMQ_LAST_ENDPOINT", e))?;
+            bound.push(last.unwrap_or_else(|_| endpoint.clone()));
         }
         let fd = router.get_fd().map_err(|e| fail("ZMQ_FD", e))?;
         let boot = random_nonzero();
@@ -129,6 +139,7 @@ impl Link {
         };
         Ok(Link {
             router,
+            bound,
             fd,
             boot,
             node_name: config.node_name,
@@ -167,6 +178,12 @@ impl Link {
     /// This process's boot id.
     pub fn boot(&self) -> u64 {
         self.boot
+    }
+
+    /// The endpoints as bound, a `tcp://` port 0 resolved to the port the
+    /// kernel chose.
+    pub fn bound(&self) -> &[String] {
+        &self.bound
     }
 
     /// Heartbeat interval.

@@ -1343,6 +1343,8 @@ fn open(
         .socket(zmq::DEALER)
         .map_err(socket_error("socket"))?;
     socket.set_linger(0).map_err(socket_error("linger"))?;
+    // tcp://[::1]:PORT and other IPv6 endpoints connect only with this on.
+    socket.set_ipv6(true).map_err(socket_error("ipv6"))?;
     socket
         .set_sndtimeo(millis_i32(timing.send_timeout))
         .map_err(socket_error("sndtimeo"))?;

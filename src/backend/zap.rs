@@ -52,13 +52,21 @@
 //!
 //! # What this handler answers
 //!
-//! [`decide`]: 200 when the mechanism is NULL and the address, zone
-//! removed, is an IP the allowlist allows; 400 otherwise. Other mechanisms
-//! are refused because this handler checks no credentials: approving a
-//! PLAIN or CURVE peer by address alone would let any password or key in.
-//! An `ipc://` peer's address is `"localhost"` (glibc's `getnameinfo` for
-//! a Unix socket; this libzmq build appends no peer credentials), not an
-//! IP, so it is refused: set the ZAP domain on `tcp://` ROUTERs only.
+//! [`decide`]: 200 when the mechanism is NULL and the peer is an `ipc://`
+//! one or its address, zone removed, is an IP the allowlist allows; 400
+//! otherwise. Other mechanisms are refused because this handler checks no
+//! credentials: approving a PLAIN or CURVE peer by address alone would let
+//! any password or key in.
+//!
+//! An `ipc://` peer's address is [`IPC_ADDRESS`], `"localhost"` (glibc's
+//! `getnameinfo` for a Unix socket; this libzmq build appends no peer
+//! credentials), never an IP: a TCP peer's address is always numeric. The
+//! ZAP domain is a socket option, so the node's one ROUTER asks about its
+//! `ipc://` peers too; they are admitted whatever the allowlist says,
+//! because `--backend-allow` is about network addresses and a socket file
+//! is guarded by its permissions. So listing blocks that leave out
+//! loopback never locks out local `ipc://` workers.
+//!
 //! A malformed request is answered with a 400 carrying its request id; one
 //! too short to have a request id is answered with an empty one (a REP
 //! socket must answer every request before it can read the next one, and
@@ -108,6 +116,9 @@ pub const MAX_REQUESTS_PER_CALL: usize = 256;
 /// "Request": `"NULL"`, `"PLAIN"`, `"CURVE"`, `"GSSAPI"`).
 pub const MECHANISM_NULL: &[u8] = b"NULL";
 
+/// The address frame of an `ipc://` peer (see the module docs).
+pub const IPC_ADDRESS: &[u8] = b"localhost";
+
 /// One ZAP request, borrowed from its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -126,17 +137,20 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The peer's address as an IP, its `%zone` suffix removed; `None` when
-    /// the address frame is not one (empty, or an `ipc://` peer).
+    /// Whether the peer came through an `ipc://` endpoint: its address
+    /// frame is [`IPC_ADDRESS`].
+    pub fn is_ipc(&self) -> bool {
+        self.address == IPC_ADDRESS
+    }
+
+    /// The peer's address as an IP, its `%zone` suffix removed and an
+    /// IPv4-mapped IPv6 address (how an IPv6-enabled socket sees IPv4
+    /// peers) given as IPv4; `None` when the address frame is not one
+    /// (empty, or an `ipc://` peer).
     pub fn peer_ip(&self) -> Option<IpAddr> {
-        // libzmq names an ipc:// peer "localhost": a process on this
-        // machine, allowed exactly when loopback is.
-        if self.address == b"localhost" {
-            return Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-        }
         let text = std::str::from_utf8(self.address).ok()?;
         let host = text.split_once('%').map_or(text, |(host, _zone)| host);
-        host.parse().ok()
+        host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
     }
 }
 
@@ -211,7 +225,7 @@ pub enum Verdict {
     Allow,
     /// 400: the address is an IP the allowlist does not allow.
     AddressNotAllowed,
-    /// 400: the address frame is not an IP (for instance an `ipc://` peer).
+    /// 400: the address frame is neither an IP nor [`IPC_ADDRESS`].
     NotAnIp,
     /// 400: a mechanism other than NULL, whose credentials this handler
     /// cannot check.
@@ -246,10 +260,14 @@ impl Verdict {
     }
 }
 
-/// The verdict on a well-formed request: NULL mechanism and an allowed IP.
+/// The verdict on a well-formed request: NULL mechanism, and an `ipc://`
+/// peer or an IP the allowlist allows.
 pub fn decide(allowlist: &Allowlist, request: &Request<'_>) -> Verdict {
     if request.mechanism != MECHANISM_NULL {
         return Verdict::Mechanism;
+    }
+    if request.is_ipc() {
+        return Verdict::Allow;
     }
     match request.peer_ip() {
         Some(ip) if allowlist.allows(ip) => Verdict::Allow,
@@ -479,9 +497,13 @@ impl ZapHandler {
                 reply_verdict(request.request_id, verdict, &mut self.reply);
                 if !verdict.is_allowed() {
                     if let Some(suppressed) = self.log.take(now) {
+                        let peer = request.peer_ip().map_or_else(
+                            || request.address.escape_ascii().to_string(),
+                            |ip| ip.to_string(),
+                        );
                         warn!(
                             "ZAP: refused backend peer \"{}\" (domain \"{}\", mechanism \"{}\"): {}{}",
-                            request.address.escape_ascii(),
+                            peer,
                             request.domain.escape_ascii(),
                             request.mechanism.escape_ascii(),
                             verdict.status_text(),
@@ -669,14 +691,15 @@ mod tests {
         let table: &[(&[u8], Option<&str>)] = &[
             (b"127.0.0.1", Some("127.0.0.1")),
             (b"::1", Some("::1")),
-            (b"::ffff:127.0.0.1", Some("::ffff:127.0.0.1")),
+            // How an IPv6-enabled ROUTER sees an IPv4 peer.
+            (b"::ffff:127.0.0.1", Some("127.0.0.1")),
             (b"fe80::1%eth0", Some("fe80::1")),
             (b"fe80::1%", Some("fe80::1")),
             (b"", None),
             (b"127.0.0.1:5555", None),
             (b"[::1]", None),
-            // An ipc:// peer is a local process.
-            (b"localhost", Some("127.0.0.1")),
+            // An ipc:// peer has no IP (decide admits it by is_ipc).
+            (b"localhost", None),
             (b":1000:1000:42", None),
             (b"\xff\xfe", None),
         ];
@@ -685,64 +708,55 @@ mod tests {
             let req = parse_request(&frames).expect("request");
             let want: Option<IpAddr> = want.map(|s| s.parse().expect("test ip"));
             assert_eq!(req.peer_ip(), want, "{}", address.escape_ascii());
+            assert_eq!(req.is_ipc(), address == b"localhost");
         }
     }
 
     #[test]
     fn decides_by_mechanism_then_address() {
-        let ten: Cidr = "10.0.0.0/8".parse().expect("cidr");
-        let with_loopback = Allowlist::new([ten], true);
-        let without = Allowlist::new([ten], false);
-        // (address, mechanism, verdict with loopback, verdict without)
-        let table: &[(&[u8], &[u8], Verdict, Verdict)] = &[
+        use Verdict::{AddressNotAllowed as Refused, Allow, Mechanism, NotAnIp};
+        let cidr = |s: &str| s.parse::<Cidr>().expect("cidr");
+        // What the node builds without --backend-allow, with
+        // `--backend-allow 10.0.0.0/8`, and with `--backend-allow 127.0.0.1/32`.
+        let unset = Allowlist::from_config([]);
+        let ten = Allowlist::from_config([cidr("10.0.0.0/8")]);
+        let one = Allowlist::from_config([cidr("127.0.0.1/32")]);
+        /// (address, mechanism, unset, 10.0.0.0/8, 127.0.0.1/32)
+        type Case = (&'static [u8], &'static [u8], Verdict, Verdict, Verdict);
+        let table: &[Case] = &[
+            (b"127.0.0.1", b"NULL", Allow, Refused, Allow),
+            (b"127.0.0.2", b"NULL", Allow, Refused, Refused),
+            (b"::1", b"NULL", Allow, Refused, Refused),
+            (b"::ffff:127.0.0.1", b"NULL", Allow, Refused, Allow),
+            (b"::ffff:127.0.0.2", b"NULL", Allow, Refused, Refused),
+            (b"10.2.3.4", b"NULL", Refused, Allow, Refused),
+            (b"::ffff:10.2.3.4", b"NULL", Refused, Allow, Refused),
+            (b"192.0.2.1", b"NULL", Refused, Refused, Refused),
+            (b"", b"NULL", NotAnIp, NotAnIp, NotAnIp),
+            // ipc:// peers are admitted whatever the list says...
+            (b"localhost", b"NULL", Allow, Allow, Allow),
+            // ... but only as themselves.
+            (b"LOCALHOST", b"NULL", NotAnIp, NotAnIp, NotAnIp),
             (
-                b"127.0.0.1",
+                b"localhost:1000:1000:42",
                 b"NULL",
-                Verdict::Allow,
-                Verdict::AddressNotAllowed,
+                NotAnIp,
+                NotAnIp,
+                NotAnIp,
             ),
-            (b"::1", b"NULL", Verdict::Allow, Verdict::AddressNotAllowed),
-            (
-                b"::ffff:127.0.0.1",
-                b"NULL",
-                Verdict::Allow,
-                Verdict::AddressNotAllowed,
-            ),
-            (b"10.2.3.4", b"NULL", Verdict::Allow, Verdict::Allow),
-            (b"::ffff:10.2.3.4", b"NULL", Verdict::Allow, Verdict::Allow),
-            (
-                b"192.0.2.1",
-                b"NULL",
-                Verdict::AddressNotAllowed,
-                Verdict::AddressNotAllowed,
-            ),
-            (b"", b"NULL", Verdict::NotAnIp, Verdict::NotAnIp),
-            (
-                b"127.0.0.1",
-                b"PLAIN",
-                Verdict::Mechanism,
-                Verdict::Mechanism,
-            ),
-            (
-                b"10.2.3.4",
-                b"CURVE",
-                Verdict::Mechanism,
-                Verdict::Mechanism,
-            ),
-            (
-                b"127.0.0.1",
-                b"null",
-                Verdict::Mechanism,
-                Verdict::Mechanism,
-            ),
+            (b"127.0.0.1", b"PLAIN", Mechanism, Mechanism, Mechanism),
+            (b"10.2.3.4", b"CURVE", Mechanism, Mechanism, Mechanism),
+            (b"localhost", b"PLAIN", Mechanism, Mechanism, Mechanism),
+            (b"127.0.0.1", b"null", Mechanism, Mechanism, Mechanism),
         ];
-        for &(address, mechanism, a, b) in table {
+        for &(address, mechanism, a, b, c) in table {
             let mut frames = with(3, address);
             frames[5] = mechanism;
             let req = parse_request(&frames).expect("request");
             let label = address.escape_ascii();
-            assert_eq!(decide(&with_loopback, &req), a, "{label} with loopback");
-            assert_eq!(decide(&without, &req), b, "{label} without");
+            assert_eq!(decide(&unset, &req), a, "{label} without --backend-allow");
+            assert_eq!(decide(&ten, &req), b, "{label} with 10.0.0.0/8");
+            assert_eq!(decide(&one, &req), c, "{label} with 127.0.0.1/32");
         }
     }
 

@@ -131,7 +131,8 @@ pub(super) fn open(
     let ctx = zmq::Context::new();
     // The handler must exist before the ROUTER binds: libzmq lets every
     // peer in while nothing answers at the ZAP endpoint.
-    let allowlist = Allowlist::new(config.allow.iter().copied(), true);
+    // Exactly the --backend-allow blocks; loopback only without any.
+    let allowlist = Allowlist::from_config(config.allow.iter().copied());
     let zap = ZapHandler::new(&ctx, allowlist)
         .map_err(|e| io::Error::other(format!("ZAP handler: {e}")))?;
     let link = Link::bind(
@@ -150,7 +151,7 @@ pub(super) fn open(
     info!(
         "backend: {} bound on {}, boot {:016x}, messages {}",
         config.node_name,
-        config.binds.join(", "),
+        link.bound().join(", "),
         link.boot(),
         if signed { "signed" } else { "unsigned" }
     );
