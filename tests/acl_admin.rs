@@ -366,7 +366,8 @@ impl Drop for Admin {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // A panic on the worker thread fails the test.
+            common::procs::join(thread);
         }
     }
 }

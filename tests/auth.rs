@@ -434,7 +434,8 @@ impl Drop for LibWorker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // A panic on the worker thread fails the test.
+            common::procs::join(thread);
         }
     }
 }

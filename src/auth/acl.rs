@@ -855,31 +855,45 @@ mod tests {
 
     #[test]
     fn invalid_names_are_refused_and_change_nothing() {
+        use NameKind::{Permission, Resource, Role, User};
+        // check_name's reasons: each case must fail for its own.
+        const LENGTH: &str = "not 1 to 256 bytes long";
+        const SPACE: &str = "holds whitespace, a control character, `,` or `#`";
+        const RESOURCE_STAR: &str = "`*` may only end a resource pattern";
+        const PERMISSION_STAR: &str = "`*` may only stand alone, for every permission";
+        const STAR: &str = "holds `*`";
+        let invalid = |kind, reason| Err::<(), _>(AclError::InvalidName { kind, reason });
         let mut acl = Acl::new();
         let long = "x".repeat(MAX_NAME_BYTES + 1);
         let bad_resources = [
-            "", "chat/*/x", "ch*t", "**", "a b", "a,b", "a#b", "a\tb", &long,
+            ("", LENGTH),
+            ("chat/*/x", RESOURCE_STAR),
+            ("ch*t", RESOURCE_STAR),
+            ("**", RESOURCE_STAR),
+            ("a b", SPACE),
+            ("a,b", SPACE),
+            ("a#b", SPACE),
+            ("a\tb", SPACE),
+            (&long, LENGTH),
         ];
-        for resource in bad_resources {
-            let error = acl.allow(&["r"], &["ok", resource], &["p"]).unwrap_err();
-            assert!(matches!(
-                error,
-                AclError::InvalidName {
-                    kind: NameKind::Resource,
-                    ..
-                }
-            ));
+        for (resource, reason) in bad_resources {
+            let got = acl.allow(&["r"], &["ok", resource], &["p"]);
+            assert_eq!(got, invalid(Resource, reason), "{resource:?}");
         }
-        for permission in ["read*", "**", "*a", "a\u{a0}b"] {
-            assert!(
-                acl.allow(&["r"], &["x"], &[permission]).is_err(),
-                "{permission}"
-            );
+        let bad_permissions = [
+            ("read*", PERMISSION_STAR),
+            ("**", PERMISSION_STAR),
+            ("*a", PERMISSION_STAR),
+            ("a\u{a0}b", SPACE),
+        ];
+        for (permission, reason) in bad_permissions {
+            let got = acl.allow(&["r"], &["x"], &[permission]);
+            assert_eq!(got, invalid(Permission, reason), "{permission:?}");
         }
-        assert!(acl.allow(&["r*"], &["x"], &["p"]).is_err());
-        assert!(acl.add_user_roles("a*", &["r"]).is_err());
-        assert!(acl.add_user_roles("a", &["r\n"]).is_err());
-        assert!(acl.add_role_parents("r", &[""]).is_err());
+        assert_eq!(acl.allow(&["r*"], &["x"], &["p"]), invalid(Role, STAR));
+        assert_eq!(acl.add_user_roles("a*", &["r"]), invalid(User, STAR));
+        assert_eq!(acl.add_user_roles("a", &["r\n"]), invalid(Role, SPACE));
+        assert_eq!(acl.add_role_parents("r", &[""]), invalid(Role, LENGTH));
         assert_eq!(acl, Acl::new());
         assert!(acl
             .allow(&["r"], &[&"x".repeat(MAX_NAME_BYTES)], &["é"])

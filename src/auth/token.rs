@@ -647,8 +647,21 @@ mod tests {
     #[test]
     fn every_truncation_is_refused() {
         let token = k1(r#"{"sub":"alice"}"#);
+        let signature_at = token.rfind('.').expect("two dots") + 1;
         for end in 0..token.len() {
-            assert!(verifier().verify(&token[..end], NOW).is_err(), "{end}");
+            let got = verifier().verify(&token[..end], NOW);
+            let want = if end < signature_at {
+                // Cut before the second dot: one or two segments.
+                TokenError::Malformed("not three dot-separated segments")
+            } else if URL_SAFE_NO_PAD.decode(&token[signature_at..end]).is_ok() {
+                // A shorter tag: the MAC check fails, before the claims
+                // are even read.
+                TokenError::BadSignature
+            } else {
+                // A cut base64url quantum (length 1 mod 4, or stray bits).
+                TokenError::Malformed("signature is not base64url")
+            };
+            assert_eq!(got, Err(want), "cut at {end}");
         }
     }
 
