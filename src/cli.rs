@@ -70,10 +70,23 @@ pub struct Args {
     #[argh(option, default = "10_000")]
     pub handshake_timeout_ms: u64,
 
-    /// milliseconds a client gets to send the first byte of a TLS flight or
-    /// the upgrade request (default 25; the measured round trip is added)
+    /// milliseconds a new connection gets to send its first byte (default
+    /// 25, stretched up to --think-time-ms for an address opening many at
+    /// once; the measured round trip is added)
     #[argh(option, default = "25")]
     pub first_byte_timeout_ms: u64,
+
+    /// milliseconds a client may think before its next TLS flight or its
+    /// upgrade request, and before its blocked output drains (default
+    /// 1000; --first-byte-timeout-ms while pending handshakes are at half
+    /// their cap)
+    #[argh(option, default = "1000")]
+    pub think_time_ms: u64,
+
+    /// milliseconds a frame on an open connection may stall on top of its
+    /// time at --min-rate (default 5000)
+    #[argh(option, default = "5000")]
+    pub frame_stall_ms: u64,
 
     /// bytes per second a client must keep up once a unit of input has
     /// started, and for draining its output (default 50000)
@@ -324,6 +337,8 @@ impl Args {
             ("--idle-timeout-s", self.idle_timeout_s),
             ("--handshake-timeout-ms", self.handshake_timeout_ms),
             ("--first-byte-timeout-ms", self.first_byte_timeout_ms),
+            ("--think-time-ms", self.think_time_ms),
+            ("--frame-stall-ms", self.frame_stall_ms),
             ("--min-rate", self.min_rate),
             ("--auth-timeout-ms", self.auth_timeout_ms),
             ("--max-outbound-bytes", self.max_outbound_bytes as u64),
@@ -399,6 +414,8 @@ impl Args {
             protection: Protection {
                 pace: Pace {
                     first_byte: Duration::from_millis(self.first_byte_timeout_ms),
+                    think: Duration::from_millis(self.think_time_ms),
+                    frame_stall: Duration::from_millis(self.frame_stall_ms),
                     min_rate: self.min_rate,
                 },
                 max_outbound_bytes: self.max_outbound_bytes,

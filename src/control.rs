@@ -25,6 +25,7 @@ use crate::auth::token::Verifier;
 use crate::backend::signing::KeyRing;
 use crate::config::Protection;
 use crate::metrics::ReactorMetrics;
+use crate::pace::Crowd;
 use crate::reactor::accounting::Refusal;
 use census::Census;
 
@@ -139,10 +140,17 @@ impl Control {
         members.len() - 1
     }
 
-    /// Counts a connection a reactor accepted from `ip`, or says which of
-    /// the process-wide `limits` it would break.
-    pub fn admit(&self, ip: IpAddr, limits: &Protection) -> Result<(), Refusal> {
+    /// Counts a connection a reactor accepted from `ip` and says how
+    /// crowded it found the process, or says which of the process-wide
+    /// `limits` it would break.
+    pub fn admit(&self, ip: IpAddr, limits: &Protection) -> Result<Crowd, Refusal> {
         lock(&self.census).admit(ip, limits)
+    }
+
+    /// Whether pending handshakes are at half their cap or more (once or
+    /// twice per handshake, never per message).
+    pub fn pressed(&self, limits: &Protection) -> bool {
+        lock(&self.census).pressed(limits)
     }
 
     /// A connection's upgrade ended.

@@ -5,9 +5,12 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// The kernel's smoothed round-trip time estimate for a TCP socket
-/// (`tcpi_rtt`), or `None` when the kernel does not say.
-pub fn tcp_rtt(socket: &impl AsRawFd) -> Option<Duration> {
+use crate::pace::Path;
+
+/// The kernel's smoothed round-trip time estimate (`tcpi_rtt`) and
+/// retransmission timeout (`tcpi_rto`) for a TCP socket, or `None` when the
+/// kernel does not say.
+pub fn tcp_path(socket: &impl AsRawFd) -> Option<Path> {
     // SAFETY: tcp_info is plain old data, so all-zero bytes are a valid
     // value; getsockopt writes at most `len` bytes into it and reports how
     // many it wrote, and the fd stays open for the duration of the call.
@@ -21,7 +24,10 @@ pub fn tcp_rtt(socket: &impl AsRawFd) -> Option<Duration> {
             (&mut info as *mut libc::tcp_info).cast(),
             &mut len,
         );
-        (rc == 0 && info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into()))
+        (rc == 0 && info.tcpi_rtt > 0).then(|| Path {
+            rtt: Duration::from_micros(info.tcpi_rtt.into()),
+            rto: Duration::from_micros(info.tcpi_rto.into()),
+        })
     }
 }
 
@@ -36,17 +42,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_connection_has_a_round_trip_time() {
+    fn loopback_connection_has_a_round_trip_and_retransmission_time() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_server, _) = listener.accept().unwrap();
-        let rtt = tcp_rtt(&client).expect("the kernel reports an RTT after the handshake");
-        assert!(rtt < Duration::from_secs(1));
+        let path = tcp_path(&client).expect("the kernel reports a path after the handshake");
+        assert!(path.rtt < Duration::from_secs(1));
+        // Linux never sets a retransmission timeout below TCP_RTO_MIN.
+        assert!(path.rto >= crate::pace::RTO_FLOOR, "{path:?}");
     }
 
     #[test]
     fn a_non_socket_has_no_round_trip_time() {
         let file = std::fs::File::open("/dev/null").unwrap();
-        assert_eq!(tcp_rtt(&file), None);
+        assert_eq!(tcp_path(&file), None);
     }
 }

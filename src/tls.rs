@@ -138,6 +138,10 @@ fn build_config(
             ))
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The provider lists its suites strongest first (AES-256-GCM, then
+    // AES-128-GCM, then ChaCha20-Poly1305): that order, not the client's,
+    // picks the suite, as a TLS scan expects of a server.
+    config.ignore_client_order = true;
     config.ticketer = Arc::clone(ticketer);
     // One TLS 1.3 ticket is enough to resume; rustls' default of two costs
     // a second ticket encryption and record on every handshake.

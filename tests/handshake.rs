@@ -379,3 +379,79 @@ fn tls12_and_tls13_clients_are_served_and_resume() {
         }
     }
 }
+
+/// The server's cipher-suite preference wins over the client's: a client
+/// that lists the suites weakest first still gets AES-256-GCM, on TLS 1.3
+/// and on TLS 1.2. A TLS 1.2 client that thinks between its flights on
+/// the resumed handshake too (as a scanner's probe does) still resumes.
+#[test]
+fn the_servers_cipher_order_wins_and_a_slow_tls12_client_resumes() {
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    use rustls::CipherSuite;
+    let server = Server::start(&["--first-byte-timeout-ms", "25", "--think-time-ms", "1000"]);
+    let rows = [
+        (
+            &rustls::version::TLS13,
+            vec![
+                cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+                cipher_suite::TLS13_AES_128_GCM_SHA256,
+                cipher_suite::TLS13_AES_256_GCM_SHA384,
+            ],
+            CipherSuite::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![
+                cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+    ];
+    for (version, weakest_first, want) in rows {
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: weakest_first,
+            ..default_provider()
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem_certs(&server.cert) {
+            roots.add(cert).unwrap();
+        }
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        for kind in [HandshakeKind::Full, HandshakeKind::Resumed] {
+            let mut stream = server.tls_with(Arc::clone(&config));
+            // The ClientHello at once, then 300 ms of thought before each
+            // later flight.
+            stream.conn.write_tls(&mut stream.sock).unwrap();
+            while stream.conn.is_handshaking() || stream.conn.wants_write() {
+                if stream.conn.wants_write() {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    while stream.conn.wants_write() {
+                        stream.conn.write_tls(&mut stream.sock).unwrap();
+                    }
+                } else {
+                    let read = stream.conn.read_tls(&mut stream.sock).unwrap();
+                    assert!(read > 0, "{version:?} {kind:?}: the server hung up");
+                    stream.conn.process_new_packets().unwrap();
+                }
+            }
+            let suite = stream.conn.negotiated_cipher_suite().unwrap().suite();
+            assert_eq!(suite, want, "{version:?} {kind:?}");
+            upgrade(&mut stream, "/echo");
+            assert_eq!(stream.conn.handshake_kind(), Some(kind), "{version:?}");
+            assert_echo(&mut stream, TEXT, b"strongest first");
+        }
+    }
+    let log = server.log();
+    assert!(
+        !log.iter().any(|l| l.contains("evicted 127.0.0.1")),
+        "{log:#?}"
+    );
+}

@@ -351,12 +351,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 #[test]
 fn handshake_deadline_drops_clients_that_never_upgrade() {
-    // The pace rules are set out of the way (a minute for the first byte,
+    // The pace rules are set out of the way (a minute for each first byte,
     // one byte a second), so only the handshake deadline can end these.
     let server = Server::start(&[
         "--handshake-timeout-ms",
         "1000",
         "--first-byte-timeout-ms",
+        "60000",
+        "--think-time-ms",
         "60000",
         "--min-rate",
         "1",

@@ -15,6 +15,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use averyws::pace::RTO_FLOOR;
 use common::clients::{port, Tcp};
 use common::evictions::{access_line, assert_evicted, assert_fired_at};
 use common::{
@@ -41,6 +42,12 @@ const RATE_FLAGS: [&str; 2] = ["--min-rate", "20000"];
 /// Time `bytes` take at [`RATE`], rounded up like the server rounds it.
 fn at_rate(bytes: u64) -> Duration {
     Duration::from_millis((bytes * 1000).div_ceil(RATE))
+}
+
+/// The least a unit of `bytes` gets: its time at [`RATE`] and one TCP
+/// retransmission (Linux never reports an RTO below the floor).
+fn unit_time(bytes: u64) -> Duration {
+    at_rate(bytes) + RTO_FLOOR
 }
 
 /// How a dribble ended.
@@ -195,7 +202,7 @@ fn client_hello_dribbled_byte_by_byte_is_evicted() {
     let mut raw = tcp(&server);
     let raw_port = port(&raw);
     // A flight is assumed to be one full record, 16 KiB.
-    let got = dribble_until_dropped(&mut raw, &hello, Instant::now(), at_rate(16 << 10));
+    let got = dribble_until_dropped(&mut raw, &hello, Instant::now(), unit_time(16 << 10));
     assert!(got.is_empty(), "the server answered: {got:?}");
     assert_evicted(&server, raw_port, "slow_tls_handshake");
 }
@@ -208,7 +215,12 @@ fn upgrade_request_dribbled_byte_by_byte_is_evicted_and_sent_whole_upgrades() {
     let mut slow = handshaken(&server);
     let slow_port = port(&slow);
     // The request is held to the header-size limit, 8 KiB.
-    let got = dribble_until_dropped(&mut slow, request.as_bytes(), Instant::now(), at_rate(8192));
+    let got = dribble_until_dropped(
+        &mut slow,
+        request.as_bytes(),
+        Instant::now(),
+        unit_time(8192),
+    );
     assert!(got.is_empty(), "the server answered: {got:?}");
     assert_evicted(&server, slow_port, "slow_upgrade_request");
 
@@ -217,13 +229,16 @@ fn upgrade_request_dribbled_byte_by_byte_is_evicted_and_sent_whole_upgrades() {
     assert_echo(&mut whole, TEXT, b"whole");
 }
 
-/// Flags for the frame pace tests: frames must keep [`RATE`], and the
-/// first-byte time is far shorter than the idle gap between frames.
-const FRAME_FLAGS: [&str; 4] = [
+/// Flags for the frame pace tests: frames must keep [`RATE`] with a short
+/// stall allowance, and the first-byte time is far shorter than the idle
+/// gap between frames.
+const FRAME_FLAGS: [&str; 6] = [
     RATE_FLAGS[0],
     RATE_FLAGS[1],
     "--first-byte-timeout-ms",
     "200",
+    "--frame-stall-ms",
+    "100",
 ];
 
 #[test]
@@ -234,7 +249,7 @@ fn frame_payload_dribbled_below_the_rate_is_closed_with_1008() {
     let header = client_header(0x80 | BINARY, 10_000);
     let started = Instant::now();
     send(&mut ws, &header);
-    let unit = at_rate(header.len() as u64 + 10_000);
+    let unit = unit_time(header.len() as u64 + 10_000);
     let got = dribble_until_dropped(&mut ws, &[0u8; 10_000], started, unit);
     let (fin, opcode, payload) = read_frame(&mut &got[..]).expect("a Close frame");
     assert!(fin && opcode == CLOSE, "opcode {opcode:#x}");
@@ -273,14 +288,17 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 #[test]
 fn client_that_never_reads_is_evicted_and_memory_stays_bounded() {
     const MIB: u64 = 1 << 20;
-    // Output must drain at 1 MB/s after the first-byte time: the drain
-    // deadline (about 2 s) falls well after a 200 kB frame's (200 ms), so
-    // a frame the server's own stall left half-read would be judged first.
+    // Output must drain at 1 MB/s after the think time: the drain
+    // deadline (about 2 s) falls well after a 200 kB frame's (200 ms and
+    // a 100 ms stall), so a frame the server's own stall left half-read
+    // would be judged first.
     let server = Server::start(&[
         "--min-rate",
         "1000000",
-        "--first-byte-timeout-ms",
+        "--think-time-ms",
         "1500",
+        "--frame-stall-ms",
+        "100",
         "--max-outbound-bytes",
         "262144",
     ]);

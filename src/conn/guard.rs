@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pace::Pace;
+use crate::pace::{Crowd, Pace, Path, Unit};
 
 /// Why the server ended a connection to protect itself or other clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +65,8 @@ impl Eviction {
 enum Owed {
     /// Nothing: an open connection between frames (the idle rules apply).
     Nothing,
-    /// The first byte of a unit, asked for at `since`.
-    FirstByte { since: Instant },
+    /// The first byte of a unit, by `due`.
+    FirstByte { due: Instant },
     /// The rest of a unit, by `deadline`.
     Rest { deadline: Instant },
 }
@@ -75,9 +75,11 @@ enum Owed {
 #[derive(Debug, Clone)]
 pub struct Guard {
     owed: Owed,
-    /// The smoothed round-trip time in microseconds, as the kernel
-    /// reports it (4 bytes rather than a 16-byte `Duration`).
+    /// The smoothed round-trip time and the retransmission timeout in
+    /// microseconds, as the kernel reports them (4 bytes each rather than
+    /// a 16-byte `Duration`).
     rtt_us: u32,
+    rto_us: u32,
     /// Output stopped draining at this time (socket full, bytes left).
     blocked_since: Option<Instant>,
     /// Boxed: off by default, and 8 bytes instead of 40 in every
@@ -86,11 +88,22 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard for a connection accepted at `now`: it owes its first byte.
-    pub fn new(now: Instant, rtt: Duration, messages_per_s: u32, burst: u32) -> Self {
+    /// A guard for a connection accepted at `now` into `crowd`: it owes
+    /// its first byte.
+    pub fn new(
+        now: Instant,
+        pace: &Pace,
+        path: Path,
+        crowd: Crowd,
+        messages_per_s: u32,
+        burst: u32,
+    ) -> Self {
         Self {
-            owed: Owed::FirstByte { since: now },
-            rtt_us: micros(rtt),
+            owed: Owed::FirstByte {
+                due: pace.opening_deadline(now, path, crowd),
+            },
+            rtt_us: micros(path.rtt),
+            rto_us: micros(path.rto),
             blocked_since: None,
             bucket: (messages_per_s > 0)
                 .then(|| Box::new(TokenBucket::new(now, messages_per_s, burst))),
@@ -98,27 +111,22 @@ impl Guard {
     }
 
     /// The server asked for a new unit (sent its TLS flight, finished the
-    /// handshake): the first byte is due from `since`.
-    pub fn ask(&mut self, since: Instant, rtt: Option<Duration>) {
-        self.refresh_rtt(rtt);
-        self.owed = Owed::FirstByte { since };
+    /// handshake): the first byte is due a think time from `since`, or a
+    /// first-byte time when `pressed`.
+    pub fn ask(&mut self, pace: &Pace, since: Instant, path: Option<Path>, pressed: bool) {
+        self.refresh_path(path);
+        self.owed = Owed::FirstByte {
+            due: pace.first_byte_deadline(since, self.path(), pressed),
+        };
     }
 
-    /// A unit of `len` bytes is under way. If it started in this batch of
-    /// input (`fresh`), its deadline runs from `now`; a unit already under
-    /// way keeps the deadline it had.
-    pub fn unit(
-        &mut self,
-        pace: &Pace,
-        now: Instant,
-        len: u64,
-        fresh: bool,
-        rtt: Option<Duration>,
-    ) {
+    /// A `unit` of `len` bytes is under way. If it started in this batch
+    /// of input (`fresh`), its deadline runs from `now`; a unit already
+    /// under way keeps the deadline it had.
+    pub fn unit(&mut self, pace: &Pace, now: Instant, len: u64, fresh: bool, unit: Unit) {
         if fresh || !matches!(self.owed, Owed::Rest { .. }) {
-            self.refresh_rtt(rtt);
             self.owed = Owed::Rest {
-                deadline: pace.unit_deadline(now, len, self.rtt()),
+                deadline: pace.unit_deadline(now, len, self.path(), unit),
             };
         }
     }
@@ -148,10 +156,10 @@ impl Guard {
     }
 
     /// When the input owed is due.
-    pub fn input_deadline(&self, pace: &Pace) -> Option<Instant> {
+    pub fn input_deadline(&self) -> Option<Instant> {
         match self.owed {
             Owed::Nothing => None,
-            Owed::FirstByte { since } => Some(pace.first_byte_deadline(since, self.rtt())),
+            Owed::FirstByte { due } => Some(due),
             Owed::Rest { deadline } => Some(deadline),
         }
     }
@@ -159,17 +167,21 @@ impl Guard {
     /// When `queued` bytes of blocked output must have drained.
     pub fn output_deadline(&self, pace: &Pace, queued: u64) -> Option<Instant> {
         self.blocked_since
-            .map(|since| pace.drain_deadline(since, queued, self.rtt()))
+            .map(|since| pace.drain_deadline(since, queued, self.path()))
     }
 
-    fn refresh_rtt(&mut self, rtt: Option<Duration>) {
-        if let Some(rtt) = rtt {
-            self.rtt_us = micros(rtt);
+    fn refresh_path(&mut self, path: Option<Path>) {
+        if let Some(path) = path {
+            self.rtt_us = micros(path.rtt);
+            self.rto_us = micros(path.rto);
         }
     }
 
-    fn rtt(&self) -> Duration {
-        Duration::from_micros(u64::from(self.rtt_us))
+    fn path(&self) -> Path {
+        Path {
+            rtt: Duration::from_micros(u64::from(self.rtt_us)),
+            rto: Duration::from_micros(u64::from(self.rto_us)),
+        }
     }
 }
 
@@ -219,34 +231,62 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A path with a 2 ms round trip and Linux's least RTO.
+    fn loopback() -> Path {
+        Path {
+            rtt: ms(2),
+            rto: ms(200),
+        }
+    }
+
+    fn guard(t0: Instant, messages_per_s: u32, burst: u32) -> Guard {
+        let pace = Pace::default();
+        let crowd = Crowd {
+            held: 1,
+            pressed: false,
+        };
+        Guard::new(t0, &pace, loopback(), crowd, messages_per_s, burst)
+    }
+
     #[test]
     fn first_byte_then_unit_then_settled_with_virtual_time() {
         let pace = Pace::default();
         let t0 = Instant::now();
-        let mut guard = Guard::new(t0, ms(2), 0, 0);
-        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(27)));
-        // 8 KiB unit starting at t0+10ms: 164 ms at 50 kB/s, plus the RTT.
-        guard.unit(&pace, t0 + ms(10), 8192, true, None);
-        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(176)));
-        // More bytes of the same unit do not move its deadline.
-        guard.unit(&pace, t0 + ms(100), 8192, false, None);
-        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(176)));
-        guard.settled();
-        assert_eq!(guard.input_deadline(&pace), None);
-        guard.ask(t0 + ms(200), Some(ms(40)));
+        let mut guard = guard(t0, 0, 0);
         assert!(guard.awaiting_first_byte());
-        assert_eq!(guard.input_deadline(&pace), Some(t0 + ms(265)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(27)));
+        // 8 KiB unit starting at t0+10ms: 164 ms at 50 kB/s, plus the RTT
+        // and a retransmission.
+        guard.unit(&pace, t0 + ms(10), 8192, true, Unit::Handshake);
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(376)));
+        // More bytes of the same unit do not move its deadline.
+        guard.unit(&pace, t0 + ms(100), 8192, false, Unit::Handshake);
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(376)));
+        guard.settled();
+        assert_eq!(guard.input_deadline(), None);
+        // A later unit gets the think time, from a fresh measure of the path.
+        let far = Path {
+            rtt: ms(40),
+            rto: ms(250),
+        };
+        guard.ask(&pace, t0 + ms(400), Some(far), false);
+        assert!(guard.awaiting_first_byte());
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(1440)));
+        guard.ask(&pace, t0 + ms(400), None, true);
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(465)));
+        guard.unit(&pace, t0 + ms(450), 2, true, Unit::Frame);
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(450 + 40 + 5000 + 1)));
     }
 
     #[test]
     fn output_deadline_runs_from_when_output_stopped_draining() {
         let pace = Pace::default();
         let t0 = Instant::now();
-        let mut guard = Guard::new(t0, Duration::ZERO, 0, 0);
+        let mut guard = guard(t0, 0, 0);
         assert_eq!(guard.output_deadline(&pace, 50_000), None);
         guard.output_blocked(t0, true);
         guard.output_blocked(t0 + ms(50), true);
-        assert_eq!(guard.output_deadline(&pace, 50_000), Some(t0 + ms(1025)));
+        assert_eq!(guard.output_deadline(&pace, 50_000), Some(t0 + ms(2002)));
         guard.output_blocked(t0 + ms(60), false);
         assert_eq!(guard.output_deadline(&pace, 50_000), None);
     }
@@ -254,7 +294,7 @@ mod tests {
     #[test]
     fn token_bucket_allows_the_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut guard = Guard::new(t0, Duration::ZERO, 10, 3);
+        let mut guard = guard(t0, 10, 3);
         assert!((0..3).all(|_| guard.admit_message(t0)));
         assert!(!guard.admit_message(t0));
         // 100 ms at 10/s refills one token.
@@ -265,7 +305,7 @@ mod tests {
     #[test]
     fn no_limit_admits_everything() {
         let t0 = Instant::now();
-        let mut guard = Guard::new(t0, Duration::ZERO, 0, 0);
+        let mut guard = guard(t0, 0, 0);
         assert!((0..10_000).all(|_| guard.admit_message(t0)));
     }
 }

@@ -67,6 +67,7 @@ use crate::backend::message::{AuthReply, Disconnect, Initiator, Payload};
 use crate::backend::workers::WorkerRef;
 use crate::config::{Config, Service};
 use crate::metrics::{ReactorMetrics, TokenOutcome};
+use crate::pace::{Crowd, Unit};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, OpCode};
 
@@ -194,15 +195,18 @@ impl Conn {
         id: u64,
         tls_config: Arc<ServerConfig>,
         config: &Config,
+        crowd: Crowd,
         now: Instant,
     ) -> Result<Self, rustls::Error> {
         let mut tls = ServerConnection::new(tls_config)?;
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         let protection = &config.protection;
-        let rtt = crate::sys::tcp_rtt(&socket).unwrap_or_default();
+        let path = crate::sys::tcp_path(&socket).unwrap_or_default();
         let guard = Guard::new(
             now,
-            rtt,
+            &protection.pace,
+            path,
+            crowd,
             protection.max_messages_per_s,
             protection.message_burst,
         );
@@ -516,7 +520,7 @@ impl Conn {
     pub fn deadline(&self, config: &Config) -> Option<Instant> {
         let pace = &config.protection.pace;
         let input = match self.phase {
-            Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(pace),
+            Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(),
             _ => None,
         };
         let output = self.guard.output_deadline(pace, self.queued());
@@ -579,7 +583,7 @@ impl Conn {
         let config = sh.config;
         let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, sh.now);
         let input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
-            && self.guard.input_deadline(pace).is_some_and(|at| now >= at);
+            && self.guard.input_deadline().is_some_and(|at| now >= at);
         let output_overdue = self
             .guard
             .output_deadline(pace, self.queued())
@@ -729,7 +733,9 @@ impl Conn {
         tls_got: u64,
         plaintext_got: u64,
     ) {
-        let (pace, now) = (&sh.config.protection.pace, sh.now);
+        let protection = &sh.config.protection;
+        let (pace, now) = (&protection.pace, sh.now);
+        let pressed = || sh.control.pressed(protection);
         if !self.pending.is_empty() {
             // We stopped reading (backpressure): the client owes nothing
             // while we are not listening, and a unit it is in the middle
@@ -744,20 +750,23 @@ impl Conn {
                 if self.tls.wants_write() {
                     // Their flight is complete: ours answers it, and the
                     // next one is owed, a round trip away.
-                    self.guard.ask(now, crate::sys::tcp_rtt(&self.socket));
+                    let path = crate::sys::tcp_path(&self.socket);
+                    self.guard.ask(pace, now, path, pressed());
                 } else {
                     let fresh = self.guard.awaiting_first_byte();
-                    self.guard.unit(pace, now, TLS_FLIGHT_BYTES, fresh, None);
+                    self.guard
+                        .unit(pace, now, TLS_FLIGHT_BYTES, fresh, Unit::Handshake);
                 }
             }
             Phase::Upgrading { .. } if self.auth.is_some() => self.guard.settled(),
             Phase::Upgrading { head } => {
                 let request_len = sh.config.max_header_bytes as u64;
                 if was_handshaking && head.is_empty() {
-                    self.guard.ask(now, None);
+                    self.guard.ask(pace, now, None, pressed());
                 } else if !head.is_empty() && (was_handshaking || plaintext_got > 0) {
                     let fresh = was_handshaking || self.guard.awaiting_first_byte();
-                    self.guard.unit(pace, now, request_len, fresh, None);
+                    self.guard
+                        .unit(pace, now, request_len, fresh, Unit::Handshake);
                 }
             }
             Phase::Open(session) | Phase::Closing { session, .. } => {
@@ -765,7 +774,7 @@ impl Conn {
                     None => self.guard.settled(),
                     Some((received, total)) => {
                         let fresh = received <= plaintext_got;
-                        self.guard.unit(pace, now, total, fresh, None);
+                        self.guard.unit(pace, now, total, fresh, Unit::Frame);
                     }
                 }
             }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::Protection;
+use crate::pace::Crowd;
 use crate::reactor::accounting::Refusal;
 
 /// Connections held, in handshake, and per client address.
@@ -18,9 +19,10 @@ pub struct Census {
 }
 
 impl Census {
-    /// Counts a new connection from `ip` (in its handshake), or says which
-    /// limit it would break and counts nothing.
-    pub fn admit(&mut self, ip: IpAddr, limits: &Protection) -> Result<(), Refusal> {
+    /// Counts a new connection from `ip` (in its handshake) and says how
+    /// crowded it found the server, or says which limit it would break and
+    /// counts nothing.
+    pub fn admit(&mut self, ip: IpAddr, limits: &Protection) -> Result<Crowd, Refusal> {
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.open >= limits.max_connections {
             return Err(Refusal::MaxConnections);
@@ -33,8 +35,18 @@ impl Census {
         }
         self.open += 1;
         self.pending += 1;
-        *self.per_ip.entry(ip).or_default() += 1;
-        Ok(())
+        let held = self.per_ip.entry(ip).or_default();
+        *held += 1;
+        Ok(Crowd {
+            held: *held,
+            pressed: self.pressed(limits),
+        })
+    }
+
+    /// Pending handshakes are at half their cap or more: the pace rules
+    /// stop sparing clients that think between flights.
+    pub fn pressed(&self, limits: &Protection) -> bool {
+        self.pending.saturating_mul(2) >= limits.max_pending_handshakes
     }
 
     /// A connection's upgrade ended (answered, or the connection is gone).
@@ -72,12 +84,19 @@ mod tests {
         };
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let mut census = Census::default();
-        assert_eq!(census.admit(a, &limits), Ok(()));
-        assert_eq!(census.admit(a, &limits), Ok(()));
+        // A cap of two pending handshakes is pressed from the first.
+        let crowd = |held| {
+            Ok(Crowd {
+                held,
+                pressed: true,
+            })
+        };
+        assert_eq!(census.admit(a, &limits), crowd(1));
+        assert_eq!(census.admit(a, &limits), crowd(2));
         assert_eq!(census.admit(a, &limits), Err(Refusal::MaxConnectionsPerIp));
         assert_eq!(census.admit(b, &limits), Err(Refusal::MaxPendingHandshakes));
         census.upgraded();
-        assert_eq!(census.admit(b, &limits), Ok(()));
+        assert_eq!(census.admit(b, &limits), crowd(1));
         assert_eq!(census.admit(b, &limits), Err(Refusal::MaxConnections));
         census.closed(a, false);
         census.closed(a, true);
@@ -86,6 +105,22 @@ mod tests {
             "no entry for a gone address"
         );
         assert_eq!((census.open, census.pending), (1, 1));
-        assert_eq!(census.admit(a, &limits), Ok(()));
+        assert_eq!(census.admit(a, &limits), crowd(1));
+    }
+
+    #[test]
+    fn pressure_starts_at_half_the_pending_cap() {
+        let limits = Protection {
+            max_pending_handshakes: 4,
+            ..Protection::default()
+        };
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut census = Census::default();
+        let pressed = |census: &mut Census| census.admit(ip, &limits).map(|c| c.pressed);
+        assert_eq!(pressed(&mut census), Ok(false));
+        assert_eq!(pressed(&mut census), Ok(true));
+        census.upgraded();
+        assert!(!census.pressed(&limits));
+        assert_eq!(pressed(&mut census), Ok(true));
     }
 }

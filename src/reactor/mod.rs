@@ -32,6 +32,7 @@ use crate::conn::{Conn, Shared};
 use crate::control::{Control, Seen, Shutdown};
 use crate::logging;
 use crate::metrics::{HandshakeFailure, ReactorMetrics};
+use crate::pace::Crowd;
 use accounting::Counters;
 pub use backend::read_keys;
 use timers::{Timer, Timers};
@@ -259,13 +260,16 @@ impl Reactor {
     }
 
     fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
-        if let Err(refusal) = self.control.admit(peer.ip(), &self.config.protection) {
-            // Dropping the socket closes it: cheaper than a TLS handshake
-            // just to say 503, and it is what a flood deserves.
-            self.counters.refused(refusal, peer, now);
-            return;
-        }
-        if !self.start_conn(socket, peer, now) {
+        let crowd = match self.control.admit(peer.ip(), &self.config.protection) {
+            Ok(crowd) => crowd,
+            Err(refusal) => {
+                // Dropping the socket closes it: cheaper than a TLS
+                // handshake just to say 503, and it is what a flood deserves.
+                self.counters.refused(refusal, peer, now);
+                return;
+            }
+        };
+        if !self.start_conn(socket, peer, crowd, now) {
             self.control.closed(peer.ip(), true);
         }
     }
@@ -275,6 +279,7 @@ impl Reactor {
         &mut self,
         mut socket: mio::net::TcpStream,
         peer: SocketAddr,
+        crowd: Crowd,
         now: Instant,
     ) -> bool {
         let _ = socket.set_nodelay(true);
@@ -299,6 +304,7 @@ impl Reactor {
             id.wire(),
             Arc::clone(&self.tls),
             &self.config,
+            crowd,
             now,
         ) {
             Ok(conn) => conn,

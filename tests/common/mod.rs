@@ -93,6 +93,7 @@ impl Server {
         for (flag, relaxed) in [
             ("--threads", "1"),
             ("--first-byte-timeout-ms", "5000"),
+            ("--think-time-ms", "5000"),
             ("--min-rate", "1000"),
             ("--log-level", "debug"),
         ] {
