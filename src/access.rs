@@ -46,9 +46,10 @@ pub struct Access {
 }
 
 impl Access {
-    /// Reads the secrets file and the ACL file (or takes the embedded
-    /// default). The error is one line naming the file (and line).
-    pub fn load(config: &config::Auth) -> Result<Self, String> {
+    /// Reads the secrets file and the ACL file, or without one builds the
+    /// development ACL for `routes` ([`development_acl`]). The error is
+    /// one line naming the file (and line).
+    pub fn load(config: &config::Auth, routes: &[config::Route]) -> Result<Self, String> {
         let verifier = match &config.jwt_secret_file {
             Some(path) => Some(read_verifier(path, config.jwt_leeway_s)?),
             None => None,
@@ -57,7 +58,7 @@ impl Access {
             verifier,
             acl: match &config.acl_file {
                 Some(path) => read_acl(path)?,
-                None => default_acl()?,
+                None => development_acl(routes)?,
             },
             acl_file: config.acl_file.clone(),
             token_query_param: config.token_query_param.clone(),
@@ -322,8 +323,40 @@ pub fn read_acl(path: &Path) -> Result<Acl, String> {
     acl_file::parse(&read(path)?, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
-fn default_acl() -> Result<Acl, String> {
-    acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME).map_err(|e| e.to_string())
+/// The ACL of a server started without `--acl`: the embedded default
+/// (guests may use `/echo`), and guests may also connect to every route
+/// mounted on the command line, send to its service, and be subscribed
+/// and published for on any channel when a route has workers. A
+/// development setup then works as the README shows; `main` says so
+/// loudly at start.
+pub fn development_acl(routes: &[config::Route]) -> Result<Acl, String> {
+    let mut acl = acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME).map_err(|e| e.to_string())?;
+    let invalid = |e| format!("development ACL: {e}");
+    for route in routes {
+        acl.allow(&[GUEST], &[&route.path], &[CONNECT])
+            .map_err(invalid)?;
+        acl.allow(&[GUEST], &[route.service.name()], &[SEND])
+            .map_err(invalid)?;
+        if matches!(route.service, config::Service::Worker(_)) {
+            acl.allow(&[GUEST], &["*"], &[SUBSCRIBE, PUBLISH])
+                .map_err(invalid)?;
+        }
+    }
+    Ok(acl)
+}
+
+impl Access {
+    /// The paths of `routes` that no role of the ACL may `connect` to:
+    /// every client gets 401 or 403 there.
+    pub fn unreachable<'r>(&self, routes: &'r [config::Route]) -> Vec<&'r str> {
+        let mut roles: Vec<&str> = self.acl.grants().map(|(role, _, _)| role).collect();
+        roles.dedup();
+        routes
+            .iter()
+            .map(|route| route.path.as_str())
+            .filter(|path| !self.acl.are_any_roles_allowed(&roles, path, &[CONNECT]))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -384,7 +417,7 @@ mod tests {
 
     #[test]
     fn guests_get_401_and_token_holders_403() {
-        let access = Access::load(&config::Auth::default()).expect("default");
+        let access = Access::load(&config::Auth::default(), &[]).expect("default");
         let guest = Identity::guest();
         assert_eq!(access.admit(&guest, "/echo"), Ok(()));
         assert_eq!(access.admit(&guest, "/other"), Err(Rejection::Unauthorized));
@@ -400,9 +433,68 @@ mod tests {
         assert_eq!((alice.connect_user(), guest.connect_user()), ("alice", ""));
     }
 
+    fn route(path: &str, service: config::Service) -> config::Route {
+        config::Route {
+            path: path.into(),
+            service,
+        }
+    }
+
+    #[test]
+    fn the_development_acl_opens_every_route_given_and_nothing_else() {
+        let routes = [
+            route("/e", config::Service::Echo),
+            route("/chat", config::Service::Worker("chat".into())),
+        ];
+        let access = Access::load(&config::Auth::default(), &routes).expect("loads");
+        let acl = access.acl();
+        // (resource, permission, allowed for a guest)
+        let table = [
+            ("/echo", CONNECT, true),
+            ("/e", CONNECT, true),
+            ("echo", SEND, true),
+            ("/chat", CONNECT, true),
+            ("chat", SEND, true),
+            ("chat/lobby", SUBSCRIBE, true),
+            ("chat/lobby", PUBLISH, true),
+            ("/other", CONNECT, false),
+            ("other", SEND, false),
+            ("metrics", "read", false),
+        ];
+        for (resource, permission, allowed) in table {
+            assert_eq!(
+                acl.is_allowed(GUEST, resource, &[permission]),
+                allowed,
+                "{permission} on {resource}"
+            );
+        }
+        assert!(access.unreachable(&routes).is_empty());
+        // Echo routes alone: no channel is opened.
+        let echo_only = Access::load(&config::Auth::default(), &routes[..1]).expect("loads");
+        assert!(!echo_only
+            .acl()
+            .is_allowed(GUEST, "chat/lobby", &[SUBSCRIBE]));
+    }
+
+    #[test]
+    fn unreachable_routes_are_those_no_role_may_connect_to() {
+        let mut access = Access::load(&config::Auth::default(), &[]).expect("loads");
+        let mut acl = Acl::new();
+        acl.allow(&["member"], &["/chat"], &[CONNECT]).unwrap();
+        acl.allow(&["admin"], &["/admin*"], &["*"]).unwrap();
+        access.put_acl(acl);
+        let routes = [
+            route("/chat", config::Service::Worker("chat".into())),
+            route("/admin/x", config::Service::Worker("x".into())),
+            route("/w", config::Service::Worker("w".into())),
+            route("/echo", config::Service::Echo),
+        ];
+        assert_eq!(access.unreachable(&routes), ["/w", "/echo"]);
+    }
+
     #[test]
     fn a_send_decision_is_kept_until_the_acl_changes() {
-        let mut access = Access::load(&config::Auth::default()).expect("default");
+        let mut access = Access::load(&config::Auth::default(), &[]).expect("default");
         let mut guest = Identity::guest();
         assert!(guest.may_send(&access, "echo"));
         assert!(!Identity::guest().may_send(&access, "chat"));
@@ -413,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_token_without_keys_is_refused() {
-        let access = Access::load(&config::Auth::default()).expect("default");
+        let access = Access::load(&config::Auth::default(), &[]).expect("default");
         let req = request("/echo", "Authorization: Bearer a.b.c\r\n");
         assert_eq!(access.identify(&req, 0), Err(TokenError::UnknownKeyId));
         let req = request("/echo", "");

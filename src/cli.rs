@@ -191,8 +191,8 @@ pub struct Args {
     #[argh(option)]
     pub token_query_param: Option<String>,
 
-    /// the ACL file, re-read on SIGHUP (default: the embedded ACL that
-    /// lets anyone use /echo and nothing else)
+    /// the ACL file, re-read on SIGHUP (default: the development ACL, which
+    /// lets guests use every route given here, with a warning at start)
     #[argh(option)]
     pub acl: Option<PathBuf>,
 

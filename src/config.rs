@@ -78,6 +78,16 @@ pub enum Service {
     Worker(String),
 }
 
+impl Service {
+    /// The service's name, the resource of the ACL's `send`.
+    pub fn name(&self) -> &str {
+        match self {
+            Service::Echo => "echo",
+            Service::Worker(name) => name,
+        }
+    }
+}
+
 /// Authentication and access control (docs/acl.md). The files are read
 /// when the reactor starts; the ACL file again on SIGHUP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +101,8 @@ pub struct Auth {
     /// A query parameter that may carry the token. Default none: tokens in
     /// URLs end up in logs, so it is opt-in.
     pub token_query_param: Option<String>,
-    /// The ACL file. None: the embedded default, which lets anyone use the
-    /// echo route at `/echo` and nothing else.
+    /// The ACL file. None: the development ACL
+    /// (`access::development_acl`): guests may use every route.
     pub acl_file: Option<PathBuf>,
     /// The worker service that judges clients without a valid token
     /// (delegated authentication). None: no delegation.

@@ -66,11 +66,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says loudly that a server without `--acl` lets guests use every route,
+/// and names each route an `--acl` lets nobody connect to.
+fn warn_about_access(config: &Config, access: &Access) {
+    let paths = |paths: Vec<&str>| paths.join(", ");
+    match &config.auth.acl_file {
+        None => warn!(
+            "NO --acl: USING THE DEVELOPMENT ACL. Guests (clients without a token) may connect \
+             to every route ({}), send to its service, and be subscribed to any channel. \
+             Pass --acl in production (docs/acl.md).",
+            paths(config.routes.iter().map(|r| r.path.as_str()).collect())
+        ),
+        Some(file) => {
+            for path in access.unreachable(&config.routes) {
+                warn!(
+                    "--acl {}: no role may connect to the route {path}: every client gets 401 \
+                     or 403 there",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
 /// Starts one reactor per `--threads` on its own thread, and the signal
 /// thread; returns once every reactor has stopped. A reactor that fails
 /// makes the others drain, so the process ends.
 fn serve(config: Config, tls: TlsContext) -> Result<(), String> {
-    let access = Access::load(&config.auth).map_err(|e| format!("cannot start: {e}"))?;
+    let access =
+        Access::load(&config.auth, &config.routes).map_err(|e| format!("cannot start: {e}"))?;
+    warn_about_access(&config, &access);
     let control = Control::new(tls.config());
     let listeners = listen::bind(config.listen, config.threads)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

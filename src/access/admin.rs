@@ -222,7 +222,7 @@ mod tests {
             acl_file,
             ..config::Auth::default()
         };
-        Access::load(&auth).expect("loads")
+        Access::load(&auth, &[]).expect("loads")
     }
 
     /// Administers against the ACL in force and puts a change in force,

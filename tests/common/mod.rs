@@ -55,8 +55,8 @@ impl Server {
     /// certificate written where the clients can trust it.
     ///
     /// With `--route` and no `--acl`, the server gets an ACL that allows
-    /// everything ([`OPEN_ACL`]): the embedded default only opens `/echo`,
-    /// and tests of other routes are not about permissions.
+    /// everything ([`OPEN_ACL`]): the development ACL opens the routes but
+    /// not `/metrics`, and tests of other routes are not about permissions.
     pub fn start(args: &[&str]) -> Server {
         let dir = TempDir::new();
         let cert = dir.path().join("dev-cert.pem");
