@@ -153,6 +153,12 @@ impl Control {
         lock(&self.census).pressed(limits)
     }
 
+    /// How crowded the process is now for a connection from `ip` it
+    /// counts (when a silent connection's first byte is overdue).
+    pub fn crowd(&self, ip: IpAddr, limits: &Protection) -> Crowd {
+        lock(&self.census).crowd(ip, limits)
+    }
+
     /// A connection's upgrade ended.
     pub fn upgraded(&self) {
         lock(&self.census).upgraded();

@@ -7,11 +7,13 @@
 mod common;
 
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use averyws::pace::RTO_FLOOR;
 use common::clients::port;
 use common::evictions::{assert_evicted, assert_fired_at};
+use common::procs::python_imports;
 use common::{
     assert_echo, client_frame, client_header, raw_ws, read_frame, send, upgrade, upgrade_request,
     wait_dropped, Server, TlsStream, BINARY, READ_TIMEOUT, TEXT,
@@ -231,4 +233,46 @@ fn a_frame_dribbled_far_below_the_rate_is_still_closed() {
     // retransmission's worth (the stall is the larger).
     assert_fired_at(started.elapsed(), Duration::from_millis(521), "frame stall");
     assert_evicted(&server, ws_port, "slow_frame");
+}
+
+/// Fifty clients of one asyncio process (the Python `websockets` library,
+/// `tests/python/burst.py`) opening at once while the other core is kept
+/// busy: every one opens and echoes at the default pace.
+#[test]
+fn fifty_asyncio_clients_of_one_process_open_while_the_other_core_is_busy() {
+    if !python_imports("websockets", "websockets") {
+        return;
+    }
+    let server = Server::start(&DEFAULTS);
+    let spinning = AtomicBool::new(true);
+    let output = std::thread::scope(|scope| {
+        // Bounded like every load here: the script gives up after 20 s.
+        scope.spawn(|| {
+            let until = Instant::now() + Duration::from_secs(60);
+            while spinning.load(Ordering::Relaxed) && Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/burst.py");
+        let url = format!("wss://127.0.0.1:{}/echo", server.addr.port());
+        let output = std::process::Command::new("python3")
+            .args([script, "--url", &url, "--ca", &common::utf8(&server.cert)])
+            .args(["--clients", "50", "--timeout", "20"])
+            .output()
+            .expect("run the burst");
+        spinning.store(false, Ordering::Relaxed);
+        output
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let evictions: Vec<String> = server
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("evicted 127.0.0.1"))
+        .collect();
+    assert!(
+        output.status.success() && stdout.contains("opened and echoed 50 of 50"),
+        "{stdout}{}\nevictions: {evictions:#?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(evictions.is_empty(), "{evictions:#?}");
 }

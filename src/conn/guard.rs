@@ -131,6 +131,20 @@ impl Guard {
         }
     }
 
+    /// A connection accepted at `accepted` that has sent nothing is judged
+    /// again by the `crowd` it is in now: its address may have opened more
+    /// connections since (one process connecting many before it writes
+    /// their hellos). True when that moves its first byte's due time past
+    /// `now`.
+    pub fn reopen(&mut self, pace: &Pace, accepted: Instant, crowd: Crowd, now: Instant) -> bool {
+        let due = pace.opening_deadline(accepted, self.path(), crowd);
+        let later = due > now;
+        if later {
+            self.owed = Owed::FirstByte { due };
+        }
+        later
+    }
+
     /// The client owes nothing (between frames).
     pub fn settled(&mut self) {
         self.owed = Owed::Nothing;
@@ -276,6 +290,22 @@ mod tests {
         assert_eq!(guard.input_deadline(), Some(t0 + ms(465)));
         guard.unit(&pace, t0 + ms(450), 2, true, Unit::Frame);
         assert_eq!(guard.input_deadline(), Some(t0 + ms(450 + 40 + 5000 + 1)));
+    }
+
+    #[test]
+    fn a_silent_connection_is_judged_again_by_the_crowd_it_is_in_now() {
+        let pace = Pace::default();
+        let t0 = Instant::now();
+        let mut guard = guard(t0, 0, 0);
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(27)));
+        let crowd = |held, pressed| Crowd { held, pressed };
+        // Its address opened three more meanwhile: 4 x 25 ms from accept.
+        assert!(guard.reopen(&pace, t0, crowd(4, false), t0 + ms(27)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
+        // Still alone, or under pressure: no more time.
+        assert!(!guard.reopen(&pace, t0, crowd(1, false), t0 + ms(102)));
+        assert!(!guard.reopen(&pace, t0, crowd(40, true), t0 + ms(102)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
     }
 
     #[test]

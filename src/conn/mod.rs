@@ -582,8 +582,11 @@ impl Conn {
         self.flush(sh);
         let config = sh.config;
         let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, sh.now);
-        let input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
+        let mut input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
             && self.guard.input_deadline().is_some_and(|at| now >= at);
+        if input_overdue && self.stats.bytes_in == 0 {
+            input_overdue = !self.restretched(sh);
+        }
         let output_overdue = self
             .guard
             .output_deadline(pace, self.queued())
@@ -634,6 +637,15 @@ impl Conn {
             _ => {}
         }
         self.flush(sh);
+    }
+
+    /// A connection that has sent nothing is judged by how many its
+    /// address holds now, not only at accept; true if that gives it longer.
+    fn restretched(&mut self, sh: &Shared<'_>) -> bool {
+        let protection = &sh.config.protection;
+        let crowd = sh.control.crowd(self.peer.ip(), protection);
+        self.guard
+            .reopen(&protection.pace, self.accepted_at, crowd, sh.now)
     }
 
     /// Which slow-input eviction an overdue input deadline means now.

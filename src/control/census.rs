@@ -43,6 +43,15 @@ impl Census {
         })
     }
 
+    /// How crowded the server is now for a connection from `ip` it already
+    /// counts.
+    pub fn crowd(&self, ip: IpAddr, limits: &Protection) -> Crowd {
+        Crowd {
+            held: self.per_ip.get(&ip).copied().unwrap_or(0),
+            pressed: self.pressed(limits),
+        }
+    }
+
     /// Pending handshakes are at half their cap or more: the pace rules
     /// stop sparing clients that think between flights.
     pub fn pressed(&self, limits: &Protection) -> bool {

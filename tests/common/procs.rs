@@ -111,14 +111,21 @@ impl Drop for Proc {
 }
 
 /// Whether the Python worker can run here: `python3` on `PATH` imports
-/// `zmq`. When it cannot, under CI (`CI=true`; `.ci/run` installs pyzmq
-/// in a virtual environment first on `PATH`) the test fails saying what
-/// is missing. Elsewhere the calling test is skipped, saying so in a
-/// `SKIPPED <test>: <why>` line on stderr: libtest keeps what a passing
-/// test prints with `eprintln!`, not what it writes to the handle.
+/// `zmq` ([`python_imports`]).
 pub fn python_with_zmq() -> bool {
+    python_imports("zmq", "pyzmq")
+}
+
+/// Whether `python3` on `PATH` imports `module` (the PyPI package
+/// `package`). When it cannot, under CI (`CI=true`; `.ci/run` installs the
+/// test packages in a virtual environment first on `PATH`) the test fails
+/// saying what is missing. Elsewhere the calling test skips its Python
+/// part, saying so in a `SKIPPED <test>: <why>` line on stderr: libtest
+/// keeps what a passing test prints with `eprintln!`, not what it writes
+/// to the handle.
+pub fn python_imports(module: &str, package: &str) -> bool {
     let probe = Command::new("python3")
-        .args(["-c", "import zmq"])
+        .args(["-c", &format!("import {module}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -128,19 +135,24 @@ pub fn python_with_zmq() -> bool {
         Ok(probe) => {
             let error = String::from_utf8_lossy(&probe.stderr);
             let last = error.lines().last().unwrap_or("no error output");
-            format!("python3 cannot import zmq (pip install pyzmq): {last}")
+            format!("python3 cannot import {module} (pip install {package}): {last}")
         }
-        Err(why) => format!("no python3 on PATH ({why}); install Python 3, then pip install pyzmq"),
+        Err(why) => {
+            format!("no python3 on PATH ({why}); install Python 3, then pip install {package}")
+        }
     };
     let current = std::thread::current();
-    let test = current.name().unwrap_or("a Python worker test");
+    let test = current.name().unwrap_or("a Python test");
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!(
-            "{test}: {missing}. With CI=true the Python worker's tests must run: \
-             .ci/run installs pyzmq in target/ci-venv, first on PATH"
+            "{test}: {missing}. With CI=true the Python tests must run: .ci/run installs \
+             {package} in target/ci-venv, first on PATH"
         );
     }
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {missing}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test} (its Python part): {missing}"
+    );
     false
 }
 
