@@ -526,6 +526,9 @@ fn close_unknown_connections_and_reserved_services_answer_as_documented() {
 
     ws.send(Ws::Text("close".into())).expect("send");
     assert_eq!(closed(&mut ws), (4001, "worker says bye".to_owned()));
+    // Hang up as a client does, so the node need not wait out the
+    // closing-handshake timeout before its DISCONNECT.
+    drop(ws);
     let disconnect = wait_event(&seen, "DISCONNECT", |_, event| match event {
         Event::Disconnect {
             conn: c,

@@ -255,6 +255,9 @@ fn frame_payload_dribbled_below_the_rate_is_closed_with_1008() {
     assert!(fin && opcode == CLOSE, "opcode {opcode:#x}");
     assert_eq!(close_code(&payload), Some(1008));
     assert_eq!(&payload[2..], b"slow_frame");
+    // Hang up as a client does once the server is done, so the server
+    // need not wait out its closing-handshake timeout before it logs.
+    drop(ws);
     let line = assert_evicted(&server, ws_port, "slow_frame");
     assert!(line.contains(" close=1008 closed_by=server "), "{line}");
 }
@@ -317,12 +320,13 @@ fn client_that_never_reads_is_evicted_and_memory_stays_bounded() {
     let frame = client_frame(true, BINARY, &vec![0x5a; 200_000]).repeat(3);
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut pushed, mut write_failed) = (0u64, false);
-    let access = format!("peer=127.0.0.1:{ws_port} ");
+    // The connection's debug line says it was evicted, before it is gone.
+    let evicted = format!(" averyws::conn: 127.0.0.1:{ws_port}: evicted: ");
     while pushed < 256 * MIB && Instant::now() < deadline {
         match ws.write_all(&frame).and_then(|()| ws.flush()) {
             Ok(()) => pushed += frame.len() as u64,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if server.log().iter().any(|line| line.contains(&access)) {
+                if server.log().iter().any(|line| line.contains(&evicted)) {
                     break;
                 }
             }
@@ -332,6 +336,11 @@ fn client_that_never_reads_is_evicted_and_memory_stays_bounded() {
             }
         }
     }
+    // The connection is gone: what is left to read ends in EOF or a reset.
+    if !write_failed {
+        wait_dropped(&mut ws.sock);
+    }
+    drop(ws);
     let line = assert_evicted(&server, ws_port, "slow_consumer");
     assert!(
         pushed < 256 * MIB,
@@ -344,10 +353,6 @@ fn client_that_never_reads_is_evicted_and_memory_stays_bounded() {
         peak.saturating_sub(rss_before) < 64 * 1024,
         "server grew from {rss_before} KiB to a peak of {peak} KiB; {line}"
     );
-    // The connection is gone: what is left to read ends in EOF or a reset.
-    if !write_failed {
-        wait_dropped(&mut ws.sock);
-    }
 }
 
 /// A connection that occupies one unit of a limit.
@@ -457,6 +462,9 @@ fn a_burst_over_the_message_rate_gets_the_burst_then_1008() {
     assert_eq!(close_code(&close), Some(1008), "{close:?}");
     assert_eq!(&close[2..], b"message_rate");
     wait_dropped(&mut ws);
+    // Hang up as a client does once the server is done, so the server
+    // need not wait out its closing-handshake timeout before it logs.
+    drop(ws);
     let line = assert_evicted(&server, ws_port, "message_rate");
     assert!(
         line.contains(" messages_in=5 messages_out=5 close=1008 "),
@@ -476,6 +484,9 @@ fn a_client_within_the_message_rate_is_never_closed() {
     }
     send(&mut ws, &client_close(1000, b""));
     assert_eq!(close_code(&next_close(&mut ws)), Some(1000));
+    // Hang up as a client does once the server is done, so the server
+    // need not wait out its closing-handshake timeout before it logs.
+    drop(ws);
     let line = access_line(&server, ws_port);
     assert!(
         line.ends_with(" messages_in=10 messages_out=10 close=1000 closed_by=client evicted=-"),
