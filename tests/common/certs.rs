@@ -2,11 +2,13 @@
 
 use rustls::pki_types::CertificateDer;
 
-/// A certificate/key pair in PEM, and the certificate's DER.
+/// A certificate/key pair in PEM, the certificate's DER, and its public
+/// key's SubjectPublicKeyInfo (DER), which a browser can be told to trust.
 pub struct Pair {
     pub cert: String,
     pub key: String,
     pub der: CertificateDer<'static>,
+    pub spki: Vec<u8>,
 }
 
 /// A fresh self-signed pair for `localhost`.
@@ -16,5 +18,6 @@ pub fn generate_pair() -> Pair {
         cert: generated.cert.pem(),
         key: generated.key_pair.serialize_pem(),
         der: generated.cert.der().clone(),
+        spki: generated.key_pair.public_key_der(),
     }
 }
