@@ -14,22 +14,12 @@ use std::time::Duration;
 use base64::Engine;
 use common::certs::generate_pair;
 use common::procs::{eventually, Proc};
-use common::{Server, TempDir};
+use common::{Server, TempDir, PACE_DEFAULTS};
 use sha2::{Digest, Sha256};
 use tungstenite::Message as Ws;
 
 /// How long the browser may take to start, load the page and echo.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// The pace defaults (docs/operations.md), which the harness would relax.
-const DEFAULTS: [&str; 6] = [
-    "--first-byte-timeout-ms",
-    "25",
-    "--think-time-ms",
-    "1000",
-    "--min-rate",
-    "50000",
-];
 
 /// The page: one WebSocket to the server, its first message echoed into
 /// the body.
@@ -91,7 +81,7 @@ fn chromiums_first_websocket_to_a_fresh_server_opens() {
     std::fs::write(&key, &pair.key).expect("write");
     let (cert_s, key_s) = (common::utf8(&cert), common::utf8(&key));
     let files = ["--cert", &cert_s, "--key", &key_s];
-    let server = Server::start_in(dir, cert.clone(), &[&files[..], &DEFAULTS].concat());
+    let server = Server::start_in(dir, cert.clone(), &[&files[..], &PACE_DEFAULTS].concat());
     std::fs::write(&html, page(server.addr.port())).expect("write the page");
 
     // Trusted by its key, so Chromium still verifies the chain as it would

@@ -16,18 +16,8 @@ use common::evictions::{assert_evicted, assert_fired_at};
 use common::procs::python_imports;
 use common::{
     assert_echo, client_frame, client_header, raw_ws, read_frame, send, upgrade, upgrade_request,
-    wait_dropped, Server, TlsStream, BINARY, READ_TIMEOUT, TEXT,
+    wait_dropped, Server, TlsStream, BINARY, PACE_DEFAULTS, READ_TIMEOUT, TEXT,
 };
-
-/// The pace defaults (docs/operations.md), which the harness would relax.
-const DEFAULTS: [&str; 6] = [
-    "--first-byte-timeout-ms",
-    "25",
-    "--think-time-ms",
-    "1000",
-    "--min-rate",
-    "50000",
-];
 
 /// Longer than the first-byte time, well within the think time: what a
 /// browser verifying a certificate or a busy event loop may take.
@@ -61,7 +51,7 @@ fn finish_after(tls: &mut TlsStream, pause: Duration) {
 
 #[test]
 fn a_client_that_thinks_between_flights_is_served() {
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let mut tls = hello_sent(&server);
     finish_after(&mut tls, THOUGHT);
     // And thinks again before its request.
@@ -77,7 +67,7 @@ fn a_burst_from_one_process_handshaking_in_turn_is_served() {
     // What one event loop does: every ClientHello goes out at once, then
     // each handshake is finished in turn, a few milliseconds of work each,
     // so the last client's Finished comes long after the server's flight.
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let mut clients: Vec<TlsStream> = (0..BURST).map(|_| hello_sent(&server)).collect();
     for tls in &mut clients {
         finish_after(tls, Duration::from_millis(5));
@@ -91,7 +81,7 @@ fn a_burst_from_one_process_handshaking_in_turn_is_served() {
 
 #[test]
 fn a_frame_that_stalls_on_an_open_connection_is_not_evicted() {
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let mut ws = raw_ws(&server, "/echo");
     let payload = b"a frame whose payload stalls";
     let frame = client_frame(true, TEXT, payload);
@@ -121,7 +111,7 @@ fn under_pressure_a_thinking_client_is_held_to_the_first_byte_time() {
     // with a minute to send the rest) put the server at half its cap.
     let server = Server::start(
         &[
-            &DEFAULTS[..4],
+            &PACE_DEFAULTS[..4],
             &["--min-rate", "1", "--max-pending-handshakes", "4"],
         ]
         .concat(),
@@ -156,7 +146,7 @@ fn under_pressure_a_thinking_client_is_held_to_the_first_byte_time() {
 
 #[test]
 fn a_silent_connection_is_shed_at_the_first_byte_time() {
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let connected = Instant::now();
     let mut silent = TcpStream::connect(server.addr).unwrap();
     silent.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
@@ -168,7 +158,7 @@ fn a_silent_connection_is_shed_at_the_first_byte_time() {
 
 #[test]
 fn an_upgrade_request_dribbled_a_byte_per_100_ms_is_shed() {
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let mut tls = server.tls();
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock).unwrap();
@@ -200,7 +190,7 @@ fn an_upgrade_request_dribbled_a_byte_per_100_ms_is_shed() {
 /// rate and the stall allowance are spent.
 #[test]
 fn a_frame_dribbled_far_below_the_rate_is_still_closed() {
-    let server = Server::start(&[&DEFAULTS[..], &["--frame-stall-ms", "500"]].concat());
+    let server = Server::start(&[&PACE_DEFAULTS[..], &["--frame-stall-ms", "500"]].concat());
     let mut ws = raw_ws(&server, "/echo");
     let ws_port = port(&ws);
     send(&mut ws, &client_header(0x80 | BINARY, 1000));
@@ -246,7 +236,7 @@ fn fifty_asyncio_clients_of_one_process_open_while_the_other_core_is_busy() {
     if !python_imports("websockets", "websockets") {
         return;
     }
-    let server = Server::start(&DEFAULTS);
+    let server = Server::start(&PACE_DEFAULTS);
     let spinning = AtomicBool::new(true);
     let output = std::thread::scope(|scope| {
         // Bounded like every load here: the script gives up after 20 s.

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::clients::{next_chat, say, sync_room};
-use common::procs::{eventually, python_with_zmq, Proc};
+use common::procs::{python_with_zmq, wait_registered, Proc};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
 
@@ -90,15 +90,8 @@ fn the_readme_worker_example_serves_as_written() {
         }
     }
     // Every worker reaches both reactors' nodes.
-    let reactors = 2;
     for worker in &workers {
-        let tag = format!("{} ready for ", worker.ready_tag());
-        let registered = || {
-            let count = server.log().iter().filter(|l| l.contains(&tag)).count();
-            (count >= reactors).then_some(())
-        };
-        eventually(LIMIT, registered)
-            .unwrap_or_else(|| panic!("{tag}: not on {reactors} nodes: {:#?}", server.log()));
+        wait_registered(&server, worker, 2);
     }
 
     // "/w" echoes through a worker, "/chat" is a room; guests are let in.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::certs::generate_pair;
 use common::clients::{closed, next_chat, say, sync_room, try_read_text};
-use common::procs::{eventually, port, Proc};
+use common::procs::{eventually, port, wait_registered, Proc};
 use common::scrape::{per_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
@@ -262,17 +262,6 @@ fn backend_endpoints() -> (String, String) {
     let first = common::free_endpoint();
     let second = format!("{first}.1");
     (first, second)
-}
-
-/// Waits until `worker` has registered with `nodes` nodes of the server.
-fn wait_registered(server: &Server, worker: &Proc, nodes: usize) {
-    let tag = format!("{} ready for ", worker.ready_tag());
-    let registered = || {
-        let count = server.log().iter().filter(|l| l.contains(&tag)).count();
-        (count >= nodes).then_some(())
-    };
-    eventually(LIMIT, registered)
-        .unwrap_or_else(|| panic!("{tag}: not on {nodes} nodes: {:#?}", server.log()));
 }
 
 /// Opens WebSocket clients on `path` until every reactor has upgraded at

@@ -38,6 +38,17 @@ pub const PONG: u8 = 0xA;
 /// An ACL that lets everyone do everything.
 pub const OPEN_ACL: &str = "allow guest * *\n";
 
+/// The pace flags at their defaults (docs/operations.md), for tests of
+/// the rules as shipped: [`Server::start`] would relax them otherwise.
+pub const PACE_DEFAULTS: [&str; 6] = [
+    "--first-byte-timeout-ms",
+    "25",
+    "--think-time-ms",
+    "1000",
+    "--min-rate",
+    "50000",
+];
+
 /// How long a test client waits for any single read before failing.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -169,6 +169,18 @@ pub fn join<T>(thread: JoinHandle<T>) -> Option<T> {
     }
 }
 
+/// Waits until `server` logged `worker` registering on `nodes` nodes (its
+/// reactors): the node's `worker NAME ready for ...` lines.
+pub fn wait_registered(server: &super::Server, worker: &Proc, nodes: usize) {
+    let tag = format!("{} ready for ", worker.ready_tag());
+    let registered = || {
+        let count = server.log().iter().filter(|l| l.contains(&tag)).count();
+        (count >= nodes).then_some(())
+    };
+    eventually(LIMIT, registered)
+        .unwrap_or_else(|| panic!("{tag}: not on {nodes} nodes: {:#?}", server.log()));
+}
+
 /// `f`'s first `Some` within `limit`, trying every 10 ms.
 pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
