@@ -70,11 +70,17 @@ pub struct Args {
     #[argh(option, default = "10_000")]
     pub handshake_timeout_ms: u64,
 
-    /// milliseconds a new connection gets to send its first byte (default
-    /// 25, stretched up to --think-time-ms for an address opening many at
-    /// once; the measured round trip is added)
+    /// milliseconds a client gets for any first byte while pending
+    /// handshakes are at half their cap (default 25; the measured round
+    /// trip is added)
     #[argh(option, default = "25")]
     pub first_byte_timeout_ms: u64,
+
+    /// milliseconds a new connection gets to send its first byte otherwise
+    /// (default 100, times the connections its address holds, up to
+    /// --think-time-ms)
+    #[argh(option, default = "100")]
+    pub hello_timeout_ms: u64,
 
     /// milliseconds a client may think before its next TLS flight or its
     /// upgrade request, and before its blocked output drains (default
@@ -337,6 +343,7 @@ impl Args {
             ("--idle-timeout-s", self.idle_timeout_s),
             ("--handshake-timeout-ms", self.handshake_timeout_ms),
             ("--first-byte-timeout-ms", self.first_byte_timeout_ms),
+            ("--hello-timeout-ms", self.hello_timeout_ms),
             ("--think-time-ms", self.think_time_ms),
             ("--frame-stall-ms", self.frame_stall_ms),
             ("--min-rate", self.min_rate),
@@ -414,6 +421,7 @@ impl Args {
             protection: Protection {
                 pace: Pace {
                     first_byte: Duration::from_millis(self.first_byte_timeout_ms),
+                    hello: Duration::from_millis(self.hello_timeout_ms),
                     think: Duration::from_millis(self.think_time_ms),
                     frame_stall: Duration::from_millis(self.frame_stall_ms),
                     min_rate: self.min_rate,

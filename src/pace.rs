@@ -8,13 +8,15 @@
 //! The allowances tell a slow sender from an honest client that is busy:
 //!
 //! - The connection's first byte (the ClientHello) costs an honest client
-//!   no thought, so it gets the first-byte time, stretched for an address
-//!   that opens many connections at once (one process handshaking them in
-//!   turn) up to the think time.
+//!   little thought, so it gets the hello time (a script or scanner builds
+//!   its hello after connecting), stretched for an address that opens many
+//!   connections at once (one process handshaking them in turn) up to the
+//!   think time.
 //! - Every later unit (the client's next flight after ours, the upgrade
 //!   request) gets the think time: the client verifies our certificate or
-//!   builds its request first. Under pressure (pending handshakes at half
-//!   their cap or more) it shrinks back to the first-byte time.
+//!   builds its request first.
+//! - Under pressure (pending handshakes at half their cap or more) every
+//!   first byte gets only the first-byte time, the strict guideline.
 //! - The rest of a unit may be held up by one TCP retransmission, so the
 //!   retransmission timeout is added; a frame on an open connection, which
 //!   costs no more than an idle one, may stall for the frame-stall time.
@@ -27,8 +29,12 @@ use std::time::{Duration, Instant};
 /// The configured pace a client must keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
-    /// Time allowed before a connection's first byte. Default 25 ms.
+    /// Time allowed before any first byte under pressure, and the least
+    /// ever allowed. Default 25 ms.
     pub first_byte: Duration,
+    /// Time allowed before a connection's first byte, per connection its
+    /// address holds, when not under pressure. Default 100 ms.
+    pub hello: Duration,
     /// Time allowed before the first byte of every later unit, and before
     /// blocked output starts to drain. Default 1 s.
     pub think: Duration,
@@ -44,6 +50,7 @@ impl Default for Pace {
     fn default() -> Self {
         Self {
             first_byte: Duration::from_millis(25),
+            hello: Duration::from_millis(100),
             think: Duration::from_secs(1),
             frame_stall: Duration::from_secs(5),
             min_rate: 50_000,
@@ -98,7 +105,7 @@ impl Pace {
             self.first_byte
         } else {
             let held = u32::try_from(crowd.held.max(1)).unwrap_or(u32::MAX);
-            self.first_byte.saturating_mul(held).min(self.think)
+            self.hello.saturating_mul(held).min(self.think)
         };
         accepted + path.rtt + stretched.max(self.first_byte)
     }
@@ -166,12 +173,13 @@ mod tests {
         };
         // (connections the address holds, under pressure, allowance)
         let table = [
-            (0, false, 25),
-            (1, false, 25),
-            (4, false, 100),
+            (0, false, 100),
+            (1, false, 100),
+            (4, false, 400),
             (40, false, 1000),
             (1000, false, 1000),
             (usize::MAX, false, 1000),
+            (1, true, 25),
             (40, true, 25),
         ];
         for (held, pressed, allowance) in table {

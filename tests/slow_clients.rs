@@ -167,7 +167,7 @@ fn handshaken(server: &Server) -> TlsStream {
 
 #[test]
 fn silent_tcp_client_is_dropped_after_the_first_byte_timeout() {
-    let server = Server::start(&["--first-byte-timeout-ms", "50"]);
+    let server = Server::start(&["--first-byte-timeout-ms", "50", "--hello-timeout-ms", "50"]);
     let connected = Instant::now();
     let mut silent = tcp(&server);
     let silent_port = port(&silent);

@@ -268,7 +268,7 @@ mod tests {
         let t0 = Instant::now();
         let mut guard = guard(t0, 0, 0);
         assert!(guard.awaiting_first_byte());
-        assert_eq!(guard.input_deadline(), Some(t0 + ms(27)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
         // 8 KiB unit starting at t0+10ms: 164 ms at 50 kB/s, plus the RTT
         // and a retransmission.
         guard.unit(&pace, t0 + ms(10), 8192, true, Unit::Handshake);
@@ -297,15 +297,15 @@ mod tests {
         let pace = Pace::default();
         let t0 = Instant::now();
         let mut guard = guard(t0, 0, 0);
-        assert_eq!(guard.input_deadline(), Some(t0 + ms(27)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
         let crowd = |held, pressed| Crowd { held, pressed };
-        // Its address opened three more meanwhile: 4 x 25 ms from accept.
-        assert!(guard.reopen(&pace, t0, crowd(4, false), t0 + ms(27)));
-        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
+        // Its address opened three more meanwhile: 4 x 100 ms from accept.
+        assert!(guard.reopen(&pace, t0, crowd(4, false), t0 + ms(102)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(402)));
         // Still alone, or under pressure: no more time.
-        assert!(!guard.reopen(&pace, t0, crowd(1, false), t0 + ms(102)));
-        assert!(!guard.reopen(&pace, t0, crowd(40, true), t0 + ms(102)));
-        assert_eq!(guard.input_deadline(), Some(t0 + ms(102)));
+        assert!(!guard.reopen(&pace, t0, crowd(1, false), t0 + ms(402)));
+        assert!(!guard.reopen(&pace, t0, crowd(40, true), t0 + ms(402)));
+        assert_eq!(guard.input_deadline(), Some(t0 + ms(402)));
     }
 
     #[test]

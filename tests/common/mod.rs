@@ -40,9 +40,11 @@ pub const OPEN_ACL: &str = "allow guest * *\n";
 
 /// The pace flags at their defaults (docs/operations.md), for tests of
 /// the rules as shipped: [`Server::start`] would relax them otherwise.
-pub const PACE_DEFAULTS: [&str; 6] = [
+pub const PACE_DEFAULTS: [&str; 8] = [
     "--first-byte-timeout-ms",
     "25",
+    "--hello-timeout-ms",
+    "100",
     "--think-time-ms",
     "1000",
     "--min-rate",
@@ -104,6 +106,7 @@ impl Server {
         for (flag, relaxed) in [
             ("--threads", "1"),
             ("--first-byte-timeout-ms", "5000"),
+            ("--hello-timeout-ms", "5000"),
             ("--think-time-ms", "5000"),
             ("--min-rate", "1000"),
             ("--log-level", "debug"),
