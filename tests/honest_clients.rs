@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use averyws::pace::RTO_FLOOR;
 use common::clients::port;
 use common::evictions::{assert_evicted, assert_fired_at};
-use common::procs::python_imports;
+use common::procs::{open_fds, proc_status_kib, python_imports};
 use common::{
     assert_echo, client_frame, client_header, raw_ws, read_frame, send, upgrade, upgrade_request,
     wait_dropped, Server, TlsStream, BINARY, PACE_DEFAULTS, READ_TIMEOUT, TEXT,
@@ -272,4 +272,60 @@ fn fifty_asyncio_clients_of_one_process_open_while_the_other_core_is_busy() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(evictions.is_empty(), "{evictions:#?}");
+}
+
+/// A flood of 5,000 connections that never send a byte, from one address
+/// (limits per address off, as behind a large NAT) at the default pace:
+/// every one is shed, within the think time they can stretch to, an
+/// honest client is served meanwhile, and the server's memory stays
+/// bounded.
+#[test]
+fn a_flood_of_five_thousand_silent_connections_is_shed_with_bounded_memory() {
+    const FLOOD: usize = 5000;
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < 8192 {
+        rlimit::increase_nofile_limit(8192).unwrap();
+    }
+    let server = Server::start(&[&PACE_DEFAULTS[..], &["--max-connections-per-ip", "0"]].concat());
+    let rss_before = proc_status_kib(server.pid(), "VmRSS");
+    let fds_before = open_fds(server.pid());
+    let started = Instant::now();
+    let mut flood: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let opened = started.elapsed();
+    let mut honest = raw_ws(&server, "/echo");
+    assert_echo(&mut honest, TEXT, b"served during the flood");
+    // Each is shed at most the think time after it was accepted (the
+    // longest a crowded address stretches to), so all are gone soon after
+    // the last was opened.
+    for tcp in &mut flood {
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        assert!(
+            wait_dropped(tcp).is_empty(),
+            "a silent client got an answer"
+        );
+    }
+    let shed = started.elapsed();
+    assert!(
+        shed <= opened + Duration::from_secs(1) + RTO_FLOOR + common::evictions::SLACK,
+        "the last silent connection was shed {shed:?} after the flood began \
+         (opening it took {opened:?})"
+    );
+    drop(flood);
+    let peak = proc_status_kib(server.pid(), "VmHWM");
+    assert!(
+        peak.saturating_sub(rss_before) < 64 * 1024,
+        "server grew from {rss_before} KiB to a peak of {peak} KiB for {FLOOD} silent connections"
+    );
+    // The honest client is still there; the flood's sockets are not.
+    assert_echo(&mut honest, TEXT, b"after the flood");
+    let deadline = Instant::now() + READ_TIMEOUT;
+    while open_fds(server.pid()) > fds_before + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds flood sockets"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

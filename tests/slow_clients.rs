@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use averyws::pace::RTO_FLOOR;
 use common::clients::{port, Tcp};
 use common::evictions::{access_line, assert_evicted, assert_fired_at};
+use common::procs::{open_fds, proc_status_kib};
 use common::{
     assert_echo, client_close, client_frame, client_header, close_code, next_close, raw_ws,
     read_frame, send, upgrade, upgrade_request, wait_dropped, Server, TlsStream, BINARY, CLOSE,
@@ -275,16 +276,6 @@ fn idle_between_frames_is_not_a_slow_frame() {
     assert!(!server.log().iter().any(|l| l.contains("evicted 127.0.0.1")));
 }
 
-/// A field of `/proc/PID/status` in KiB.
-fn proc_status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in {status}"))
-}
-
 /// Also a regression test: a frame left half-read because the server had
 /// stopped reading (its output to the client backed up) was judged as the
 /// client's slow frame, and evicted `slow_frame` before `slow_consumer`.
@@ -492,13 +483,6 @@ fn a_client_within_the_message_rate_is_never_closed() {
         line.ends_with(" messages_in=10 messages_out=10 close=1000 closed_by=client evicted=-"),
         "{line}"
     );
-}
-
-/// How many file descriptors the process `pid` has open.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
 }
 
 #[test]

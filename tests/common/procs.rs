@@ -181,6 +181,23 @@ pub fn wait_registered(server: &super::Server, worker: &Proc, nodes: usize) {
         .unwrap_or_else(|| panic!("{tag}: not on {nodes} nodes: {:#?}", server.log()));
 }
 
+/// A field of `/proc/PID/status` in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+/// How many file descriptors the process `pid` has open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
 /// `f`'s first `Some` within `limit`, trying every 10 ms.
 pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
