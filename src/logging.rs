@@ -146,7 +146,7 @@ pub fn access(conn: &Conn, now: Instant) {
         "peer={} path={} user={} subprotocol={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
         conn.peer(),
         conn.path().unwrap_or("-"),
-        conn.identity().map_or("-", |identity| identity.user()),
+        Field(conn.identity().map_or("-", |identity| identity.user())),
         conn.subprotocol().unwrap_or("-"),
         conn.age(now).as_millis(),
         stats.bytes_in,
@@ -157,6 +157,26 @@ pub fn access(conn: &Conn, now: Instant) {
         closer,
         conn.eviction().map_or("-", |reason| reason.as_str()),
     );
+}
+
+/// A value from a client (a token's `sub`) in a `key=value` line: ASCII
+/// letters, digits and punctuation as they are, anything else (spaces,
+/// line breaks, other control and non-ASCII characters) and `\` escaped,
+/// so no value can end its field or line and forge another.
+struct Field<'a>(&'a str);
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                c if c.is_ascii_graphic() => f.write_char(c)?,
+                c => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// At most [`LogBudget::LINES`] lines a second; the rest are summed up in
@@ -198,6 +218,23 @@ impl LogBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_value_cannot_end_its_field_or_line() {
+        let table = [
+            ("alice", "alice"),
+            ("a.b@c-d_e:f/g", "a.b@c-d_e:f/g"),
+            ("-", "-"),
+            ("eve\nINFO forged", "eve\\u{a}INFO\\u{20}forged"),
+            ("bob evicted=x", "bob\\u{20}evicted=x"),
+            ("back\\slash", "back\\\\slash"),
+            ("tab\tcr\r", "tab\\u{9}cr\\u{d}"),
+            ("jos\u{e9}", "jos\\u{e9}"),
+        ];
+        for (value, logged) in table {
+            assert_eq!(Field(value).to_string(), logged, "{value:?}");
+        }
+    }
 
     #[test]
     fn budget_allows_a_burst_per_second_with_virtual_time() {

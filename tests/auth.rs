@@ -473,3 +473,26 @@ fn bad_files_stop_the_start_with_file_and_line() {
         assert!(last.contains(&format!("cannot start: {needle}")), "{last}");
     }
 }
+
+/// A token's `sub` is the client's own text: in the access log it is
+/// escaped, so a line break or a space in it cannot forge a line or a
+/// field.
+#[test]
+fn a_forged_sub_cannot_forge_access_log_lines() {
+    let server = server(&[]);
+    let sub = "eve\\nINFO averyws::access: peer=forged evicted=-";
+    let (head, mut ws) = try_upgrade(&server, "/echo", &bearer(&token(sub, &[])));
+    assert_eq!(status(&head), 101, "{head}");
+    assert_echo(&mut ws, TEXT, b"as eve");
+    let port = ws.sock.local_addr().unwrap().port();
+    drop(ws);
+    let line = common::evictions::access_line(&server, port);
+    let escaped = "user=eve\\u{a}INFO\\u{20}averyws::access:\\u{20}peer=forged\\u{20}evicted=- ";
+    assert!(line.contains(escaped), "{line}");
+    let log = server.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("peer=forged") && !l.contains("user=eve")),
+        "{log:#?}"
+    );
+}

@@ -305,15 +305,24 @@ struct Header {
 
 /// The claims as they appear in the JSON. The derive refuses a member
 /// given twice, a wrong type, a fractional or negative NumericDate, and a
-/// `null` where a value is expected.
+/// `null` where a value is expected: a date may be absent, never `null`
+/// (serde alone would read `"exp": null` as no expiry at all).
 #[derive(Deserialize)]
 struct RawClaims {
     sub: String,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default, deserialize_with = "numeric_date")]
     exp: Option<u64>,
+    #[serde(default, deserialize_with = "numeric_date")]
     nbf: Option<u64>,
+    #[serde(default, deserialize_with = "numeric_date")]
     iat: Option<u64>,
+}
+
+/// A NumericDate that is present: whole seconds, not `null`.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(dates: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(dates).map(Some)
 }
 
 /// Length of the signing input `header.payload`: all but the last segment
@@ -699,6 +708,19 @@ mod tests {
             ),
             (
                 r#"{"sub":"a","exp":"soon"}"#,
+                "a claim is missing or of the wrong type",
+            ),
+            // Not "never expires": a date is absent or a number.
+            (
+                r#"{"sub":"a","exp":null}"#,
+                "a claim is missing or of the wrong type",
+            ),
+            (
+                r#"{"sub":"a","nbf":null}"#,
+                "a claim is missing or of the wrong type",
+            ),
+            (
+                r#"{"sub":"a","iat":null}"#,
                 "a claim is missing or of the wrong type",
             ),
             (
