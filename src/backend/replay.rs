@@ -2,6 +2,11 @@
 //! sender's sequence numbers, and the bounded table of windows a receiver
 //! keeps.
 //!
+//! The table is keyed by what identifies a sender; the verifier uses the
+//! key id with the sender id, so a holder of one key who claims another's
+//! sender id gets a window of its own and cannot push the other's forward
+//! (docs/protocol.md section 9).
+//!
 //! The window is the anti-replay window of IPsec (RFC 4303 section 3.4.3)
 //! and DTLS: a sequence number is accepted once, if it is above the highest
 //! seen so far or at most [`WINDOW`] - 1 below it. Within one ZeroMQ pipe
@@ -10,6 +15,7 @@
 //! Sequence 0 is never accepted: senders start at 1.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// How far below the highest sequence a late message is still accepted
 /// (once), in sequence numbers.
@@ -49,7 +55,7 @@ impl ReplayWindow {
     }
 }
 
-/// One [`ReplayWindow`] per sender id, at most `max_peers` of them.
+/// One [`ReplayWindow`] per sender `K`, at most `max_peers` of them.
 ///
 /// A window may be dropped only once its sender's timestamps can no longer
 /// pass the skew check: a message replayed after that is refused as stale.
@@ -59,8 +65,8 @@ impl ReplayWindow {
 /// bound. Entries are only created for messages whose signature verified,
 /// so only holders of a key can fill the table.
 #[derive(Debug, Clone)]
-pub struct ReplayTable {
-    peers: HashMap<u64, Peer>,
+pub struct ReplayTable<K> {
+    peers: HashMap<K, Peer>,
     max_peers: usize,
     keep_ms: u64,
 }
@@ -71,7 +77,7 @@ struct Peer {
     last_ms: u64,
 }
 
-impl ReplayTable {
+impl<K: Hash + Eq + Copy> ReplayTable<K> {
     /// An empty table for at most `max_peers` senders (at least 1), keeping
     /// an idle sender's window for at least `keep_ms`.
     pub fn new(max_peers: usize, keep_ms: u64) -> Self {
@@ -93,7 +99,7 @@ impl ReplayTable {
     }
 
     /// Record `sequence` from `sender` at `now_ms`; whether it is new.
-    pub fn accept(&mut self, sender: u64, sequence: u64, now_ms: u64) -> bool {
+    pub fn accept(&mut self, sender: K, sequence: u64, now_ms: u64) -> bool {
         if !self.peers.contains_key(&sender) && self.peers.len() >= self.max_peers {
             self.make_room(now_ms);
         }

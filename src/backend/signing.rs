@@ -378,7 +378,8 @@ pub struct Verifier {
     ring: KeyRing,
     me: u64,
     max_skew_ms: u64,
-    replay: ReplayTable,
+    /// Windows per (key id, sender): see [`ReplayTable`].
+    replay: ReplayTable<(KeyId, u64)>,
 }
 
 impl Verifier {
@@ -430,14 +431,18 @@ impl Verifier {
         if now_ms.abs_diff(frame.timestamp_ms) > self.max_skew_ms {
             return Err(VerifyError::Stale);
         }
-        if !self.replay.accept(frame.sender, frame.sequence, now_ms) {
+        let key_id = KeyId::from_bytes(frame.key_id).ok_or(VerifyError::SignatureFrame)?;
+        if !self
+            .replay
+            .accept((key_id, frame.sender), frame.sequence, now_ms)
+        {
             return Err(VerifyError::Replayed);
         }
         Ok(Verified {
             sender: frame.sender,
             sequence: frame.sequence,
             timestamp_ms: frame.timestamp_ms,
-            key_id: KeyId::from_bytes(frame.key_id).ok_or(VerifyError::SignatureFrame)?,
+            key_id,
         })
     }
 }
@@ -738,6 +743,26 @@ mod tests {
         assert!(check(&mut verifier, &frames, NOW).is_ok());
         assert_eq!(
             check(&mut verifier, &frames, NOW + 1),
+            Err(VerifyError::Replayed)
+        );
+    }
+
+    #[test]
+    fn another_keys_holder_cannot_push_a_senders_window() {
+        let both = b"k1:0123456789abcdef0123456789abcdef\nk2:fedcba9876543210fedcba9876543210\n";
+        let mut honest = ring(KEYS).signer(NODE);
+        let mut poisoner = ring(&both[36..]).signer(NODE);
+        poisoner.next_sequence = u64::MAX;
+        let mut verifier = worker_verifier(both);
+        let poison = signed(&mut poisoner, &data(), WORKER, NOW);
+        assert!(check(&mut verifier, &poison, NOW).is_ok());
+        let frames = signed(&mut honest, &data(), WORKER, NOW);
+        assert!(
+            check(&mut verifier, &frames, NOW).is_ok(),
+            "k1's window for the sender is its own"
+        );
+        assert_eq!(
+            check(&mut verifier, &poison, NOW),
             Err(VerifyError::Replayed)
         );
     }
