@@ -183,6 +183,12 @@ pub struct Args {
     #[argh(option, default = "1000")]
     pub backend_heartbeat_ms: u64,
 
+    /// most messages waiting for one worker whose pipe is full; beyond,
+    /// ERROR replies to it are dropped and other messages declare it dead
+    /// (default 4096)
+    #[argh(option, default = "crate::config::DEFAULT_WORKER_QUEUE")]
+    pub backend_worker_queue: usize,
+
     /// file of KID:SECRET lines verifying client tokens (JWT, HS256); the
     /// token's kid picks the key
     #[argh(option)]
@@ -507,6 +513,9 @@ impl Args {
         if !(10..=60_000).contains(&self.backend_heartbeat_ms) {
             return Err("--backend-heartbeat-ms must be 10 to 60000".into());
         }
+        if self.backend_worker_queue == 0 {
+            return Err("--backend-worker-queue must be at least 1".into());
+        }
         let allow = self
             .backend_allow
             .iter()
@@ -524,6 +533,8 @@ impl Args {
             node_name,
             heartbeat: Duration::from_millis(self.backend_heartbeat_ms),
             liveness: 3,
+            worker_queue: self.backend_worker_queue,
+            pipe_hwm: crate::config::DEFAULT_PIPE_HWM,
         }))
     }
 }

@@ -160,7 +160,22 @@ pub struct Backend {
     /// Heartbeat intervals of silence after which a worker is dead.
     /// Default 3.
     pub liveness: u8,
+    /// Most messages waiting in the node for one worker whose pipe is
+    /// full. Beyond it an ERROR reply or HEARTBEAT to that worker is
+    /// dropped and counted, and any other message declares the worker
+    /// dead (it does not read). Default [`DEFAULT_WORKER_QUEUE`].
+    pub worker_queue: usize,
+    /// High-water mark of each worker's pipe, both ways, in messages: the
+    /// window of docs/protocol.md section 7. Default [`DEFAULT_PIPE_HWM`].
+    pub pipe_hwm: i32,
 }
+
+/// Default [`Backend::worker_queue`]: far above the CONNECTs and
+/// DISCONNECTs a burst of clients queues for a briefly slow worker.
+pub const DEFAULT_WORKER_QUEUE: usize = 4096;
+
+/// Default [`Backend::pipe_hwm`]: libzmq's own default, set on purpose.
+pub const DEFAULT_PIPE_HWM: i32 = 1000;
 
 /// What happens to the connections of a worker that died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

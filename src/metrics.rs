@@ -140,6 +140,8 @@ pub struct ReactorMetrics {
     pub backend_blocked: Gauge,
     /// Messages from workers dropped (bad signature, malformed, ...).
     pub backend_dropped: Counter,
+    /// Replies to workers dropped because the worker's backlog was full.
+    pub backend_replies_dropped: Counter,
     /// ACL decisions that allowed, then that denied.
     pub acl_decisions: [Counter; 2],
     /// ACL decisions answered from the cache, then computed.

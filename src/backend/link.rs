@@ -14,9 +14,10 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::codec::{encode, Frames};
-use super::message::{Message, MAX_FRAMES};
+use super::message::{Message, MessageType, MAX_CONN_IDS, MAX_FRAMES};
 use super::signing::{KeyRing, ReplayPolicy, Signer, Verified, Verifier, VerifyError};
 use super::workers::{WorkerRef, Workers};
+use crate::logging::LogBudget;
 
 /// How the link is set up.
 #[derive(Debug, Clone)]
@@ -36,7 +37,17 @@ pub struct LinkConfig {
     pub max_payload: u32,
     /// ZAP domain to set on the ROUTER, when an allowlist handler runs.
     pub zap_domain: Option<String>,
+    /// Most messages waiting for one worker ([`Link::send_control`]).
+    pub worker_queue: usize,
+    /// High-water mark of each pipe, both ways, in messages.
+    pub pipe_hwm: i32,
 }
+
+/// The largest frame a worker sends other than a payload: SEND's list of
+/// [`MAX_CONN_IDS`] connection ids. With the payload cap it bounds
+/// `ZMQ_MAXMSGSIZE`, so a peer announcing a bigger frame is cut off before
+/// the node holds any of it.
+const LARGEST_FIXED_FRAME: u32 = 8 * MAX_CONN_IDS as u32;
 
 /// What happened to a message for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +99,16 @@ pub struct Link {
     pub workers: Workers,
     /// Messages for a worker that its pipe did not take yet, in order.
     backlogs: HashMap<WorkerRef, VecDeque<Vec<Vec<u8>>>>,
-    /// Workers whose pipe turned out to be gone while sending.
-    gone: Vec<WorkerRef>,
+    /// Workers found gone while sending, and why.
+    gone: Vec<(WorkerRef, &'static str)>,
     out: Frames,
     heartbeat: Duration,
     liveness: u8,
     max_payload: u32,
+    worker_queue: usize,
+    /// Replies dropped because their worker's backlog was full.
+    replies_dropped: u64,
+    replies_budget: LogBudget,
 }
 
 impl Link {
@@ -117,6 +132,19 @@ impl Link {
         }
         // tcp://[::1]:PORT and other IPv6 endpoints bind only with this on.
         router.set_ipv6(true).map_err(|e| fail("IPv6", e))?;
+        // Before any peer connects: libzmq applies these per pipe as it
+        // is made. A frame over the limit disconnects its peer as soon as
+        // its header is read, authenticated or not.
+        let largest = config.max_payload.max(LARGEST_FIXED_FRAME);
+        router
+            .set_maxmsgsize(i64::from(largest))
+            .map_err(|e| fail("ZMQ_MAXMSGSIZE", e))?;
+        router
+            .set_sndhwm(config.pipe_hwm)
+            .map_err(|e| fail("ZMQ_SNDHWM", e))?;
+        router
+            .set_rcvhwm(config.pipe_hwm)
+            .map_err(|e| fail("ZMQ_RCVHWM", e))?;
         let mut bound = Vec::with_capacity(config.binds.len());
         for endpoint in &config.binds {
             router
@@ -152,6 +180,9 @@ impl Link {
             heartbeat: config.heartbeat,
             liveness: config.liveness,
             max_payload: config.max_payload,
+            worker_queue: config.worker_queue.max(1),
+            replies_dropped: 0,
+            replies_budget: LogBudget::default(),
         })
     }
 
@@ -290,21 +321,51 @@ impl Link {
     }
 
     /// Sends a control message (CONNECT, DISCONNECT, WELCOME, HEARTBEAT,
-    /// ERROR) to a worker, queueing it behind the worker's backlog when
-    /// the pipe is full: at most one CONNECT and one DISCONNECT per
-    /// connection ever wait, so the queue is bounded by the connections.
+    /// ERROR, ...) to a worker, queueing it behind the worker's backlog
+    /// when the pipe is full. The backlog holds at most `worker_queue`
+    /// messages: beyond, an ERROR or HEARTBEAT is dropped and counted (a
+    /// worker that does not read has no use for it), and anything else
+    /// declares the worker dead, since its clients would wait for ever.
     pub fn send_control(&mut self, worker: WorkerRef, message: &Message<'_>, now: Instant) {
-        let waiting = self.backlogs.get(&worker).is_some_and(|q| !q.is_empty());
-        if !waiting {
+        let waiting = self.backlogs.get(&worker).map_or(0, VecDeque::len);
+        if waiting == 0 {
             if self.send_now(worker, message, now) != Delivery::Blocked {
                 return;
             }
+        } else if waiting >= self.worker_queue {
+            return self.over_queue(worker, message.message_type(), now);
         } else if self.encode_for(worker, message).is_err() {
             return;
         }
         // `out` holds the encoded message either way.
         let frames = self.out.iter().map(<[u8]>::to_vec).collect();
         self.backlogs.entry(worker).or_default().push_back(frames);
+    }
+
+    /// A message for a worker whose backlog is full.
+    fn over_queue(&mut self, worker: WorkerRef, kind: MessageType, now: Instant) {
+        let name = self.workers.get(worker).map_or("?", |w| w.name.as_str());
+        if matches!(kind, MessageType::Error | MessageType::Heartbeat) {
+            self.replies_dropped += 1;
+            if self.replies_budget.allow(now) {
+                log::warn!(
+                    "backend: worker {name} does not read: dropped a {kind:?} for it \
+                     ({} so far)",
+                    self.replies_dropped
+                );
+            }
+        } else if !self.gone.iter().any(|(gone, _)| *gone == worker) {
+            log::warn!(
+                "backend: worker {name} does not read: {} messages wait for it",
+                self.worker_queue
+            );
+            self.gone.push((worker, "does not read"));
+        }
+    }
+
+    /// Replies dropped so far because their worker's backlog was full.
+    pub fn replies_dropped(&self) -> u64 {
+        self.replies_dropped
     }
 
     /// Sends to a peer that is not (or no longer) registered, by routing
@@ -339,7 +400,7 @@ impl Link {
                         break;
                     }
                     Err(_) => {
-                        self.gone.push(worker);
+                        self.gone.push((worker, "is unreachable"));
                         break;
                     }
                 }
@@ -355,8 +416,9 @@ impl Link {
         !self.backlogs.is_empty()
     }
 
-    /// Workers found gone while sending, since the last call.
-    pub fn take_gone(&mut self) -> Vec<WorkerRef> {
+    /// Workers found gone or not reading while sending, since the last
+    /// call, and why.
+    pub fn take_gone(&mut self) -> Vec<(WorkerRef, &'static str)> {
         std::mem::take(&mut self.gone)
     }
 
@@ -410,7 +472,7 @@ impl Link {
                     "backend: send to worker {:016x} failed: {e}",
                     worker.instance
                 );
-                self.gone.push(worker);
+                self.gone.push((worker, "is unreachable"));
                 Delivery::Gone
             }
         }

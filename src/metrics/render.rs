@@ -141,6 +141,12 @@ pub fn render(reactors: &[&ReactorMetrics], out: &mut String) {
         "Messages from workers dropped as unverifiable or malformed.",
         |m| m.backend_dropped.get(),
     );
+    w.scalar(
+        "averyws_backend_replies_dropped_total",
+        "counter",
+        "ERROR replies and HEARTBEATs not sent: their worker does not read.",
+        |m| m.backend_replies_dropped.get(),
+    );
     w.labelled(
         "averyws_acl_decisions_total",
         "counter",

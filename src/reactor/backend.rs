@@ -145,6 +145,8 @@ pub(super) fn open(
             liveness: config.liveness,
             max_payload: u32::try_from(limits.max_message_size).unwrap_or(u32::MAX),
             zap_domain: Some(zap::DOMAIN.to_owned()),
+            worker_queue: config.worker_queue,
+            pipe_hwm: config.pipe_hwm,
         },
     )
     .map_err(io::Error::other)?;
@@ -520,8 +522,8 @@ impl Reactor {
 
     fn bury_gone_workers(&mut self) {
         let gone = self.link.as_mut().map(Link::take_gone).unwrap_or_default();
-        for worker in gone {
-            self.worker_lost(worker, "is unreachable");
+        for (worker, why) in gone {
+            self.worker_lost(worker, why);
         }
     }
 

@@ -503,6 +503,7 @@ impl Reactor {
         if let Some(link) = &self.link {
             m.workers.set(link.workers.len() as u64);
             m.backend_queued.set(link.backlog_len() as u64);
+            m.backend_replies_dropped.mirror(link.replies_dropped());
         }
     }
 
