@@ -294,6 +294,8 @@ class Worker:
             elif known != parsed["boot"]:
                 self.restart(node, "WELCOME from a new boot")
             node.info = parsed
+            # Section 4: a signed node registers us once we sign for its boot.
+            self.send(node, HEARTBEAT, [struct.pack(">Q", self.instance)])
         elif kind == ERROR and parsed["code"] == UNKNOWN_PEER:
             if known is not None:         # else the READY keepalive is coming
                 self.restart(node, "ERROR UNKNOWN_PEER")

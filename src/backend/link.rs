@@ -227,8 +227,10 @@ impl Link {
         self.heartbeat * u32::from(self.liveness)
     }
 
-    /// Answers a READY with WELCOME: this node's boot id and parameters.
-    pub fn welcome(&mut self, worker: WorkerRef, now: Instant) {
+    /// Answers a READY from `instance` on `routing_id` with WELCOME: this
+    /// node's boot id and parameters. Best effort: a worker repeats READY
+    /// until WELCOME comes.
+    pub fn welcome(&mut self, routing_id: &[u8], instance: u64) {
         let node = self.node_name.clone();
         let welcome = Message::Welcome(super::message::Welcome {
             boot: self.boot,
@@ -237,7 +239,12 @@ impl Link {
             max_payload: self.max_payload,
             node: &node,
         });
-        self.send_control(worker, &welcome, now);
+        self.send_to_peer(routing_id, instance, &welcome);
+    }
+
+    /// True when every message is signed (a key file was given).
+    pub fn is_signed(&self) -> bool {
+        self.signer.is_some()
     }
 
     /// Largest SEND/PUBLISH payload accepted.
@@ -431,6 +438,7 @@ impl Link {
     /// Sends HEARTBEAT to every worker the node has been quiet to for an
     /// interval; returns the workers silent past the liveness timeout.
     pub fn tick(&mut self, now: Instant) -> Vec<WorkerRef> {
+        self.workers.expire_pending(now, self.liveness_timeout());
         let heartbeat = Message::Heartbeat { boot: self.boot };
         for worker in self.workers.quiet(now, self.heartbeat) {
             // A full pipe: what waits for it goes first and counts as

@@ -1081,6 +1081,14 @@ impl Worker {
                 if let Phase::Linked { welcome, .. } = &mut self.nodes[index].phase {
                     *welcome = Some(info);
                 }
+                // Section 4: a signed node registers this worker once it has
+                // a message signed for its boot; this HEARTBEAT is it.
+                let heartbeat = Message::Heartbeat {
+                    boot: self.instance,
+                };
+                if let Err(why) = self.transmit(index, &heartbeat, false) {
+                    debug!("{}: HEARTBEAT not sent: {why}", self.nodes[index].endpoint);
+                }
                 None
             }
             Message::Error(error) if error.code == ErrorCode::UNKNOWN_PEER => {

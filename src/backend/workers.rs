@@ -1,6 +1,8 @@
 //! The node's table of registered workers, sans-IO: who serves which
 //! service, who is alive, which connections each one holds, and which
-//! worker a new connection goes to.
+//! worker a new connection goes to; and, on a signed link, the READYs that
+//! wait for their sender's first message signed for this node's boot
+//! (docs/protocol.md section 4).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -38,12 +40,43 @@ pub struct Worker {
     assigned_at: u64,
 }
 
+/// A READY that waits for its confirmation.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Proposal {
+    /// The instance id it named.
+    pub instance: u64,
+    /// The worker's name.
+    pub name: String,
+    /// The services it offers.
+    pub services: Vec<String>,
+    since: Instant,
+}
+
+impl Proposal {
+    /// What a READY from `instance` said at `now`.
+    pub fn new(
+        instance: u64,
+        name: &str,
+        services: impl Iterator<Item = String>,
+        now: Instant,
+    ) -> Proposal {
+        Proposal {
+            instance,
+            name: name.to_owned(),
+            services: services.collect(),
+            since: now,
+        }
+    }
+}
+
 /// The table.
 #[derive(Debug, Default)]
 pub struct Workers {
     slots: Slab<Worker>,
     by_routing_id: HashMap<Vec<u8>, usize>,
     assignments: u64,
+    /// Unconfirmed READYs by routing id, at most [`MAX_WORKERS`].
+    pending: HashMap<Vec<u8>, Proposal>,
 }
 
 /// What a READY did.
@@ -98,6 +131,39 @@ impl Workers {
         });
         self.by_routing_id.insert(routing_id.to_vec(), key);
         Registered::New(WorkerRef { key, instance })
+    }
+
+    /// Keeps a READY from `routing_id` until [`Workers::confirm`] (or
+    /// [`Workers::expire_pending`]); a newer READY on the pipe replaces
+    /// it. Full: the oldest waiting READY makes room.
+    pub fn propose(&mut self, routing_id: &[u8], proposal: Proposal) {
+        if self.pending.len() >= MAX_WORKERS && !self.pending.contains_key(routing_id) {
+            let oldest = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.since)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                self.pending.remove(&oldest);
+            }
+        }
+        self.pending.insert(routing_id.to_vec(), proposal);
+    }
+
+    /// Takes the READY waiting on `routing_id` if `sender` is the
+    /// instance it named (the first message signed for this boot came),
+    /// for the caller to [`Workers::register`].
+    pub fn confirm(&mut self, routing_id: &[u8], sender: u64) -> Option<Proposal> {
+        if self.pending.get(routing_id)?.instance != sender {
+            return None;
+        }
+        self.pending.remove(routing_id)
+    }
+
+    /// Forgets the READYs older than `limit` at `now`.
+    pub fn expire_pending(&mut self, now: Instant, limit: Duration) {
+        self.pending
+            .retain(|_, p| now.saturating_duration_since(p.since) <= limit);
     }
 
     /// The registered worker behind a routing id.
@@ -266,6 +332,41 @@ mod tests {
         );
         assert!(table.get(worker).unwrap().conns.contains(&5));
         assert_eq!(table.assign("a", 6), None);
+    }
+
+    #[test]
+    fn a_proposed_worker_registers_only_when_its_instance_confirms() {
+        let now = Instant::now();
+        let mut table = Workers::default();
+        table.propose(b"p", Proposal::new(7, "p", services(&["s"]), now));
+        assert_eq!(table.assign("s", 1), None, "pending gets no clients");
+        assert_eq!(table.confirm(b"p", 8), None, "another sender");
+        assert_eq!(table.confirm(b"q", 7), None, "another pipe");
+        let proposal = table.confirm(b"p", 7).expect("confirmed");
+        assert_eq!(
+            (proposal.instance, proposal.services),
+            (7, vec!["s".into()])
+        );
+        assert_eq!(table.confirm(b"p", 7), None, "confirmed once");
+    }
+
+    #[test]
+    fn unconfirmed_readys_expire_and_stay_bounded() {
+        let t0 = Instant::now();
+        let mut table = Workers::default();
+        table.propose(b"old", Proposal::new(1, "old", services(&["s"]), t0));
+        let later = t0 + Duration::from_secs(5);
+        table.expire_pending(later, Duration::from_secs(3));
+        assert_eq!(table.confirm(b"old", 1), None);
+        for i in 0..(MAX_WORKERS as u64 + 10) {
+            let at = t0 + Duration::from_millis(i);
+            let proposal = Proposal::new(i + 1, "w", services(&["s"]), at);
+            table.propose(&i.to_be_bytes(), proposal);
+        }
+        assert_eq!(table.pending.len(), MAX_WORKERS);
+        assert_eq!(table.confirm(&0u64.to_be_bytes(), 1), None, "oldest went");
+        let last = MAX_WORKERS as u64 + 9;
+        assert!(table.confirm(&last.to_be_bytes(), last + 1).is_some());
     }
 
     #[test]

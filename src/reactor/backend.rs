@@ -21,7 +21,7 @@ use crate::backend::message::{
     is_reserved_service, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready,
 };
 use crate::backend::signing::{KeyRing, VerifyError};
-use crate::backend::workers::{Registered, WorkerRef};
+use crate::backend::workers::{Proposal, Registered, WorkerRef};
 use crate::backend::zap::{self, ZapHandler};
 use crate::cli::is_local_endpoint;
 use crate::config::{Backend, WorkerLoss};
@@ -263,7 +263,18 @@ impl Reactor {
                 .drops
                 .count(format!("{:?} from a worker", message.message_type()), now);
         }
-        let worker = link.workers.by_routing_id(routing_id);
+        let mut worker = link.workers.by_routing_id(routing_id);
+        if worker.is_none() && message.message_type() != MessageType::Ready {
+            // Docs/protocol.md section 4: a READY on a signed link counts
+            // once its sender signs something for this boot.
+            let confirmed = verified.and_then(|v| link.workers.confirm(routing_id, v.sender));
+            if let Some(proposal) = confirmed {
+                worker = self.enrol(routing_id, proposal, now);
+            }
+        }
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         log::trace!("backend: {:?} from {worker:?}", message.message_type());
         match (message, worker) {
             (Message::Ready(ready), _) => self.on_ready(routing_id, ready, now),
@@ -305,33 +316,55 @@ impl Reactor {
             );
             return link.send_to_peer(routing_id, ready.instance, &reply);
         }
-        let services = || ready.services.iter().map(str::to_owned);
+        let services = ready.services.iter().map(str::to_owned);
+        let known = link
+            .workers
+            .by_routing_id(routing_id)
+            .is_some_and(|w| w.instance == ready.instance);
+        let proposal = Proposal::new(ready.instance, ready.name, services, now);
+        if link.is_signed() && !known {
+            // Signed for recipient 0, so it may be a capture replayed from
+            // another node's link: wait for a message signed for this boot.
+            log::debug!(
+                "backend: worker {} said READY; registered once it signs for this boot",
+                ready.name
+            );
+            link.workers.propose(routing_id, proposal);
+            return link.welcome(routing_id, ready.instance);
+        }
+        if self.enrol(routing_id, proposal, now).is_some() {
+            if let Some(link) = self.link.as_mut() {
+                link.welcome(routing_id, ready.instance);
+            }
+        }
+    }
+
+    /// Registers a worker (or updates a known one) and says so.
+    fn enrol(&mut self, routing_id: &[u8], ready: Proposal, now: Instant) -> Option<WorkerRef> {
+        let link = self.link.as_mut()?;
+        let services = || ready.services.iter().cloned();
         let mut registered =
             link.workers
-                .register(routing_id, ready.instance, ready.name, services(), now);
+                .register(routing_id, ready.instance, &ready.name, services(), now);
         if let Registered::Conflict(old) = registered {
             self.worker_lost(old, "replaced by a new instance");
-            let Some(link) = self.link.as_mut() else {
-                return;
-            };
+            let link = self.link.as_mut()?;
             registered =
                 link.workers
-                    .register(routing_id, ready.instance, ready.name, services(), now);
+                    .register(routing_id, ready.instance, &ready.name, services(), now);
         }
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
         match registered {
             Registered::New(worker) | Registered::Updated(worker) => {
                 info!(
                     "backend: worker {} ready for {}",
                     ready.name,
-                    services().collect::<Vec<_>>().join(", ")
+                    ready.services.join(", ")
                 );
-                link.welcome(worker, now);
+                Some(worker)
             }
             Registered::Full | Registered::Conflict(_) => {
                 warn!("backend: worker table full; ignoring {}", ready.name);
+                None
             }
         }
     }
