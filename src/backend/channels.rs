@@ -57,6 +57,14 @@ impl Channels {
         }
     }
 
+    /// Every subscription, as (connection, channel).
+    pub fn all(&self) -> Vec<(u64, String)> {
+        self.of_conn
+            .iter()
+            .flat_map(|(&conn, channels)| channels.iter().map(move |c| (conn, c.clone())))
+            .collect()
+    }
+
     /// The connections subscribed to `channel`.
     pub fn subscribers(&self, channel: &str) -> Vec<u64> {
         self.subscribers
@@ -89,6 +97,10 @@ mod tests {
         let mut a = channels.subscribers("rooms/a");
         a.sort();
         assert_eq!(a, vec![1, 2]);
+        let mut all = channels.all();
+        all.sort();
+        let expected = [(1, "rooms/a"), (2, "rooms/a"), (2, "rooms/b")];
+        assert_eq!(all, expected.map(|(conn, c)| (conn, c.to_owned())));
         channels.unsubscribe(1, "rooms/a");
         assert_eq!(channels.subscribers("rooms/a"), vec![2]);
         channels.remove_conn(2);

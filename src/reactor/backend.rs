@@ -456,6 +456,27 @@ impl Reactor {
         }
     }
 
+    /// After an ACL change: a subscription whose connection may no longer
+    /// `subscribe` to its channel ends, and the connection's worker gets
+    /// ERROR FORBIDDEN about SUBSCRIBE (detail: the channel), as if it had
+    /// asked now (docs/protocol.md section 3).
+    pub(super) fn recheck_subscriptions(&mut self, now: Instant) {
+        for (conn, channel) in self.channels.all() {
+            if self.conn_may(conn, &channel, access::SUBSCRIBE) == Some(true) {
+                continue;
+            }
+            self.channels.unsubscribe(conn, &channel);
+            let id = ConnId::from_wire(conn);
+            let Some(worker) = self.with_conn(id, |c, _| c.worker()).flatten() else {
+                continue;
+            };
+            let conns = [conn];
+            let about = MessageType::Subscribe as u8;
+            let reply = error(ErrorCode::FORBIDDEN, about, &channel, &conns);
+            self.send_to_worker(worker, &reply, now);
+        }
+    }
+
     /// Writes a worker's message to one connection; false when it is not
     /// open on this node.
     ///

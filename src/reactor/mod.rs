@@ -508,11 +508,13 @@ impl Reactor {
     }
 
     /// After an ACL change: every open connection checks `connect` on its
-    /// path again and is closed with 1008 if that was revoked.
+    /// path again and is closed with 1008 if that was revoked, and every
+    /// channel subscription checks `subscribe`.
     fn recheck_access(&mut self) {
         for id in self.conn_ids() {
             self.with_conn(id, |conn, sh| conn.recheck_access(sh));
         }
+        self.recheck_subscriptions(Instant::now());
     }
 
     /// Whether the ACL grants connection `conn` (its backend id)
