@@ -15,18 +15,23 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use averyws::backend::message::{ErrorCode, ErrorReply, Initiator, List, Payload, Ready, SendTo};
-use averyws::backend::worker::{Config, Connected, Event, OwnedPayload, Worker};
-use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
+use averyws::backend::message::{ErrorCode, Initiator, Payload};
+use averyws::backend::worker::{Connected, Event, OwnedPayload, Worker};
+use averyws::backend::{Frames, KeyRing, Message, MessageType};
 use averyws::ws::CloseCode;
 use common::clients::{assert_silent, closed, next_chat, read_text, say, sync_room, QUIET};
-use common::procs::{eventually, join, port, python_with_zmq, Proc};
+use common::nodes::{link_args, log_line, node, wait_ready, HEARTBEAT};
+use common::procs::{eventually, join, port, proc_status_kib, python_with_zmq, Proc};
+use common::raw::{
+    error_of, owned, ready_message, send_to, sign_by_hand, signed, unix_ms, unsigned, Raw, KEYS,
+};
 use common::scrape::{sample_sum, scrape};
+use common::workers::{tagging, wait_event, Lib, Tagged};
 use common::{
     client_frame, free_endpoint, raw_ws, read_frame, Server, TempDir, TlsStream, WebSocket, BINARY,
 };
@@ -34,11 +39,7 @@ use tungstenite::Message as Ws;
 
 /// How long to wait for something that should happen.
 const LIMIT: Duration = Duration::from_secs(8);
-/// The nodes' heartbeat interval: with liveness 3, either side of the
-/// link is taken for dead after 1.5 s of silence.
-const HEARTBEAT: Duration = Duration::from_millis(500);
-const KEYS: &str = "k1:0123456789abcdef0123456789abcdef\n";
-/// The same key id with another secret: what a forger has.
+/// The same key id as [`KEYS`] with another secret: what a forger has.
 const FORGED: &str = "k1:fedcba9876543210fedcba9876543210\n";
 /// No extra node arguments.
 const DEFAULTS: &[&str] = &[];
@@ -294,7 +295,7 @@ fn a_stalled_worker_pauses_its_client_and_loses_nothing() {
     let stalled = Stalled::start(&endpoint);
     wait_ready(&server, 0, &["stalled"]);
     let mut client = Pump::new(raw_ws(&server, "/w"));
-    let rss_before = rss_kib(server.pid());
+    let rss_before = proc_status_kib(server.pid(), "VmRSS");
 
     // Push until the node says the client's reading waits for the
     // worker's full pipe (its blocked-connections gauge) and the socket
@@ -330,7 +331,7 @@ fn a_stalled_worker_pauses_its_client_and_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(client.step().0, 0, "the server read again while stalled");
     assert_eq!(blocked_connections(&server), 1, "unblocked while stalled");
-    let rss_stalled = rss_kib(server.pid());
+    let rss_stalled = proc_status_kib(server.pid(), "VmRSS");
     println!(
         "paused after {paused_at} B, {frames} messages; VmRSS {rss_before} -> {rss_stalled} KiB"
     );
@@ -559,67 +560,11 @@ fn close_unknown_connections_and_reserved_services_answer_as_documented() {
 
 // ------------------------------------------------------------ the nodes
 
-/// A node routing `/w` to service `svc`, its ROUTER on `endpoint`,
-/// heartbeating every [`HEARTBEAT`].
-fn node<S: AsRef<str>>(endpoint: &str, extra: &[S]) -> Server {
-    let heartbeat = HEARTBEAT.as_millis().to_string();
-    let mut args = vec!["--route", "/w=svc", "--backend-bind", endpoint];
-    args.extend(["--backend-heartbeat-ms", &heartbeat]);
-    args.extend(extra.iter().map(AsRef::as_ref));
-    Server::start(&args)
-}
-
-/// The extra arguments of a node on `endpoint` and of a worker process
-/// serving `svc` there, signing with a key file of [`KEYS`] written in
-/// `dir` when `signed`.
-fn link_args(dir: &TempDir, endpoint: &str, signed: bool) -> (Vec<String>, Vec<String>) {
-    let worker = ["--connect", endpoint, "--service", "svc"];
-    let (mut node_args, mut worker_args) = (vec![], worker.map(str::to_owned).to_vec());
-    if signed {
-        let path = dir.path().join("backend.keys");
-        std::fs::write(&path, KEYS).expect("key file");
-        let path = path.to_str().expect("UTF-8 path").to_owned();
-        node_args.extend(["--backend-key-file".to_owned(), path.clone()]);
-        worker_args.extend(["--key-file".to_owned(), path]);
-    }
-    (node_args, worker_args)
-}
-
-/// Waits until the node logged, after line `from`, a worker named by
-/// each tag registering.
-fn wait_ready<S: AsRef<str>>(server: &Server, from: usize, tags: &[S]) {
-    for tag in tags {
-        log_line(server, from, &format!("{} ready for ", tag.as_ref()));
-    }
-}
-
-/// The first line after `from` that contains `needle`; fails the test,
-/// showing the log, if none comes.
-fn log_line(server: &Server, from: usize, needle: &str) -> String {
-    server
-        .wait_log_from(from, needle, LIMIT)
-        .unwrap_or_else(|| panic!("no {needle:?} in the log: {:#?}", server.log()))
-}
-
 /// How many connections the node says wait for a full worker pipe.
 fn blocked_connections(server: &Server) -> u64 {
     let (status, _, body) = scrape(server, None);
     assert_eq!(status, 200, "{body}");
     sample_sum(&body, "averyws_backend_blocked_connections")
-}
-
-/// The server's resident memory (`VmRSS`), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    line[6..]
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .expect("KiB")
 }
 
 // ---------------------------------------------------------- the clients
@@ -716,73 +661,6 @@ impl Pump {
 
 // ---------------------------------------------------------- the workers
 
-/// An event and the name of the library worker that got it.
-type Tagged = (String, Event);
-
-/// What a library worker thread should do next.
-const RUN: u8 = 0;
-const LEAVE: u8 = 1;
-const VANISH: u8 = 2;
-
-/// A library worker serving `svc` on its own thread: each event goes to
-/// the handler, then to the test.
-struct Lib {
-    next: Arc<AtomicU8>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Lib {
-    fn start(
-        name: &str,
-        endpoints: &[&str],
-        keys: Option<&str>,
-        events: &Sender<Tagged>,
-        mut handler: impl FnMut(&mut Worker, &Event) + Send + 'static,
-    ) -> Lib {
-        let endpoints = endpoints.iter().map(|e| e.to_string()).collect();
-        let mut config = Config::new(endpoints, vec!["svc".to_owned()]);
-        config.name = name.to_owned();
-        config.keys = keys.map(|text| KeyRing::parse(text.as_bytes()).expect("keys"));
-        let next = Arc::new(AtomicU8::new(RUN));
-        let (flag, events, name) = (Arc::clone(&next), events.clone(), name.to_owned());
-        let thread = std::thread::spawn(move || {
-            let mut worker = Worker::new(config).expect("worker");
-            while flag.load(Ordering::Relaxed) == RUN {
-                if let Some(event) = worker.poll(Duration::from_millis(10)) {
-                    handler(&mut worker, &event);
-                    let _ = events.send((name.clone(), event));
-                }
-            }
-            if flag.load(Ordering::Relaxed) == LEAVE {
-                worker.bye();
-            }
-            // VANISH: the sockets close (linger 0) without a word.
-        });
-        Lib {
-            next,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops without BYE, as if the process died.
-    fn vanish(mut self) {
-        self.stop(VANISH);
-    }
-
-    fn stop(&mut self, how: u8) {
-        self.next.store(how, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            join(thread);
-        }
-    }
-}
-
-impl Drop for Lib {
-    fn drop(&mut self) {
-        self.stop(LEAVE);
-    }
-}
-
 /// Workers `wA` and `wB` (tagging their replies) registered with
 /// `server`, and their events.
 fn tagged_pair(server: &Server, endpoint: &str) -> (Lib, Lib, Receiver<Tagged>) {
@@ -791,42 +669,6 @@ fn tagged_pair(server: &Server, endpoint: &str) -> (Lib, Lib, Receiver<Tagged>) 
     let b = Lib::start("wB", &[endpoint], None, &events, tagging("wB"));
     wait_ready(server, 0, &["wA", "wB"]);
     (a, b, seen)
-}
-
-/// An echo handler that prefixes text replies with `tag:`.
-fn tagging(tag: &'static str) -> impl FnMut(&mut Worker, &Event) + Send {
-    move |worker, event| {
-        if let Event::Message {
-            node,
-            conn,
-            payload,
-        } = event
-        {
-            let text = String::from_utf8_lossy(payload.as_bytes());
-            let reply = format!("{tag}:{text}");
-            worker
-                .send(*node, &[*conn], Payload::Text(&reply))
-                .expect("echo");
-        }
-    }
-}
-
-/// Waits for the first event `pick` accepts; the others are dropped.
-fn wait_event<T>(
-    events: &Receiver<Tagged>,
-    what: &str,
-    mut pick: impl FnMut(&str, &Event) -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (name, event) = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {what} within {LIMIT:?}"));
-        if let Some(found) = pick(&name, &event) {
-            return found;
-        }
-    }
 }
 
 /// Fails if an event `bad` accepts comes within [`QUIET`].
@@ -853,70 +695,6 @@ fn connects(events: &Receiver<Tagged>, n: usize) -> HashMap<u16, (String, Connec
 }
 
 // ------------------------------------------------------- raw DEALERs
-
-/// A bare DEALER speaking the codec by hand: it sends what the test
-/// says, signed or not, and reads with a deadline.
-struct Raw {
-    socket: zmq::Socket,
-    signer: Option<Signer>,
-    _context: zmq::Context,
-}
-
-impl Raw {
-    fn connect(endpoint: &str, keys: Option<&str>, instance: u64) -> Raw {
-        let context = zmq::Context::new();
-        let socket = context.socket(zmq::DEALER).expect("dealer");
-        socket.set_linger(0).expect("linger");
-        socket.connect(endpoint).expect("connect");
-        let ring = keys.map(|text| KeyRing::parse(text.as_bytes()).expect("keys"));
-        Raw {
-            socket,
-            signer: ring.map(|ring| ring.signer(instance)),
-            _context: context,
-        }
-    }
-
-    /// `message` encoded, signed for `recipient` when there are keys.
-    fn frames(&mut self, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
-        match &mut self.signer {
-            Some(signer) => signed(signer, message, recipient),
-            None => unsigned(message),
-        }
-    }
-
-    fn send(&mut self, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
-        let frames = self.frames(message, recipient);
-        self.send_raw(&frames);
-        frames
-    }
-
-    fn send_raw(&self, frames: &[Vec<u8>]) {
-        self.socket.send_multipart(frames, 0).expect("send");
-    }
-
-    /// The next message of type `kind` within [`LIMIT`], others skipped.
-    fn expect(&self, kind: MessageType) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {kind:?} within {LIMIT:?}");
-            let millis = left.as_millis() as i64;
-            if self.socket.poll(zmq::POLLIN, millis).expect("poll") == 0 {
-                continue;
-            }
-            let frames = self.socket.recv_multipart(0).expect("recv");
-            if frames[0].get(1) == Some(&(kind as u8)) {
-                return frames;
-            }
-        }
-    }
-
-    /// Waits for WELCOME; the node's boot id.
-    fn welcomed(&self) -> u64 {
-        let welcome = self.expect(MessageType::Welcome);
-        u64::from_be_bytes(welcome[1][..8].try_into().expect("boot"))
-    }
-}
 
 /// A worker that registers, then stops reading (heartbeating all along,
 /// so it stays alive) until resumed; then it echoes every MESSAGE.
@@ -988,77 +766,4 @@ impl Drop for Stalled {
     fn drop(&mut self) {
         self.halt();
     }
-}
-
-fn ready_message<'a>(instance: u64, name: &'a str, services: &'a [&'a str]) -> Message<'a> {
-    Message::Ready(Ready {
-        instance,
-        name,
-        services: List::from(services),
-    })
-}
-
-fn send_to<'a>(conns: &'a [u64], text: &'a str) -> Message<'a> {
-    Message::Send(SendTo {
-        conns: List::from(conns),
-        payload: Payload::Text(text),
-    })
-}
-
-/// An ERROR's code, detail and connections.
-fn error_of(frames: &[Vec<u8>]) -> (ErrorCode, String, Vec<u64>) {
-    let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-    match decode(&views).expect("decode") {
-        Message::Error(ErrorReply {
-            code,
-            detail,
-            conns,
-            ..
-        }) => (code, detail.to_owned(), conns.iter().collect()),
-        other => panic!("not an ERROR: {other:?}"),
-    }
-}
-
-fn signed(signer: &mut Signer, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
-    let mut out = Frames::new();
-    signer
-        .encode(message, recipient, unix_ms(), &mut out)
-        .expect("encode");
-    owned(&out)
-}
-
-fn unsigned(message: &Message<'_>) -> Vec<Vec<u8>> {
-    let mut out = Frames::new();
-    encode(message, &mut out).expect("encode");
-    owned(&out)
-}
-
-/// An unsigned message signed by hand with the key of [`KEYS`], as
-/// `sender`, sequence 1: how to sign what the codec will not encode.
-fn sign_by_hand(mut frames: Vec<Vec<u8>>, sender: u64, recipient: u64) -> Vec<Vec<u8>> {
-    use hmac::{Hmac, Mac};
-    let (id, secret) = KEYS.trim().split_once(':').expect("KEYID:SECRET");
-    frames[0][2] |= 1;
-    let mut signature = vec![id.len() as u8];
-    signature.extend_from_slice(id.as_bytes());
-    for field in [sender, recipient, 1, unix_ms()] {
-        signature.extend_from_slice(&field.to_be_bytes());
-    }
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    for frame in frames.iter().chain([&signature]) {
-        mac.update(&(frame.len() as u32).to_be_bytes());
-        mac.update(frame);
-    }
-    signature.extend_from_slice(&mac.finalize().into_bytes());
-    frames.push(signature);
-    frames
-}
-
-fn owned(frames: &Frames) -> Vec<Vec<u8>> {
-    frames.iter().map(<[u8]>::to_vec).collect()
-}
-
-fn unix_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH);
-    since.expect("clock").as_millis() as u64
 }

@@ -20,6 +20,7 @@ use averyws::backend::cidr::{Allowlist, Cidr};
 use averyws::backend::worker::{self, Config, NodeId, Worker};
 use averyws::backend::zap::{self, ZapHandler, ZapStats};
 use common::clients::{closed, say};
+use common::nodes::bound_endpoint;
 use common::procs::{eventually, join};
 use common::Server;
 
@@ -467,18 +468,6 @@ fn node_on(bind: &str, extra: &[&str]) -> (Server, String) {
     let server = Server::start(&args);
     let endpoint = bound_endpoint(&server);
     (server, endpoint)
-}
-
-/// The endpoint the node bound, its port 0 resolved, from its start line
-/// (`backend: NAME bound on ENDPOINT, boot ...`).
-fn bound_endpoint(server: &Server) -> String {
-    let line = server
-        .wait_log(" bound on tcp://", LIMIT)
-        .unwrap_or_else(|| panic!("no bound endpoint logged: {:#?}", server.log()));
-    let rest = line.split(" bound on ").nth(1).expect("an endpoint");
-    let endpoint = rest.split(',').next().expect("an endpoint").to_owned();
-    assert!(!endpoint.ends_with(":0"), "port 0 not resolved: {line}");
-    endpoint
 }
 
 /// Waits until the node logged the worker `name` registering.

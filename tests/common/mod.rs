@@ -5,9 +5,12 @@
 pub mod certs;
 pub mod clients;
 pub mod evictions;
+pub mod nodes;
 pub mod procs;
+pub mod raw;
 pub mod scrape;
 pub mod tokens;
+pub mod workers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
