@@ -17,6 +17,7 @@ pub mod control;
 pub mod listen;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod pace;
 pub mod reactor;
 pub mod sys;

@@ -106,7 +106,7 @@ fn a_dead_workers_clients_move_to_another_and_then_get_1013() {
     let mark = server.log_len();
     a.vanish();
     // Unreachable (a heartbeat found its pipe gone) or silent.
-    let line = log_line(&server, mark, "3 connection(s) reassigned");
+    let line = log_line(&server, mark, "3 connection(s) to reassign");
     assert!(line.contains("worker wA "), "{line}");
     let mut reassigned = HashSet::new();
     while reassigned.len() < moved.len() {
@@ -132,7 +132,7 @@ fn a_dead_workers_clients_move_to_another_and_then_get_1013() {
     let mut bystander = server.ws("/e");
     let mark = server.log_len();
     b.vanish();
-    log_line(&server, mark, "6 connection(s) reassigned");
+    log_line(&server, mark, "6 connection(s) to reassign");
     assert_eq!(say(&mut bystander, "mine"), "mine");
     for ws in &mut clients {
         assert_eq!(closed(ws), (1013, "no worker for this service".to_owned()));

@@ -22,7 +22,6 @@
 //!    drop.
 #![forbid(unsafe_code)]
 
-pub mod channels;
 pub mod cidr;
 pub mod codec;
 pub mod link;
@@ -30,7 +29,6 @@ pub mod message;
 pub mod replay;
 pub mod signing;
 pub mod worker;
-pub mod workers;
 pub mod zap;
 
 pub use codec::{decode, encode, DecodeError, Frames};

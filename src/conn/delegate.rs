@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use super::serve::forwarded_headers;
 use crate::access::Identity;
-use crate::backend::link::Link;
+use crate::backend::link::Backend;
 use crate::backend::message::{Auth, AuthReply, Message};
-use crate::backend::workers::WorkerRef;
+use crate::node::workers::WorkerRef;
 use crate::ws::upgrade::{Rejection, Request};
 
 /// An upgrade waiting for the auth service's verdict.
@@ -26,14 +26,14 @@ pub(super) struct AuthWait {
 /// Sends AUTH about `request` (the request id is the connection id) to a
 /// worker of `service`; `None` when the service has no worker.
 pub(super) fn ask(
-    link: &mut Link,
+    backend: &mut Backend,
     service: &str,
     conn: u64,
     peer: SocketAddr,
     request: &Request,
     now: Instant,
 ) -> Option<WorkerRef> {
-    let worker = link.workers.assign(service, conn)?;
+    let worker = backend.node.assign(service, conn)?;
     let peer = peer.to_string();
     let headers: Vec<(&str, &[u8])> = forwarded_headers(request, true)
         .map(|(name, value)| (name, value.as_bytes()))
@@ -45,7 +45,7 @@ pub(super) fn ask(
         query: request.query.as_deref().unwrap_or_default(),
         headers: headers.as_slice().into(),
     };
-    link.send_control(worker, &Message::Auth(auth), now);
+    backend.send_control(worker, &Message::Auth(auth), now);
     Some(worker)
 }
 

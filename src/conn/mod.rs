@@ -62,11 +62,11 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::access::{self, Access, Identity};
 use crate::auth::token::TokenError;
-use crate::backend::link::Link;
+use crate::backend::link::Backend;
 use crate::backend::message::{AuthReply, Disconnect, Initiator, Payload};
-use crate::backend::workers::WorkerRef;
 use crate::config::{Config, Service};
 use crate::metrics::{ReactorMetrics, TokenOutcome};
+use crate::node::workers::WorkerRef;
 use crate::pace::{Crowd, Unit};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, OpCode};
@@ -94,8 +94,8 @@ pub struct Shared<'a> {
     pub config: &'a Config,
     /// The time of this event.
     pub now: Instant,
-    /// The backend link, when the node has one.
-    pub link: Option<&'a mut Link>,
+    /// The backend node and its link, when there is one.
+    pub backend: Option<&'a mut Backend>,
     /// Token verification and the ACL.
     pub access: &'a Access,
     /// The reactor's metrics.
@@ -300,12 +300,12 @@ impl Conn {
     /// Tries the waiting message again and, once it is out, resumes
     /// reading from the client where it stopped.
     pub fn retry_backend(&mut self, sh: &mut Shared<'_>) {
-        let (Some(Target::Worker(session)), Some(link)) =
-            (&mut self.target, sh.link.as_deref_mut())
+        let (Some(Target::Worker(session)), Some(backend)) =
+            (&mut self.target, sh.backend.as_deref_mut())
         else {
             return;
         };
-        if session.retry(link, self.id, sh.now) {
+        if session.retry(backend, self.id, sh.now) {
             self.on_ready(sh, false);
         }
     }
@@ -386,18 +386,18 @@ impl Conn {
     /// (CONNECT, flagged REASSIGNED when a dead worker had it); with none
     /// to be had, Close 1013.
     fn attach_worker(&mut self, sh: &mut Shared<'_>, reassigned: bool) {
-        let (Some(Target::Worker(session)), Some(link)) =
-            (&mut self.target, sh.link.as_deref_mut())
+        let (Some(Target::Worker(session)), Some(backend)) =
+            (&mut self.target, sh.backend.as_deref_mut())
         else {
             return;
         };
-        match link.workers.assign(&session.service, self.id) {
+        match backend.node.assign(&session.service, self.id) {
             Some(worker) => {
                 session.worker = Some(worker);
-                let node = link.node_name.clone();
+                let node = backend.node.name().to_owned();
                 let identity = self.identity.as_ref();
                 session.with_connect(self.id, &node, reassigned, identity, |connect| {
-                    link.send_control(worker, connect, sh.now)
+                    backend.send_control(worker, connect, sh.now)
                 });
             }
             None => {
@@ -414,9 +414,9 @@ impl Conn {
 
     /// The connection is gone: its worker gets the message that was still
     /// waiting, then DISCONNECT, and forgets it.
-    pub fn farewell(&self, link: &mut Link, now: Instant) {
+    pub fn farewell(&self, backend: &mut Backend, now: Instant) {
         if let Some(wait) = &self.auth {
-            link.workers.release(wait.worker, self.id);
+            backend.node.release(wait.worker, self.id);
         }
         let Some(Target::Worker(session)) = &self.target else {
             return;
@@ -431,7 +431,7 @@ impl Conn {
                 conn: self.id,
                 payload,
             };
-            link.send_control(
+            backend.send_control(
                 worker,
                 &crate::backend::message::Message::Message(data),
                 now,
@@ -455,12 +455,12 @@ impl Conn {
             initiator,
             reason: "",
         };
-        link.send_control(
+        backend.send_control(
             worker,
             &crate::backend::message::Message::Disconnect(disconnect),
             now,
         );
-        link.workers.release(worker, self.id);
+        backend.node.release(worker, self.id);
     }
 
     /// Why the server evicted the connection, if it did.
@@ -940,7 +940,7 @@ impl Conn {
                     .is_some_and(|identity| identity.may_send(sh.access, target.service()));
                 let mut serving = Serving {
                     out: sh.out,
-                    link: sh.link.as_deref_mut(),
+                    backend: sh.backend.as_deref_mut(),
                     guard: &mut self.guard,
                     stats: &mut self.stats,
                     now,
@@ -1040,9 +1040,9 @@ impl Conn {
     fn delegate(&mut self, request: upgrade::Request, service: &str, sh: &mut Shared<'_>) {
         let now = sh.now;
         let asked = sh
-            .link
+            .backend
             .as_deref_mut()
-            .and_then(|link| delegate::ask(link, service, self.id, self.peer, &request, now));
+            .and_then(|backend| delegate::ask(backend, service, self.id, self.peer, &request, now));
         let Some(worker) = asked else {
             debug!("{}: no worker for auth service {service}", self.peer);
             return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
@@ -1065,14 +1065,14 @@ impl Conn {
         worker: WorkerRef,
         reply: &AuthReply<'_>,
     ) -> bool {
-        if !self.is_upgrading() || self.auth.as_ref().is_none_or(|w| w.worker != worker) {
+        if !self.awaits_auth_from(worker) {
             return false;
         }
         let Some(wait) = self.auth.take() else {
             return false;
         };
-        if let Some(link) = sh.link.as_deref_mut() {
-            link.workers.release(worker, self.id);
+        if let Some(backend) = sh.backend.as_deref_mut() {
+            backend.node.release(worker, self.id);
         }
         let config = sh.config;
         match (delegate::verdict(reply), config.route(&wait.request.path)) {
@@ -1095,6 +1095,11 @@ impl Conn {
         true
     }
 
+    /// True while the upgrade waits for `worker`'s AUTH_REPLY.
+    pub fn awaits_auth_from(&self, worker: WorkerRef) -> bool {
+        self.is_upgrading() && self.auth.as_ref().is_some_and(|w| w.worker == worker)
+    }
+
     /// No verdict will come (timeout, the auth worker died): 503, fail
     /// closed.
     fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
@@ -1102,8 +1107,8 @@ impl Conn {
             return;
         };
         debug!("{}: {why}", self.peer);
-        if let Some(link) = sh.link.as_deref_mut() {
-            link.workers.release(wait.worker, self.id);
+        if let Some(backend) = sh.backend.as_deref_mut() {
+            backend.node.release(wait.worker, self.id);
         }
         self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
     }

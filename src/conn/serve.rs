@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use super::{Guard, Stats};
 use crate::access::Identity;
-use crate::backend::link::{Delivery, Link};
+use crate::backend::link::Backend;
 use crate::backend::message::{Connect, Data, Message, Payload};
-use crate::backend::workers::WorkerRef;
+use crate::node::workers::WorkerRef;
+use crate::node::Delivery;
 use crate::ws::upgrade::Request;
 use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
 
@@ -99,7 +100,7 @@ impl WorkerSession {
     }
 
     /// Tries the pending MESSAGE again; true once nothing is pending.
-    pub fn retry(&mut self, link: &mut Link, conn: u64, now: Instant) -> bool {
+    pub fn retry(&mut self, backend: &mut Backend, conn: u64, now: Instant) -> bool {
         let (Some(worker), Some((opcode, payload))) = (self.worker, &self.pending) else {
             return self.pending.is_none();
         };
@@ -108,7 +109,7 @@ impl WorkerSession {
             return true;
         };
         let message = Message::Message(Data { conn, payload });
-        if link.send_data(worker, &message, now) == Delivery::Sent {
+        if backend.send_data(worker, &message, now) == Delivery::Sent {
             self.pending = None;
         }
         self.pending.is_none()
@@ -168,8 +169,8 @@ pub enum Next {
 pub struct Serving<'a> {
     /// Output for the client.
     pub out: &'a mut Vec<u8>,
-    /// The backend link, when there is one.
-    pub link: Option<&'a mut Link>,
+    /// The backend node and its link, when there is one.
+    pub backend: Option<&'a mut Backend>,
     /// The connection's budget of messages.
     pub guard: &'a mut Guard,
     /// The connection's counters.
@@ -246,14 +247,15 @@ impl Serving<'_> {
             }
             Target::Worker(session) => {
                 // No worker left: the connection is closing (1013).
-                let (Some(worker), Some(link)) = (session.worker, self.link.as_deref_mut()) else {
+                let (Some(worker), Some(backend)) = (session.worker, self.backend.as_deref_mut())
+                else {
                     return true;
                 };
                 let message = Message::Message(Data {
                     conn: self.conn,
                     payload,
                 });
-                match link.send_data(worker, &message, self.now) {
+                match backend.send_data(worker, &message, self.now) {
                     Delivery::Sent => true,
                     // Gone: the reactor moves the connection to another
                     // worker, which then gets this message.

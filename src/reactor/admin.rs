@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use log::{info, warn};
 
-use super::backend::error;
 use super::Reactor;
 use crate::backend::message::{AclCommand, AclResult, AclStatus, ErrorCode, Message, MessageType};
-use crate::backend::workers::WorkerRef;
+use crate::node::dispatch::error;
+use crate::node::workers::WorkerRef;
 
 impl Reactor {
     /// Handles one ACL_COMMAND from `worker`; `admin` is true when the

@@ -25,8 +25,7 @@ use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::access::Access;
-use crate::backend::channels::Channels;
-use crate::backend::link::Link;
+use crate::backend::link::{self, Backend};
 use crate::config::Config;
 use crate::conn::{Conn, Shared};
 use crate::control::{Control, Seen, Shutdown};
@@ -93,21 +92,18 @@ pub struct Reactor {
     accept_backlog: bool,
     draining: bool,
     drain_over: bool,
-    /// The backend link, when a route targets workers.
-    link: Option<Link>,
+    /// The backend node and its link, when a route targets workers.
+    backend: Option<Backend>,
     /// Answers libzmq's ZAP requests: the backend peer allowlist.
     zap: Option<crate::backend::zap::ZapHandler>,
     /// Keeps ZeroMQ's I/O threads alive as long as the link.
     _zmq: Option<zmq::Context>,
-    channels: Channels,
     /// Connections waiting for a worker's pipe, oldest first.
     blocked: VecDeque<ConnId>,
     /// Connections workers wrote to in this batch, to flush once each.
     queued: Vec<ConnId>,
     /// Handshake steps over a turn's budget, oldest first.
     deferred: VecDeque<ConnId>,
-    drops: backend::Drops,
-    answers: backend::Answers,
 }
 
 impl Reactor {
@@ -125,19 +121,20 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics = Arc::new(ReactorMetrics::default());
         let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
-        let (zmq, link, zap) = match &config.backend {
+        let (zmq, node, zap) = match &config.backend {
             Some(backend_config) => {
-                let (ctx, link, zap) = backend::open(backend_config, config.limits)?;
+                let (ctx, node, zap) = backend::open(backend_config, config.limits)?;
                 let registry = poll.registry();
-                registry.register(&mut SourceFd(&link.fd()), BACKEND, Interest::READABLE)?;
+                let fd = node.link.fd();
+                registry.register(&mut SourceFd(&fd), BACKEND, Interest::READABLE)?;
                 registry.register(&mut SourceFd(&zap.fd()), ZAP, Interest::READABLE)?;
-                (Some(ctx), Some(link), Some(zap))
+                (Some(ctx), Some(node), Some(zap))
             }
             None => (None, None, None),
         };
         let mut timers = Timers::default();
-        if let Some(link) = &link {
-            timers.arm(Instant::now() + link.heartbeat(), Timer::Backend);
+        if let Some(node) = &node {
+            timers.arm(Instant::now() + node.node.heartbeat(), Timer::Backend);
         }
         Ok(Self {
             poll,
@@ -161,15 +158,12 @@ impl Reactor {
             accept_backlog: false,
             draining: false,
             drain_over: false,
-            link,
+            backend: node,
             zap,
             _zmq: zmq,
-            channels: Channels::default(),
             blocked: VecDeque::new(),
             queued: Vec::new(),
             deferred: VecDeque::new(),
-            drops: backend::Drops::default(),
-            answers: backend::Answers::default(),
         })
     }
 
@@ -224,8 +218,10 @@ impl Reactor {
             self.publish_gauges();
             self.metrics.turns.observe(now.elapsed());
         }
-        if let Some(link) = &mut self.link {
-            link.bye(Instant::now());
+        if let Some(backend) = &mut self.backend {
+            backend
+                .node
+                .bye(&mut backend.link, link::at(Instant::now()));
         }
         info!(
             "stopped; {} connection(s) still open at exit",
@@ -352,7 +348,7 @@ impl Reactor {
             out: &mut self.out,
             config: &self.config,
             now,
-            link: self.link.as_mut(),
+            backend: self.backend.as_mut(),
             access: &self.access,
             metrics: &self.metrics,
             control: &self.control,
@@ -426,9 +422,9 @@ impl Reactor {
         if let Some(reason) = conn.eviction() {
             self.counters.evicted(reason, conn.peer(), now);
         }
-        if let Some(link) = &mut self.link {
-            conn.farewell(link, now);
-            self.channels.remove_conn(conn.id());
+        if let Some(backend) = &mut self.backend {
+            conn.farewell(backend, now);
+            backend.node.forget_conn(conn.id());
         }
         logging::access(conn, now);
     }
@@ -471,8 +467,8 @@ impl Reactor {
         if let Some(verifier) = changes.tokens {
             self.access.put_verifier(verifier);
         }
-        if let (Some(keys), Some(link)) = (changes.keys, self.link.as_mut()) {
-            link.set_keys(keys);
+        if let (Some(keys), Some(backend)) = (changes.keys, self.backend.as_mut()) {
+            backend.node.set_keys(keys);
         }
         if changes.shutdown >= Shutdown::Drain {
             self.shut_down(now);
@@ -499,11 +495,11 @@ impl Reactor {
         m.acl_cache[0].mirror(decisions.hits);
         m.acl_cache[1].mirror(decisions.misses);
         m.backend_blocked.set(self.blocked.len() as u64);
-        m.backend_dropped.mirror(self.drops.total());
-        if let Some(link) = &self.link {
-            m.workers.set(link.workers.len() as u64);
-            m.backend_queued.set(link.backlog_len() as u64);
-            m.backend_replies_dropped.mirror(link.replies_dropped());
+        if let Some(Backend { node, .. }) = &self.backend {
+            m.backend_dropped.mirror(node.dropped());
+            m.workers.set(node.workers().len() as u64);
+            m.backend_queued.set(node.backlog_len() as u64);
+            m.backend_replies_dropped.mirror(node.replies_dropped());
         }
     }
 
@@ -514,18 +510,7 @@ impl Reactor {
         for id in self.conn_ids() {
             self.with_conn(id, |conn, sh| conn.recheck_access(sh));
         }
-        self.recheck_subscriptions(Instant::now());
-    }
-
-    /// Whether the ACL grants connection `conn` (its backend id)
-    /// `permission` on `channel`; `None` for a connection not open here.
-    fn conn_may(&self, conn: u64, channel: &str, permission: &str) -> Option<bool> {
-        let id = ConnId::from_wire(conn);
-        self.slots
-            .get(id.key as usize)
-            .filter(|slot| slot.generation == id.generation)
-            .and_then(|slot| slot.conn.identity())
-            .map(|identity| identity.may(self.access.acl(), channel, permission))
+        self.recheck_subscriptions();
     }
 
     /// The ids of every connection in the table.

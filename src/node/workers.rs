@@ -36,7 +36,7 @@ pub struct Worker {
     heard: Instant,
     /// When the node last sent it anything (heartbeats are due after a
     /// quiet interval).
-    pub sent: Instant,
+    sent: Instant,
     assigned_at: u64,
 }
 
@@ -185,6 +185,29 @@ impl Workers {
         self.slots
             .get_mut(worker.key)
             .filter(|w| w.instance == worker.instance)
+    }
+
+    /// Records that the node sent a worker something at `now`.
+    pub fn sent(&mut self, worker: WorkerRef, now: Instant) {
+        if let Some(w) = self.get_mut(worker) {
+            w.sent = now;
+        }
+    }
+
+    /// The worker holding connection `conn`, if any.
+    pub fn holder(&self, conn: u64) -> Option<WorkerRef> {
+        self.slots
+            .iter()
+            .find(|(_, w)| w.conns.contains(&conn))
+            .map(|(key, w)| WorkerRef {
+                key,
+                instance: w.instance,
+            })
+    }
+
+    /// Unconfirmed READYs waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Records that a worker proved itself alive.
@@ -363,7 +386,7 @@ mod tests {
             let proposal = Proposal::new(i + 1, "w", services(&["s"]), at);
             table.propose(&i.to_be_bytes(), proposal);
         }
-        assert_eq!(table.pending.len(), MAX_WORKERS);
+        assert_eq!(table.pending(), MAX_WORKERS);
         assert_eq!(table.confirm(&0u64.to_be_bytes(), 1), None, "oldest went");
         let last = MAX_WORKERS as u64 + 9;
         assert!(table.confirm(&last.to_be_bytes(), last + 1).is_some());
