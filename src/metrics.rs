@@ -142,6 +142,9 @@ pub struct ReactorMetrics {
     pub backend_dropped: Counter,
     /// Replies to workers dropped because the worker's backlog was full.
     pub backend_replies_dropped: Counter,
+    /// Client messages handed to workers that then died: each may be lost
+    /// (their clients were closed with 1012).
+    pub backend_lost_messages: Counter,
     /// ACL decisions that allowed, then that denied.
     pub acl_decisions: [Counter; 2],
     /// ACL decisions answered from the cache, then computed.

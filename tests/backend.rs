@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -83,59 +83,92 @@ fn connections_stick_to_their_worker_and_spread_over_both() {
     }
 }
 
+/// Docs/protocol.md section 6: a dead worker's connections that never
+/// handed it a message move to another worker (REASSIGNED); those that
+/// did may have lost one and are closed with 1012; with no worker left,
+/// the rest get 1013.
 #[test]
-fn a_dead_workers_clients_move_to_another_and_then_get_1013() {
+fn a_dead_workers_idle_clients_move_to_another_and_its_busy_ones_get_1012() {
     let endpoint = free_endpoint();
     let server = node(&endpoint, &["--route", "/e=echo"]);
     let (a, b, seen) = tagged_pair(&server, &endpoint);
-    // Four that talk and two that stay idle: a connection is reassigned
-    // whether or not it ever sent anything.
+    // Four that talk and two that stay idle.
     let mut clients: Vec<WebSocket> = (0..6).map(|_| server.ws("/w")).collect();
     let owners = connects(&seen, clients.len());
     for ws in &mut clients[..4] {
         let worker = &owners[&port(ws)].0;
         assert_eq!(say(ws, "before"), format!("{worker}:before"));
     }
-    let moved: HashSet<u64> = owners
-        .values()
-        .filter(|(w, _)| w == "wA")
-        .map(|(_, c)| c.conn)
+    let of_a = |ws: &WebSocket| owners[&port(ws)].0 == "wA";
+    let idle_of_a: HashSet<u64> = clients[4..]
+        .iter()
+        .filter(|ws| of_a(ws))
+        .map(|ws| owners[&port(ws)].1.conn)
         .collect();
-    assert_eq!(moved.len(), 3);
+    assert_eq!(clients.iter().filter(|ws| of_a(ws)).count(), 3);
 
     let mark = server.log_len();
     a.vanish();
     // Unreachable (a heartbeat found its pipe gone) or silent.
-    let line = log_line(&server, mark, "3 connection(s) to reassign");
+    let line = log_line(
+        &server,
+        mark,
+        "3 connection(s) lose it (worker-loss reassign)",
+    );
     assert!(line.contains("worker wA "), "{line}");
     let mut reassigned = HashSet::new();
-    while reassigned.len() < moved.len() {
+    while reassigned.len() < idle_of_a.len() {
         let connected = wait_event(&seen, "a reassigned CONNECT", |_, event| match event {
             Event::Connect(c) => Some(c.clone()),
             _ => None,
         });
         assert!(connected.reassigned, "REASSIGNED flag: {connected:?}");
         assert!(
-            moved.contains(&connected.conn),
-            "{connected:?} was not wA's"
+            idle_of_a.contains(&connected.conn),
+            "{connected:?} was not an idle client of wA"
         );
         reassigned.insert(connected.conn);
     }
+    let (busy_of_a, others): (Vec<_>, Vec<_>) = clients
+        .into_iter()
+        .enumerate()
+        .partition(|(i, ws)| *i < 4 && of_a(ws));
+    for (_, mut ws) in busy_of_a {
+        let reason = "worker lost with messages in flight".to_owned();
+        assert_eq!(closed(&mut ws), (1012, reason));
+    }
+    let mut clients: Vec<WebSocket> = others.into_iter().map(|(_, ws)| ws).collect();
     for ws in &mut clients {
         assert_eq!(say(ws, "after"), "wB:after");
     }
     // wB's own clients were not touched: no second CONNECT for them.
     assert_no_event(&seen, |_, event| matches!(event, Event::Connect(_)));
+    let (_, _, metrics) = scrape(&server, None);
+    assert_eq!(
+        sample_sum(&metrics, "averyws_backend_lost_messages_total"),
+        2
+    );
 
-    // None left: 1013 for all. A client of the built-in echo watches:
-    // nothing meant for the others may reach it.
+    // None left: 1013 for one that never talked, 1012 for those that
+    // talked to wB. A client of the built-in echo watches: nothing meant
+    // for the others may reach it.
+    let mut quiet = server.ws("/w");
+    connects(&seen, 1);
     let mut bystander = server.ws("/e");
     let mark = server.log_len();
     b.vanish();
-    log_line(&server, mark, "6 connection(s) to reassign");
+    log_line(
+        &server,
+        mark,
+        "5 connection(s) lose it (worker-loss reassign)",
+    );
     assert_eq!(say(&mut bystander, "mine"), "mine");
+    assert_eq!(
+        closed(&mut quiet),
+        (1013, "no worker for this service".to_owned())
+    );
     for ws in &mut clients {
-        assert_eq!(closed(ws), (1013, "no worker for this service".to_owned()));
+        assert_eq!(closed(ws).0, 1012);
     }
 }
 
@@ -159,10 +192,81 @@ fn with_worker_loss_close_a_killed_workers_clients_get_1012() {
 
     doomed.end("KILL");
     for ws in &mut gone {
-        assert_eq!(closed(ws), (1012, "worker lost".to_owned()));
+        let reason = "worker lost with messages in flight".to_owned();
+        assert_eq!(closed(ws), (1012, reason));
     }
     for ws in &mut kept {
         assert_eq!(say(ws, "still here"), "still here");
+    }
+}
+
+/// Issue 12, docs/protocol.md section 6: a worker that dies holding its
+/// clients' messages loses none of them without a word. It reads and never
+/// answers, then vanishes as if killed; each of its clients is closed with
+/// 1012 (before the fix they were moved on silently and waited for echoes
+/// that had died), the other worker's clients get every echo in order, and
+/// the lost messages are counted.
+#[test]
+fn a_dead_worker_loses_no_message_without_a_word() {
+    let endpoint = free_endpoint();
+    let server = node(&endpoint, DEFAULTS);
+    let (events, _seen) = mpsc::channel();
+    let hole = Lib::start("hole", &[&endpoint], None, &events, |_, _| {});
+    let args = ["--connect", &endpoint, "--service", "svc"];
+    let survivor = Proc::example("echo_worker", &args);
+    wait_ready(&server, 0, &["worker hole", &survivor.ready_tag()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<JoinHandle<Option<(u16, String)>>> = (0..8)
+        .map(|_| {
+            let (ws, stop) = (server.ws("/w"), Arc::clone(&stop));
+            std::thread::spawn(move || stream_until_stopped(ws, &stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    hole.vanish();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let outcomes: Vec<_> = streams.into_iter().filter_map(join).collect();
+    let cut = outcomes.iter().flatten().count();
+    for outcome in outcomes.iter().flatten() {
+        let reason = "worker lost with messages in flight".to_owned();
+        assert_eq!(outcome, &(1012, reason));
+    }
+    assert_eq!((cut, outcomes.len() - cut), (4, 4), "{outcomes:?}");
+    let (_, _, metrics) = scrape(&server, None);
+    let lost = sample_sum(&metrics, "averyws_backend_lost_messages_total");
+    assert_eq!(lost, 4 * 16, "16 in flight on each of the hole's clients");
+}
+
+/// Streams numbered texts, at most 16 unanswered, and checks each echo;
+/// once `stop` is set, waits for the echoes still due. `None` when every
+/// message came back, the Close code and reason when the server closed.
+fn stream_until_stopped(mut ws: WebSocket, stop: &AtomicBool) -> Option<(u16, String)> {
+    let (mut sent, mut echoed) = (0u64, 0u64);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed) || Instant::now() > deadline;
+        if stopping && echoed == sent {
+            return None;
+        }
+        while !stopping && sent < echoed + 16 {
+            if ws.send(Ws::text(format!("m{sent}"))).is_err() {
+                break; // closed meanwhile: its Close is there to read
+            }
+            sent += 1;
+        }
+        match ws.read() {
+            Ok(Ws::Text(text)) => {
+                assert_eq!(text.as_str(), format!("m{echoed}"), "out of order");
+                echoed += 1;
+            }
+            Ok(Ws::Close(frame)) => {
+                let frame = frame.expect("a close code");
+                return Some((frame.code.into(), frame.reason.to_string()));
+            }
+            Ok(_) => {}
+            Err(e) => panic!("m{echoed} of {sent} lost without a word: {e}"),
+        }
     }
 }
 
@@ -190,8 +294,8 @@ fn a_restarted_worker_registers_again_and_serves_new_clients() {
     for signal in ["TERM", "KILL"] {
         worker.end(signal);
         if signal == "TERM" {
-            // Its client is closed at once: no worker is left.
-            assert_eq!(closed(&mut first).0, 1013);
+            // Its client is closed at once: it had talked to the worker.
+            assert_eq!(closed(&mut first).0, 1012);
         }
         let mark = server.log_len();
         worker = Proc::example("echo_worker", &args);

@@ -29,7 +29,7 @@ user prom roles scraper
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family the server exposes.
-const FAMILIES: [&str; 23] = [
+const FAMILIES: [&str; 24] = [
     "averyws_connections_accepted_total",
     "averyws_connections_refused_total",
     "averyws_connections_open",
@@ -49,6 +49,7 @@ const FAMILIES: [&str; 23] = [
     "averyws_backend_blocked_connections",
     "averyws_backend_dropped_total",
     "averyws_backend_replies_dropped_total",
+    "averyws_backend_lost_messages_total",
     "averyws_acl_decisions_total",
     "averyws_acl_cache_lookups_total",
     "averyws_metrics_scrapes_total",

@@ -359,9 +359,12 @@ impl Conn {
         }
     }
 
-    /// Its worker died: another one gets a fresh CONNECT (REASSIGNED), or
-    /// the client is closed, 1013 when no worker is left and 1012 when
-    /// `reassign` is off (docs/protocol.md section 6).
+    /// Its worker died. With `reassign`, a connection that never handed
+    /// it a message goes to another worker (a fresh CONNECT, REASSIGNED;
+    /// none left: Close 1013). Any other is closed with 1012, so no client
+    /// loses a message without a word: v1 has no acknowledgement, so each
+    /// message the dead worker was given may be lost, and is counted
+    /// (docs/protocol.md section 6).
     pub fn worker_lost(&mut self, sh: &mut Shared<'_>, reassign: bool) {
         if self.auth.is_some() {
             // The auth worker died before its verdict: fail closed.
@@ -372,12 +375,19 @@ impl Conn {
             return;
         };
         session.worker = None;
-        if reassign {
+        let in_flight = std::mem::take(&mut session.in_flight);
+        sh.metrics.backend_lost_messages.add(in_flight);
+        if reassign && in_flight == 0 {
             // Close 1013 when no worker is left: flushed below, like 1012.
             self.attach_worker(sh, true);
         } else {
             session.pending = None;
-            self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, "worker lost");
+            let reason = if in_flight == 0 {
+                "worker lost"
+            } else {
+                "worker lost with messages in flight"
+            };
+            self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, reason);
         }
         self.flush(sh);
     }

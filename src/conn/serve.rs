@@ -42,6 +42,11 @@ pub struct WorkerSession {
     /// Client bytes read but not yet served: the worker's pipe was full.
     /// Kept here, not in every connection: only a worker blocks.
     pub unread: Vec<u8>,
+    /// Messages handed to the current worker. Protocol v1 has no
+    /// acknowledgement, so each may die with the worker: only a
+    /// connection with none is moved to another worker unasked
+    /// (docs/protocol.md section 6).
+    pub in_flight: u64,
     peer: String,
     path: String,
     query: String,
@@ -60,6 +65,7 @@ impl WorkerSession {
             worker: None,
             pending: None,
             unread: Vec::new(),
+            in_flight: 0,
             peer: peer.to_string(),
             path: request.path.clone(),
             query: request.query.clone().unwrap_or_default(),
@@ -111,6 +117,7 @@ impl WorkerSession {
         let message = Message::Message(Data { conn, payload });
         if backend.send_data(worker, &message, now) == Delivery::Sent {
             self.pending = None;
+            self.in_flight += 1;
         }
         self.pending.is_none()
     }
@@ -256,7 +263,10 @@ impl Serving<'_> {
                     payload,
                 });
                 match backend.send_data(worker, &message, self.now) {
-                    Delivery::Sent => true,
+                    Delivery::Sent => {
+                        session.in_flight += 1;
+                        true
+                    }
                     // Gone: the reactor moves the connection to another
                     // worker, which then gets this message.
                     Delivery::Blocked | Delivery::Gone => {

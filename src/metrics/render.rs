@@ -147,6 +147,12 @@ pub fn render(reactors: &[&ReactorMetrics], out: &mut String) {
         "ERROR replies and HEARTBEATs not sent: their worker does not read.",
         |m| m.backend_replies_dropped.get(),
     );
+    w.scalar(
+        "averyws_backend_lost_messages_total",
+        "counter",
+        "Client messages handed to workers that died; their clients got Close 1012.",
+        |m| m.backend_lost_messages.get(),
+    );
     w.labelled(
         "averyws_acl_decisions_total",
         "counter",

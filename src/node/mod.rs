@@ -15,12 +15,14 @@
 //! - [`channels`]: subscriptions both ways;
 //! - [`backlogs`]: what waits for a full pipe, capped per worker;
 //! - [`answers`]: drop counts and the budget of unasked ERRORs;
-//! - [`dispatch`]: one worker message, checked and carried out.
+//! - [`dispatch`]: one worker message, checked and carried out;
+//! - [`testing`]: a table [`Wire`] and [`Edge`] for tests and fuzzing.
 
 pub mod answers;
 pub mod backlogs;
 pub mod channels;
 pub mod dispatch;
+pub mod testing;
 pub mod workers;
 
 use std::time::{Duration, Instant};
@@ -493,14 +495,10 @@ impl Node {
         let removed = self.workers.remove(worker)?;
         let reassign = self.config.worker_loss == WorkerLoss::Reassign;
         info!(
-            "backend: worker {} {why}; {} connection(s) {}",
+            "backend: worker {} {why}; {} connection(s) lose it (worker-loss {})",
             removed.name,
             removed.conns.len(),
-            if reassign {
-                "to reassign"
-            } else {
-                "closed with 1012"
-            }
+            if reassign { "reassign" } else { "close" }
         );
         let mut conns: Vec<u64> = removed.conns.into_iter().collect();
         conns.sort_unstable();
