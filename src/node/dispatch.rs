@@ -77,10 +77,15 @@ impl Node {
             return Followup::Done;
         }
         let mut worker = self.workers.by_routing_id(routing_id);
+        // Signed, only the pipe's registered instance speaks for it.
+        if verified.is_some_and(|v| worker.is_some_and(|w| w.instance != v.sender)) {
+            worker = None;
+        }
         let mut replaced = None;
         if worker.is_none() && kind != MessageType::Ready {
             // Section 4: a READY on a signed link counts once its sender
-            // signs something for this boot.
+            // signs something for this boot (a restarted worker's new
+            // instance on the same pipe then replaces the old one).
             if let Some(proposal) =
                 verified.and_then(|v| self.workers.confirm(routing_id, v.sender))
             {

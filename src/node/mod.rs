@@ -23,6 +23,8 @@ pub mod backlogs;
 pub mod channels;
 pub mod dispatch;
 pub mod testing;
+#[cfg(test)]
+mod tests;
 pub mod workers;
 
 use std::time::{Duration, Instant};

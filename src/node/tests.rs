@@ -1,0 +1,1297 @@
+//! Table-driven tests of the node core against docs/protocol.md: every
+//! command and event a worker sends, as [`Node`] handles it, on a
+//! [`RecordingWire`] and a [`TableEdge`], in virtual time (nothing sleeps).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::channels::MAX_CHANNELS_PER_CONN;
+use super::dispatch::error;
+use super::testing::{RecordingWire, TableConn, TableEdge};
+use super::workers::{WorkerRef, MAX_WORKERS};
+use super::{Delivery, Followup, Lost, Node, NodeConfig, Time};
+use crate::access::{PUBLISH, SUBSCRIBE};
+use crate::backend::message::{
+    AclCommand, AclOp, AuthReply, Close, Data, Disconnect, ErrorCode, Initiator, List, MessageType,
+    Payload, Publish, Ready, SendTo, Subscription, Welcome,
+};
+use crate::backend::{decode, encode, Frames, KeyRing, Message, Signer};
+use crate::config::WorkerLoss;
+use crate::ws::CloseCode;
+
+/// The node's boot id.
+const BOOT: u64 = 0xB007;
+/// A boot id of the node before it restarted.
+const OLD_BOOT: u64 = 0xB006;
+/// `Time::unix_ms` when every test starts.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+const BEAT: Duration = Duration::from_millis(1000);
+const LIVENESS: u8 = 3;
+const MAX_PAYLOAD: u32 = 8;
+/// `worker_queue`: the most messages waiting for one worker.
+const QUEUE: usize = 2;
+/// The allowed clock skew of signed messages (the verifier's default).
+const SKEW_MS: u64 = 30_000;
+
+/// The node's key file: `k1` signs, both verify, `admin` administers.
+const NODE_KEYS: &[u8] =
+    b"k1:0123456789abcdef0123456789abcdef\nadmin:fedcba9876543210fedcba9876543210\n";
+/// An ordinary worker's key file.
+const WORKER_KEYS: &[u8] = b"k1:0123456789abcdef0123456789abcdef\n";
+/// An admin worker's key file.
+const ADMIN_KEYS: &[u8] = b"admin:fedcba9876543210fedcba9876543210\n";
+/// A key the node does not know.
+const STRANGER_KEYS: &[u8] = b"k9:0123456789abcdef0123456789abcdef\n";
+
+/// A worker as the node sees it: the pipe its messages come on and the
+/// instance id it signs as.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    pipe: &'static [u8],
+    instance: u64,
+}
+
+const A: Peer = Peer {
+    pipe: b"pipe-a",
+    instance: 0xA1,
+};
+const B: Peer = Peer {
+    pipe: b"pipe-b",
+    instance: 0xB1,
+};
+const C: Peer = Peer {
+    pipe: b"pipe-c",
+    instance: 0xC1,
+};
+/// A's worker restarted as a new instance on the same pipe.
+const A2: Peer = Peer {
+    pipe: A.pipe,
+    instance: 0xA2,
+};
+/// A's instance, heard on another pipe.
+const A_ELSEWHERE: Peer = Peer {
+    pipe: b"pipe-x",
+    instance: A.instance,
+};
+
+/// What [`Node::handle`] asked of the caller, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Lost(Lost),
+    Close {
+        conn: u64,
+        code: u16,
+        reason: String,
+    },
+    AuthReply {
+        conn: u64,
+        worker: WorkerRef,
+        user: String,
+    },
+    AclCommand {
+        worker: WorkerRef,
+        request: u64,
+        admin: bool,
+    },
+}
+
+impl From<Followup<'_>> for Outcome {
+    fn from(followup: Followup<'_>) -> Outcome {
+        match followup {
+            Followup::Done => Outcome::Done,
+            Followup::Lost(lost) => Outcome::Lost(lost),
+            Followup::Close { conn, code, reason } => Outcome::Close {
+                conn,
+                code: code.0,
+                reason: reason.to_owned(),
+            },
+            Followup::AuthReply {
+                conn,
+                worker,
+                reply,
+            } => Outcome::AuthReply {
+                conn,
+                worker,
+                user: reply.user.to_owned(),
+            },
+            Followup::AclCommand {
+                worker,
+                command,
+                admin,
+            } => Outcome::AclCommand {
+                worker,
+                request: command.request,
+                admin,
+            },
+        }
+    }
+}
+
+/// A message the node sent a worker, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reply {
+    Heartbeat {
+        boot: u64,
+    },
+    Bye,
+    Welcome {
+        boot: u64,
+        heartbeat_ms: u32,
+        liveness: u8,
+        max_payload: u32,
+        node: String,
+    },
+    Error {
+        code: ErrorCode,
+        about: u8,
+        detail: String,
+        conns: Vec<u64>,
+    },
+    /// Anything else, by type.
+    Other(MessageType),
+}
+
+impl From<Message<'_>> for Reply {
+    fn from(message: Message<'_>) -> Reply {
+        match message {
+            Message::Heartbeat { boot } => Reply::Heartbeat { boot },
+            Message::Bye => Reply::Bye,
+            Message::Welcome(w) => Reply::Welcome {
+                boot: w.boot,
+                heartbeat_ms: w.heartbeat_ms,
+                liveness: w.liveness,
+                max_payload: w.max_payload,
+                node: w.node.to_owned(),
+            },
+            Message::Error(e) => Reply::Error {
+                code: e.code,
+                about: e.about,
+                detail: e.detail.to_owned(),
+                conns: e.conns.iter().collect(),
+            },
+            other => Reply::Other(other.message_type()),
+        }
+    }
+}
+
+/// The WELCOME this test node sends (section 3).
+fn welcome() -> Reply {
+    Reply::Welcome {
+        boot: BOOT,
+        heartbeat_ms: 1000,
+        liveness: LIVENESS,
+        max_payload: MAX_PAYLOAD,
+        node: "node-1".to_owned(),
+    }
+}
+
+/// An ERROR the node sends about a message of type `about`.
+fn err(code: ErrorCode, about: MessageType, detail: &str, conns: &[u64]) -> Reply {
+    Reply::Error {
+        code,
+        about: about as u8,
+        detail: detail.to_owned(),
+        conns: conns.to_vec(),
+    }
+}
+
+/// The node, its wire and connections, the time, and the workers' signers.
+struct Harness {
+    node: Node,
+    wire: RecordingWire,
+    edge: TableEdge,
+    t: Time,
+    /// Per instance id; made from [`WORKER_KEYS`] on first use.
+    signers: HashMap<u64, Signer>,
+}
+
+impl Harness {
+    /// An unsigned node.
+    fn new() -> Harness {
+        Harness::with(|_| {})
+    }
+
+    /// A node with [`NODE_KEYS`].
+    fn signed() -> Harness {
+        Harness::with(|config| config.keys = Some(ring(NODE_KEYS)))
+    }
+
+    /// An unsigned node, its configuration changed by `edit`.
+    fn with(edit: impl FnOnce(&mut NodeConfig)) -> Harness {
+        let mut config = NodeConfig {
+            name: "node-1".to_owned(),
+            keys: None,
+            admin_keys: vec!["admin".to_owned()],
+            heartbeat: BEAT,
+            liveness: LIVENESS,
+            max_payload: MAX_PAYLOAD,
+            worker_queue: QUEUE,
+            worker_loss: WorkerLoss::Reassign,
+        };
+        edit(&mut config);
+        Harness {
+            node: Node::new(config, BOOT),
+            wire: RecordingWire::default(),
+            edge: TableEdge::default(),
+            t: Time {
+                now: Instant::now(),
+                unix_ms: EPOCH_MS,
+            },
+            signers: HashMap::new(),
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.t.now += by;
+        self.t.unix_ms += u64::try_from(by.as_millis()).expect("a test's duration");
+    }
+
+    /// From now on `peer` signs with the first key of `keys`.
+    fn use_keys(&mut self, peer: Peer, keys: &[u8]) {
+        let signer = ring(keys).signer(peer.instance);
+        self.signers.insert(peer.instance, signer);
+    }
+
+    /// `message` signed by `peer` for `recipient`, stamped `late_ms` ago.
+    fn sign(
+        &mut self,
+        peer: Peer,
+        recipient: u64,
+        late_ms: u64,
+        message: &Message<'_>,
+    ) -> Vec<Vec<u8>> {
+        let at = self.t.unix_ms - late_ms;
+        let signer = self
+            .signers
+            .entry(peer.instance)
+            .or_insert_with(|| ring(WORKER_KEYS).signer(peer.instance));
+        let mut out = Frames::new();
+        signer
+            .encode(message, recipient, at, &mut out)
+            .expect("encodes");
+        owned(&out)
+    }
+
+    /// `message` as `peer` sends it: signed for this boot (READY for
+    /// recipient 0) when the node is signed, unsigned otherwise.
+    fn frames(&mut self, peer: Peer, message: &Message<'_>) -> Vec<Vec<u8>> {
+        if !self.node.is_signed() {
+            return unsigned(message);
+        }
+        let recipient = match message {
+            Message::Ready(_) => 0,
+            _ => self.node.boot(),
+        };
+        self.sign(peer, recipient, 0, message)
+    }
+
+    /// `peer` sends `message`.
+    fn from(&mut self, peer: Peer, message: &Message<'_>) -> Outcome {
+        let frames = self.frames(peer, message);
+        self.raw(peer.pipe, &frames)
+    }
+
+    /// These frames arrive on `pipe`.
+    fn raw(&mut self, pipe: &[u8], frames: &[Vec<u8>]) -> Outcome {
+        let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let (wire, edge) = (&mut self.wire, &mut self.edge);
+        self.node.handle(wire, edge, pipe, &frames, self.t).into()
+    }
+
+    /// `peer` registers for `services` (and, signed, confirms); what the
+    /// node answered is taken out.
+    fn join(&mut self, peer: Peer, services: &[&str]) -> WorkerRef {
+        self.from(peer, &ready(peer.instance, services));
+        if self.node.is_signed() {
+            self.from(peer, &heartbeat(peer));
+        }
+        self.wire.take(peer.pipe);
+        self.worker(peer).expect("registered")
+    }
+
+    /// The worker registered on `peer`'s pipe.
+    fn worker(&self, peer: Peer) -> Option<WorkerRef> {
+        self.node.workers().by_routing_id(peer.pipe)
+    }
+
+    /// The connections `worker` holds, sorted.
+    fn conns_of(&self, worker: WorkerRef) -> Vec<u64> {
+        let mut conns: Vec<u64> = self
+            .node
+            .workers()
+            .get(worker)
+            .expect("registered")
+            .conns
+            .iter()
+            .copied()
+            .collect();
+        conns.sort_unstable();
+        conns
+    }
+
+    /// What the node sent on `peer`'s pipe, taken out, each with the
+    /// recipient it is signed for (`None`: unsigned).
+    fn addressed_replies(&mut self, peer: Peer) -> Vec<(Reply, Option<u64>)> {
+        let sent = self.wire.take(peer.pipe);
+        sent.iter()
+            .map(|frames| {
+                let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                let reply = Reply::from(decode(&frames).expect("the node sends valid v1"));
+                (reply, recipient(&frames))
+            })
+            .collect()
+    }
+
+    /// What the node sent on `peer`'s pipe, taken out.
+    fn replies(&mut self, peer: Peer) -> Vec<Reply> {
+        let replies = self.addressed_replies(peer);
+        replies.into_iter().map(|(reply, _)| reply).collect()
+    }
+
+    /// The connections that got `payload`, exactly once, sorted.
+    fn received(&self, payload: &[u8]) -> Vec<u64> {
+        let mut conns: Vec<u64> = self
+            .edge
+            .conns
+            .iter()
+            .filter(|(_, c)| c.delivered == [payload])
+            .map(|(&conn, _)| conn)
+            .collect();
+        conns.sort_unstable();
+        conns
+    }
+
+    /// The subscribers of `channel`, sorted.
+    fn subscribers(&self, channel: &str) -> Vec<u64> {
+        let mut conns = self.node.channels().subscribers(channel);
+        conns.sort_unstable();
+        conns
+    }
+
+    fn tick(&mut self) -> Vec<Lost> {
+        self.node.tick(&mut self.wire, self.t)
+    }
+
+    fn control(&mut self, worker: WorkerRef, message: &Message<'_>) {
+        self.node
+            .send_control(&mut self.wire, worker, message, self.t);
+    }
+
+    /// A MESSAGE event for `worker`, as a client's data goes.
+    fn data(&mut self, worker: WorkerRef) -> Delivery {
+        let event = Message::Message(Data {
+            conn: 1,
+            payload: Payload::Binary(b"event"),
+        });
+        self.node.send_data(&mut self.wire, worker, &event, self.t)
+    }
+
+    fn flush(&mut self) {
+        self.node.flush_backlogs(&mut self.wire, self.t.now);
+    }
+}
+
+fn ring(keys: &[u8]) -> KeyRing {
+    KeyRing::parse(keys).expect("a test key file")
+}
+
+fn owned(frames: &Frames) -> Vec<Vec<u8>> {
+    frames.iter().map(<[u8]>::to_vec).collect()
+}
+
+fn unsigned(message: &Message<'_>) -> Vec<Vec<u8>> {
+    let mut out = Frames::new();
+    encode(message, &mut out).expect("encodes");
+    owned(&out)
+}
+
+/// The recipient field of a signed message's signature frame (section 9).
+fn recipient(frames: &[&[u8]]) -> Option<u64> {
+    let signed = frames.first()?.get(2)? & 1 == 1;
+    let signature = frames.last().filter(|_| signed)?;
+    let start = 1 + usize::from(*signature.first()?) + 8;
+    Some(u64::from_be_bytes(
+        signature.get(start..start + 8)?.try_into().ok()?,
+    ))
+}
+
+/// A header of `version` and a HEARTBEAT body.
+fn versioned(version: u8) -> Vec<Vec<u8>> {
+    vec![
+        vec![version, MessageType::Heartbeat as u8, 0],
+        BOOT.to_be_bytes().to_vec(),
+    ]
+}
+
+/// A HEARTBEAT whose meta frame is a byte short.
+fn short_heartbeat() -> Vec<Vec<u8>> {
+    vec![vec![1, MessageType::Heartbeat as u8, 0], vec![0; 7]]
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn ready<'a>(instance: u64, services: &'a [&'a str]) -> Message<'a> {
+    Message::Ready(Ready {
+        instance,
+        name: "worker",
+        services: List::from(services),
+    })
+}
+
+fn heartbeat(peer: Peer) -> Message<'static> {
+    Message::Heartbeat {
+        boot: peer.instance,
+    }
+}
+
+fn send<'a>(conns: &'a [u64], payload: &'a [u8]) -> Message<'a> {
+    Message::Send(SendTo {
+        conns: List::from(conns),
+        payload: Payload::Binary(payload),
+    })
+}
+
+/// SEND "hi" to connection 1.
+fn hi() -> Message<'static> {
+    send(&[1], b"hi")
+}
+
+fn publish<'a>(channel: &'a str, except: u64, payload: &'a [u8]) -> Message<'a> {
+    Message::Publish(Publish {
+        channel,
+        except: (except != 0).then_some(except),
+        payload: Payload::Binary(payload),
+    })
+}
+
+fn subscribe(conn: u64, channel: &str) -> Message<'_> {
+    Message::Subscribe(Subscription { conn, channel })
+}
+
+fn unsubscribe(conn: u64, channel: &str) -> Message<'_> {
+    Message::Unsubscribe(Subscription { conn, channel })
+}
+
+fn disconnect(conn: u64) -> Message<'static> {
+    Message::Disconnect(Disconnect {
+        conn,
+        code: CloseCode::NORMAL,
+        initiator: Initiator::Client,
+        reason: "",
+    })
+}
+
+const ALICE: &[&str] = &["alice"];
+const ROOM: &[&str] = &["room"];
+const SUBSCRIBE_PERMISSION: &[&str] = &[SUBSCRIBE];
+
+/// ACL_COMMAND explain(alice, room, subscribe).
+fn explain(request: u64) -> Message<'static> {
+    Message::AclCommand(AclCommand {
+        request,
+        op: AclOp::Explain,
+        args: [ALICE.into(), ROOM.into(), SUBSCRIBE_PERMISSION.into()],
+    })
+}
+
+/// Makes a node: [`Harness::new`] or [`Harness::signed`].
+type NewNode = fn() -> Harness;
+/// Builds the frames of one message a worker sends.
+type Build = fn(&mut Harness) -> Vec<Vec<u8>>;
+/// Connection ids in a table.
+type Ids = &'static [u64];
+/// A payload in a table.
+type Bytes = &'static [u8];
+/// What the node sends a worker, in a table.
+type Replies = Vec<Reply>;
+/// An expected answer, with the recipient it is signed for (`None`:
+/// unsigned).
+type Answer = Option<(Reply, Option<u64>)>;
+/// Something that sends to a worker, and the workers it found lost.
+type Act = fn(&mut Harness, WorkerRef) -> Vec<Lost>;
+
+/// Both kinds of node.
+const NODES: [(&str, NewNode); 2] = [("unsigned", Harness::new), ("signed", Harness::signed)];
+
+/// Section 3 READY and WELCOME, section 4 step 3: on an unsigned link a
+/// READY registers at once and WELCOME states the node's parameters.
+#[test]
+fn ready_registers_and_is_welcomed() {
+    let mut h = Harness::new();
+    assert_eq!(h.from(A, &ready(A.instance, &["chat"])), Outcome::Done);
+    assert_eq!(h.addressed_replies(A), [(welcome(), None)]);
+    let worker = h.worker(A).expect("registered at once");
+    assert_eq!(worker.instance, A.instance);
+    assert_eq!(h.node.assign("chat", 1), Some(worker));
+}
+
+/// Section 3 READY: a READY from a known worker replaces its service list,
+/// is welcomed again, and its connections stay.
+#[test]
+fn ready_again_updates_services_and_keeps_connections() {
+    for (name, node) in NODES {
+        let mut h = node();
+        let worker = h.join(A, &["chat"]);
+        h.node.assign("chat", 7);
+        assert_eq!(
+            h.from(A, &ready(A.instance, &["news"])),
+            Outcome::Done,
+            "{name}"
+        );
+        assert_eq!(h.replies(A), [welcome()], "{name}");
+        assert_eq!(h.worker(A), Some(worker), "{name}: the same worker");
+        assert_eq!(h.conns_of(worker), [7], "{name}: its connections stay");
+        assert_eq!(
+            h.node.assign("chat", 8),
+            None,
+            "{name}: chat no longer served"
+        );
+        assert_eq!(h.node.assign("news", 8), Some(worker), "{name}");
+    }
+}
+
+/// Section 4: a restarted worker is a new worker; the one it replaces on
+/// its pipe is lost with its connections (section 6). Unsigned, at the new
+/// instance's READY.
+#[test]
+fn a_new_instance_on_the_same_pipe_replaces_the_old() {
+    replaced_on_the_same_pipe(Harness::new, true);
+}
+
+/// The same on a signed link, at the new instance's first message signed
+/// for this boot (section 4 step 3): until then the old instance keeps
+/// the pipe, and a message signed by another instance does not speak for
+/// it.
+#[test]
+fn a_new_instance_on_the_same_pipe_replaces_the_old_once_confirmed() {
+    replaced_on_the_same_pipe(Harness::signed, false);
+}
+
+/// A's worker restarts as A2 on A's pipe: READY, then HEARTBEAT. The old
+/// worker is lost at the READY (`at_ready`) or else at the HEARTBEAT.
+fn replaced_on_the_same_pipe(node: NewNode, at_ready: bool) {
+    let mut h = node();
+    let old = h.join(A, &["chat"]);
+    h.node.assign("chat", 7);
+    let lost = Outcome::Lost(Lost {
+        worker: old,
+        conns: vec![7],
+        reassign: true,
+    });
+    let on_ready = h.from(A2, &ready(A2.instance, &["chat"]));
+    let on_confirm = h.from(A2, &heartbeat(A2));
+    let expected = match at_ready {
+        true => (lost, Outcome::Done),
+        false => (Outcome::Done, lost),
+    };
+    assert_eq!((on_ready, on_confirm), expected);
+    assert_eq!(h.worker(A2).map(|w| w.instance), Some(A2.instance));
+    assert_eq!(h.replies(A2), [welcome()]);
+}
+
+/// Section 3 READY: claiming the reserved `echo` gets ERROR
+/// RESERVED_SERVICE and registers (or proposes) nothing.
+#[test]
+fn ready_claiming_echo_is_refused() {
+    let claims: [&[&str]; 2] = [&["echo"], &["chat", "echo"]];
+    for ((name, node), services) in NODES.into_iter().flat_map(|n| claims.map(|c| (n, c))) {
+        let mut h = node();
+        assert_eq!(h.from(A, &ready(A.instance, services)), Outcome::Done);
+        let refused = err(ErrorCode::RESERVED_SERVICE, MessageType::Ready, "echo", &[]);
+        assert_eq!(h.replies(A), [refused], "{name} {services:?}");
+        assert!(h.node.workers().is_empty(), "{name} {services:?}");
+        assert_eq!(h.node.workers().pending(), 0, "{name} {services:?}");
+    }
+}
+
+/// The worker table holds at most MAX_WORKERS: one READY more is ignored,
+/// unanswered (its worker repeats READY, section 4 step 2).
+#[test]
+fn a_full_worker_table_ignores_ready() {
+    let mut h = Harness::new();
+    let services = ["chat"];
+    for i in 1..=MAX_WORKERS as u64 {
+        h.raw(&i.to_be_bytes(), &unsigned(&ready(i, &services)));
+    }
+    assert_eq!(h.node.workers().len(), MAX_WORKERS);
+    let late = unsigned(&ready(A.instance, &services));
+    assert_eq!(h.raw(A.pipe, &late), Outcome::Done);
+    assert!(h.replies(A).is_empty(), "no WELCOME");
+    assert_eq!(h.worker(A), None);
+    assert_eq!(h.node.workers().len(), MAX_WORKERS);
+}
+
+/// Section 4 step 3, section 9: a signed READY is only proposed (WELCOME
+/// signed for the instance, no clients) until a message its instance
+/// signed for this boot comes on its pipe; that message is then carried
+/// out. From another pipe or another instance it is UNKNOWN_PEER.
+#[test]
+fn a_signed_ready_registers_once_confirmed_on_its_pipe() {
+    let unknown = err(ErrorCode::UNKNOWN_PEER, MessageType::Send, "", &[]);
+    #[rustfmt::skip]
+    let rows: [(&str, Peer, Ids, Replies); 3] = [
+        ("its instance on its pipe",     A,           &[1], vec![]),
+        ("its instance on another pipe", A_ELSEWHERE, &[],  vec![unknown.clone()]),
+        ("another instance on its pipe", A2,          &[],  vec![unknown]),
+    ];
+    for (name, confirmer, received, replies) in rows {
+        let mut h = Harness::signed();
+        h.edge.open(1, &[]);
+        assert_eq!(h.from(A, &ready(A.instance, &["chat"])), Outcome::Done);
+        let welcomed = [(welcome(), Some(A.instance))];
+        assert_eq!(h.addressed_replies(A), welcomed, "{name}");
+        assert_eq!(h.worker(A), None, "{name}: only proposed");
+        assert_eq!(h.node.assign("chat", 2), None, "{name}: no clients yet");
+        assert_eq!(h.from(confirmer, &hi()), Outcome::Done, "{name}");
+        assert_eq!(
+            h.worker(A).is_some(),
+            replies.is_empty(),
+            "{name}: registered"
+        );
+        assert_eq!(h.received(b"hi"), received, "{name}: the command in it");
+        assert_eq!(h.replies(confirmer), replies, "{name}");
+    }
+}
+
+/// Section 4 step 3: a READY not confirmed within the liveness timeout is
+/// forgotten at `tick`.
+#[test]
+fn an_unconfirmed_ready_is_forgotten_after_the_liveness_timeout() {
+    let unknown = err(ErrorCode::UNKNOWN_PEER, MessageType::Heartbeat, "", &[]);
+    for (waited_ms, replies) in [(3000, vec![]), (3001, vec![unknown])] {
+        let kept = replies.is_empty();
+        let mut h = Harness::signed();
+        h.from(A, &ready(A.instance, &["chat"]));
+        h.replies(A);
+        h.advance(ms(waited_ms));
+        assert!(h.tick().is_empty());
+        assert_eq!(
+            h.node.workers().pending(),
+            usize::from(kept),
+            "{waited_ms} ms"
+        );
+        h.from(A, &heartbeat(A));
+        assert_eq!(h.worker(A).is_some(), kept, "{waited_ms} ms");
+        assert_eq!(h.replies(A), replies, "{waited_ms} ms");
+    }
+}
+
+/// Section 6: any message proves a worker alive; one silent for longer
+/// than heartbeat × liveness is lost at `tick`, with its connections.
+#[test]
+fn silence_past_the_liveness_timeout_loses_a_worker() {
+    let beat = Some((2000, heartbeat(A)));
+    #[rustfmt::skip]
+    let rows = [
+        ("silent for the timeout",             None,                                 3000, false),
+        ("silent past it",                     None,                                 3001, true),
+        ("a HEARTBEAT restarts the count",     beat,                                 5000, false),
+        ("silent past it since the HEARTBEAT", beat,                                 5001, true),
+        ("any message counts",                 Some((2000, unsubscribe(4, "room"))), 5000, false),
+    ];
+    for (name, heard, tick_at, lost) in rows {
+        let mut h = Harness::new();
+        let worker = h.join(A, &["chat"]);
+        h.node.assign("chat", 4);
+        let mut elapsed = 0;
+        if let Some((at, message)) = heard {
+            h.advance(ms(at));
+            h.from(A, &message);
+            elapsed = at;
+        }
+        h.advance(ms(tick_at - elapsed));
+        let conns = vec![4];
+        let expected: Vec<Lost> = match lost {
+            true => vec![Lost {
+                worker,
+                conns,
+                reassign: true,
+            }],
+            false => vec![],
+        };
+        assert_eq!(h.tick(), expected, "{name}");
+        assert_eq!(h.worker(A).is_some(), !lost, "{name}");
+    }
+}
+
+/// Section 6 "Send", section 7: `tick` sends HEARTBEAT to a worker the
+/// node sent nothing to for an interval, but not on top of a backlog.
+#[test]
+fn tick_heartbeats_quiet_workers() {
+    let beat = Reply::Heartbeat { boot: BOOT };
+    #[rustfmt::skip]
+    let rows = [
+        ("quiet for less than an interval", 999,  false, vec![]),
+        ("quiet for an interval",           1000, false, vec![beat]),
+        ("quiet, its backlog waiting",      1000, true,  vec![]),
+    ];
+    for (name, quiet_ms, backlog, expected) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        if backlog {
+            h.wire.full.insert(A.pipe.to_vec());
+            h.from(A, &send(&[9], b"x"));
+        }
+        h.advance(ms(quiet_ms));
+        assert!(h.tick().is_empty(), "{name}");
+        assert_eq!(h.replies(A), expected, "{name}");
+        assert_eq!(
+            h.node.backlog_len(),
+            usize::from(backlog),
+            "{name}: nothing piled up"
+        );
+    }
+}
+
+/// Section 3 BYE, section 6: a worker's BYE loses it at once, its
+/// connections reassigned or closed as configured.
+#[test]
+fn bye_loses_the_worker_with_its_connections() {
+    for (loss, reassign) in [(WorkerLoss::Reassign, true), (WorkerLoss::Close, false)] {
+        let mut h = Harness::with(|config| config.worker_loss = loss);
+        let worker = h.join(A, &["chat"]);
+        h.node.assign("chat", 3);
+        h.node.assign("chat", 1);
+        let conns = vec![1, 3];
+        let lost = Outcome::Lost(Lost {
+            worker,
+            conns,
+            reassign,
+        });
+        assert_eq!(h.from(A, &Message::Bye), lost, "{loss:?}");
+        assert_eq!(h.worker(A), None, "{loss:?}");
+        assert!(h.replies(A).is_empty(), "{loss:?}");
+    }
+}
+
+/// Section 3 SEND: delivered to each open connection listed (any worker's
+/// or none's); the others get one NO_SUCH_CONNECTION listing them; over
+/// `max_payload`, TOO_BIG and nothing delivered.
+#[test]
+fn send_delivers_to_open_connections() {
+    let no_such = |conns: &[u64]| err(ErrorCode::NO_SUCH_CONNECTION, MessageType::Send, "", conns);
+    let too_big = err(ErrorCode::TOO_BIG, MessageType::Send, "", &[]);
+    #[rustfmt::skip]
+    let rows: [(&str, Ids, Bytes, Ids, Replies); 5] = [
+        ("all open",                 &[1, 2],     b"hi",        &[1, 2], vec![]),
+        ("some not open",            &[1, 9, 10], b"hi",        &[1],    vec![no_such(&[9, 10])]),
+        ("closing is not open",      &[3],        b"hi",        &[],     vec![no_such(&[3])]),
+        ("payload at max_payload",   &[1],        b"12345678",  &[1],    vec![]),
+        ("payload over max_payload", &[1, 9],     b"123456789", &[],     vec![too_big]),
+    ];
+    for (name, conns, payload, received, replies) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        h.edge.open(1, &[]);
+        h.edge.open(2, &[]);
+        h.edge.conns.insert(3, TableConn::default());
+        assert_eq!(h.from(A, &send(conns, payload)), Outcome::Done, "{name}");
+        assert_eq!(h.received(payload), received, "{name}");
+        assert_eq!(h.replies(A), replies, "{name}");
+    }
+}
+
+/// Section 3 PUBLISH: delivered to every subscriber but `except`; an
+/// `except` open here publishes on its behalf and needs `publish` (else
+/// FORBIDDEN, nothing delivered); `except` 0 or not open: no check.
+#[test]
+fn publish_reaches_the_subscribers_but_except() {
+    let forbidden = err(ErrorCode::FORBIDDEN, MessageType::Publish, "room", &[2]);
+    let too_big = err(ErrorCode::TOO_BIG, MessageType::Publish, "", &[]);
+    #[rustfmt::skip]
+    let rows: [(&str, &str, u64, Bytes, Ids, Replies); 6] = [
+        ("except 0",                         "room", 0, b"hi",        &[1, 2, 3], vec![]),
+        ("except an author who may publish", "room", 1, b"hi",        &[2, 3],    vec![]),
+        ("except an author who may not",     "room", 2, b"hi",        &[],        vec![forbidden]),
+        ("except a connection not open",     "room", 9, b"hi",        &[1, 2, 3], vec![]),
+        ("a channel nobody is in",           "hall", 0, b"hi",        &[],        vec![]),
+        ("payload over max_payload",         "room", 0, b"123456789", &[],        vec![too_big]),
+    ];
+    for (name, channel, except, payload, received, replies) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        h.edge.open(1, &[("room", SUBSCRIBE), ("room", PUBLISH)]);
+        for conn in [2, 3] {
+            h.edge.open(conn, &[("room", SUBSCRIBE)]);
+        }
+        for conn in [1, 2, 3] {
+            h.from(A, &subscribe(conn, "room"));
+        }
+        let outcome = h.from(A, &publish(channel, except, payload));
+        assert_eq!(outcome, Outcome::Done, "{name}");
+        assert_eq!(h.received(payload), received, "{name}");
+        assert_eq!(h.replies(A), replies, "{name}");
+    }
+}
+
+/// Section 3 SUBSCRIBE, UNSUBSCRIBE: the `subscribe` grant is needed
+/// (FORBIDDEN), the connection must be open (NO_SUCH_CONNECTION);
+/// subscribing twice or unsubscribing when not in is no error.
+#[test]
+fn subscribe_checks_the_acl_and_unsubscribe_ends_it() {
+    let forbidden = err(ErrorCode::FORBIDDEN, MessageType::Subscribe, "room", &[2]);
+    let no_such = err(
+        ErrorCode::NO_SUCH_CONNECTION,
+        MessageType::Subscribe,
+        "",
+        &[3],
+    );
+    let (sub, unsub) = (
+        |conn| subscribe(conn, "room"),
+        |conn| unsubscribe(conn, "room"),
+    );
+    #[rustfmt::skip]
+    let rows: [(&str, Vec<Message>, Ids, Replies); 6] = [
+        ("granted",                vec![sub(1)],           &[1], vec![]),
+        ("twice",                  vec![sub(1), sub(1)],   &[1], vec![]),
+        ("not granted",            vec![sub(2)],           &[],  vec![forbidden]),
+        ("not open",               vec![sub(3)],           &[],  vec![no_such]),
+        ("then unsubscribed",      vec![sub(1), unsub(1)], &[],  vec![]),
+        ("unsubscribed, never in", vec![unsub(1)],         &[],  vec![]),
+    ];
+    for (name, script, subscribers, replies) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        h.edge.open(1, &[("room", SUBSCRIBE)]);
+        h.edge.open(2, &[("room", PUBLISH)]);
+        for message in &script {
+            assert_eq!(h.from(A, message), Outcome::Done, "{name}");
+        }
+        assert_eq!(h.subscribers("room"), subscribers, "{name}");
+        assert_eq!(h.replies(A), replies, "{name}");
+    }
+}
+
+/// A connection is in at most MAX_CHANNELS_PER_CONN channels: one more is
+/// FORBIDDEN like a refused SUBSCRIBE (section 3).
+#[test]
+fn subscriptions_per_connection_are_capped() {
+    let mut h = Harness::new();
+    h.join(A, &["chat"]);
+    let channels: Vec<String> = (0..=MAX_CHANNELS_PER_CONN)
+        .map(|i| format!("c{i}"))
+        .collect();
+    let grants: Vec<(&str, &str)> = channels.iter().map(|c| (c.as_str(), SUBSCRIBE)).collect();
+    h.edge.open(1, &grants);
+    let (allowed, over) = channels.split_at(MAX_CHANNELS_PER_CONN);
+    for channel in allowed {
+        h.from(A, &subscribe(1, channel));
+    }
+    assert!(h.replies(A).is_empty());
+    h.from(A, &subscribe(1, &over[0]));
+    let refused = err(ErrorCode::FORBIDDEN, MessageType::Subscribe, &over[0], &[1]);
+    assert_eq!(h.replies(A), [refused]);
+    assert!(h.subscribers(&over[0]).is_empty());
+    assert_eq!(h.subscribers(&allowed[0]), [1]);
+}
+
+/// Section 3 SUBSCRIBE: when an ACL change takes `subscribe` away, the
+/// subscription ends and the worker holding the connection (not the one
+/// that subscribed it) gets FORBIDDEN about SUBSCRIBE, unasked.
+#[test]
+fn a_revoked_grant_ends_the_subscription_and_tells_the_holder() {
+    let mut h = Harness::new();
+    h.join(A, &["admin"]);
+    let holder = h.join(B, &["chat"]);
+    assert_eq!(h.node.assign("chat", 1), Some(holder));
+    for conn in [1, 2] {
+        h.edge.open(conn, &[("room", SUBSCRIBE)]);
+        h.from(A, &subscribe(conn, "room"));
+    }
+    h.edge.conns.get_mut(&1).expect("open").grants.clear();
+    h.node.recheck_subscriptions(&mut h.wire, &h.edge, h.t);
+    assert_eq!(h.subscribers("room"), [2]);
+    let revoked = err(ErrorCode::FORBIDDEN, MessageType::Subscribe, "room", &[1]);
+    assert_eq!(h.replies(B), [revoked]);
+    assert!(h.replies(A).is_empty());
+}
+
+/// Subscriptions end with the connection (section 3 SUBSCRIBE).
+#[test]
+fn forget_conn_ends_its_subscriptions() {
+    let mut h = Harness::new();
+    h.join(A, &["chat"]);
+    for conn in [1, 2] {
+        h.edge
+            .open(conn, &[("room", SUBSCRIBE), ("hall", SUBSCRIBE)]);
+        h.from(A, &subscribe(conn, "room"));
+        h.from(A, &subscribe(conn, "hall"));
+    }
+    h.node.forget_conn(1);
+    assert_eq!(h.subscribers("room"), [2]);
+    assert_eq!(h.subscribers("hall"), [2]);
+}
+
+/// Section 3 CLOSE: an open connection is the caller's to close with the
+/// code and reason; one not open gets NO_SUCH_CONNECTION.
+#[test]
+fn close_an_open_connection() {
+    let reason = "done".to_owned();
+    let closing = Outcome::Close {
+        conn: 1,
+        code: 4000,
+        reason,
+    };
+    let no_such = err(ErrorCode::NO_SUCH_CONNECTION, MessageType::Close, "", &[9]);
+    let rows = [
+        ("open", 1, closing, vec![]),
+        ("not open", 9, Outcome::Done, vec![no_such]),
+    ];
+    for (name, conn, outcome, replies) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        h.edge.open(1, &[]);
+        let code = CloseCode(4000);
+        let close = Message::Close(Close {
+            conn,
+            code,
+            reason: "done",
+        });
+        assert_eq!(h.from(A, &close), outcome, "{name}");
+        assert_eq!(h.replies(A), replies, "{name}");
+    }
+}
+
+/// Section 3 AUTH_REPLY: only the reply of the worker the AUTH went to
+/// counts; from another worker or for no pending request it is dropped
+/// and counted.
+#[test]
+fn auth_reply_counts_only_from_the_worker_asked() {
+    #[rustfmt::skip]
+    let rows = [
+        ("from the worker asked",  A, 5, true),
+        ("from another worker",    B, 5, false),
+        ("for no pending request", A, 6, false),
+    ];
+    for (name, from, request, counts) in rows {
+        let mut h = Harness::new();
+        let asked = h.join(A, &["auth"]);
+        h.join(B, &["auth"]);
+        let waiting = TableConn {
+            awaits: Some(asked),
+            ..TableConn::default()
+        };
+        h.edge.conns.insert(5, waiting);
+        let dropped = h.node.dropped();
+        let roles = List::from(&[][..]);
+        let reply = AuthReply {
+            request,
+            allow: true,
+            user: "alice",
+            roles,
+        };
+        let expected = match counts {
+            true => Outcome::AuthReply {
+                conn: 5,
+                worker: asked,
+                user: "alice".to_owned(),
+            },
+            false => Outcome::Done,
+        };
+        assert_eq!(h.from(from, &Message::AuthReply(reply)), expected, "{name}");
+        assert_eq!(h.node.dropped() - dropped, u64::from(!counts), "{name}");
+        assert!(h.replies(from).is_empty(), "{name}: never answered");
+    }
+}
+
+/// Section 3 ACL_COMMAND, section 9 "Admin keys": the caller gets the
+/// command, admin only when signed with a key of `admin_keys`.
+#[test]
+fn acl_command_is_admin_only_with_an_admin_key() {
+    #[rustfmt::skip]
+    let rows: [(&str, NewNode, Bytes, bool); 3] = [
+        ("unsigned: nobody is admin", Harness::new,    WORKER_KEYS, false),
+        ("signed with another key",   Harness::signed, WORKER_KEYS, false),
+        ("signed with an admin key",  Harness::signed, ADMIN_KEYS,  true),
+    ];
+    for (name, node, keys, admin) in rows {
+        let mut h = node();
+        h.use_keys(A, keys);
+        let worker = h.join(A, &["admin"]);
+        let expected = Outcome::AclCommand {
+            worker,
+            request: 5,
+            admin,
+        };
+        assert_eq!(h.from(A, &explain(5)), expected, "{name}");
+    }
+}
+
+/// Section 10: UNSUPPORTED_VERSION (detail "1", signed for recipient 0),
+/// MALFORMED (registered workers only) and UNKNOWN_PEER (signed for the
+/// sender, even for a previous boot while fresh) are sent at most once per
+/// peer and code per heartbeat interval.
+#[test]
+fn errors_are_answered_at_most_once_per_interval() {
+    let unsupported = err(
+        ErrorCode::UNSUPPORTED_VERSION,
+        MessageType::Heartbeat,
+        "1",
+        &[],
+    );
+    let why = "fixed-size frame of the wrong length";
+    let malformed = err(ErrorCode::MALFORMED, MessageType::Heartbeat, why, &[]);
+    let unknown = err(ErrorCode::UNKNOWN_PEER, MessageType::Send, "", &[]);
+    let unsigned = |reply: &Reply| Some((reply.clone(), None));
+    let signed_for = |reply: &Reply, to| Some((reply.clone(), Some(to)));
+    #[rustfmt::skip]
+    let rows: [(&str, NewNode, bool, Build, Answer); 8] = [
+        ("version 2, unregistered",   Harness::new,    false, |_| versioned(2),      unsigned(&unsupported)),
+        ("version 0, registered",     Harness::new,    true,  |_| versioned(0),      unsigned(&unsupported)),
+        ("undecodable, registered",   Harness::new,    true,  |_| short_heartbeat(), unsigned(&malformed)),
+        ("undecodable, unregistered", Harness::new,    false, |_| short_heartbeat(), None),
+        ("a command, unregistered",   Harness::new,    false, |h| h.frames(A, &hi()), unsigned(&unknown)),
+        ("signed: version 2",         Harness::signed, false, |_| versioned(2),      signed_for(&unsupported, 0)),
+        ("signed: a command, unregistered", Harness::signed, false,
+            |h| h.frames(A, &hi()), signed_for(&unknown, A.instance)),
+        ("signed: for a previous boot", Harness::signed, false,
+            |h| h.sign(A, OLD_BOOT, 0, &hi()), signed_for(&unknown, A.instance)),
+    ];
+    for (name, node, registered, build, answer) in rows {
+        let mut h = node();
+        if registered {
+            h.join(A, &["chat"]);
+        }
+        for (wait_ms, answered) in [(0, true), (999, false), (1, true)] {
+            h.advance(ms(wait_ms));
+            let frames = build(&mut h);
+            assert_eq!(h.raw(A.pipe, &frames), Outcome::Done, "{name}");
+            let expected: Vec<_> = answer.iter().filter(|_| answered).cloned().collect();
+            assert_eq!(
+                h.addressed_replies(A),
+                expected,
+                "{name} after {wait_ms} ms"
+            );
+        }
+    }
+}
+
+/// Sections 2, 9 and 10: a type only a node sends, a signed message on an
+/// unsigned node, and on a signed node anything unsigned, with a bad MAC,
+/// an unknown key, a stale timestamp (or for a previous boot and stale)
+/// is dropped: counted, not carried out, not answered.
+#[test]
+fn unverifiable_or_misdirected_messages_are_dropped_unanswered() {
+    #[rustfmt::skip]
+    let rows: [(&str, NewNode, Build); 7] = [
+        ("WELCOME from a worker",       Harness::new,    |_| unsigned(&node_welcome())),
+        ("signed, to an unsigned node", Harness::new,    |h| h.sign(A, BOOT, 0, &hi())),
+        ("unsigned, to a signed node",  Harness::signed, |_| unsigned(&hi())),
+        ("a bad MAC",                   Harness::signed, |h| forged(h.frames(A, &hi()))),
+        ("an unknown key",              Harness::signed, |h| {
+            h.use_keys(A, STRANGER_KEYS);
+            h.frames(A, &hi())
+        }),
+        ("stale",                       Harness::signed, |h| h.sign(A, BOOT, SKEW_MS + 1, &hi())),
+        ("for a previous boot, stale",  Harness::signed, |h| h.sign(A, OLD_BOOT, SKEW_MS + 1, &hi())),
+    ];
+    for (name, node, build) in rows {
+        let mut h = node();
+        h.join(A, &["chat"]);
+        h.edge.open(1, &[]);
+        let dropped = h.node.dropped();
+        let frames = build(&mut h);
+        assert_eq!(h.raw(A.pipe, &frames), Outcome::Done, "{name}");
+        assert_eq!(h.node.dropped(), dropped + 1, "{name}: counted");
+        assert!(h.received(b"hi").is_empty(), "{name}: not carried out");
+        assert!(h.replies(A).is_empty(), "{name}: not answered");
+    }
+}
+
+/// A WELCOME, which only a node may send.
+fn node_welcome() -> Message<'static> {
+    Message::Welcome(Welcome {
+        boot: 1,
+        heartbeat_ms: 1000,
+        liveness: LIVENESS,
+        max_payload: MAX_PAYLOAD,
+        node: "node-0",
+    })
+}
+
+/// `frames` with one bit of the MAC flipped.
+fn forged(mut frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let signature = frames.last_mut().expect("signed");
+    *signature.last_mut().expect("a MAC") ^= 1;
+    frames
+}
+
+/// Section 7: control messages that meet a full pipe wait in order; data
+/// waits behind them (Blocked) until `flush_backlogs` has sent them.
+#[test]
+fn a_full_pipe_queues_control_messages_in_order() {
+    let mut h = Harness::new();
+    let worker = h.join(A, &["chat"]);
+    h.wire.full.insert(A.pipe.to_vec());
+    h.from(A, &send(&[8], b"x"));
+    h.from(A, &send(&[9], b"x"));
+    assert_eq!(h.node.backlog_len(), 2);
+    assert_eq!(h.data(worker), Delivery::Blocked, "the pipe is full");
+    h.flush();
+    assert_eq!(h.node.backlog_len(), 2, "still full");
+    h.wire.full.clear();
+    assert_eq!(h.data(worker), Delivery::Blocked, "the backlog goes first");
+    assert!(h.replies(A).is_empty());
+    h.flush();
+    let no_such = |conn| {
+        err(
+            ErrorCode::NO_SUCH_CONNECTION,
+            MessageType::Send,
+            "",
+            &[conn],
+        )
+    };
+    assert_eq!(h.replies(A), [no_such(8), no_such(9)]);
+    assert!(!h.node.has_backlog());
+    assert_eq!(h.data(worker), Delivery::Sent);
+    assert_eq!(h.replies(A), [Reply::Other(MessageType::Message)]);
+}
+
+/// Section 7: past `worker_queue` messages an ERROR or HEARTBEAT for the
+/// worker is dropped and counted, anything else loses the worker.
+#[test]
+fn over_the_backlog_cap_replies_drop_and_events_lose_the_worker() {
+    let no_such = error(
+        ErrorCode::NO_SUCH_CONNECTION,
+        MessageType::Send as u8,
+        "",
+        &[9],
+    );
+    #[rustfmt::skip]
+    let rows = [
+        ("an ERROR",     no_such,                          1, false),
+        ("a HEARTBEAT",  Message::Heartbeat { boot: BOOT }, 1, false),
+        ("a DISCONNECT", disconnect(7),                    0, true),
+    ];
+    for (name, message, replies_dropped, lost) in rows {
+        let mut h = Harness::new();
+        let worker = h.join(A, &["chat"]);
+        h.node.assign("chat", 7);
+        h.wire.full.insert(A.pipe.to_vec());
+        for _ in 0..QUEUE {
+            h.from(A, &send(&[9], b"x"));
+        }
+        assert!(
+            h.node.take_lost().is_empty(),
+            "{name}: a full backlog is no loss"
+        );
+        h.control(worker, &message);
+        assert_eq!(h.node.replies_dropped(), replies_dropped, "{name}");
+        let expected = match lost {
+            true => vec![Lost {
+                worker,
+                conns: vec![7],
+                reassign: true,
+            }],
+            false => vec![],
+        };
+        assert_eq!(h.node.take_lost(), expected, "{name}");
+        let waiting = if lost { 0 } else { QUEUE };
+        assert_eq!(h.node.backlog_len(), waiting, "{name}");
+    }
+}
+
+/// Section 6: a send to a worker whose pipe is gone (EHOSTUNREACH)
+/// declares it dead, whatever sent it.
+#[test]
+fn a_gone_pipe_loses_the_worker() {
+    let rows: [(&str, Act); 5] = [
+        ("send_data", |h, worker| {
+            assert_eq!(h.data(worker), Delivery::Gone);
+            h.node.take_lost()
+        }),
+        ("send_control", |h, worker| {
+            h.control(worker, &disconnect(7));
+            h.node.take_lost()
+        }),
+        ("a command's ERROR", |h, _| {
+            h.from(A, &send(&[9], b"x"));
+            h.node.take_lost()
+        }),
+        ("tick's HEARTBEAT", |h, _| {
+            h.advance(BEAT);
+            h.tick()
+        }),
+        ("flush_backlogs", |h, worker| {
+            let gone = std::mem::take(&mut h.wire.gone);
+            h.wire.full.insert(A.pipe.to_vec());
+            h.control(worker, &disconnect(7));
+            h.wire.full.clear();
+            h.wire.gone = gone;
+            h.flush();
+            h.node.take_lost()
+        }),
+    ];
+    for (name, act) in rows {
+        let mut h = Harness::new();
+        let worker = h.join(A, &["chat"]);
+        h.node.assign("chat", 7);
+        h.wire.gone.insert(A.pipe.to_vec());
+        let lost = Lost {
+            worker,
+            conns: vec![7],
+            reassign: true,
+        };
+        assert_eq!(act(&mut h, worker), [lost], "{name}");
+        assert_eq!(h.worker(A), None, "{name}");
+        assert!(!h.node.has_backlog(), "{name}");
+    }
+}
+
+/// Section 3 BYE: a leaving node says BYE to every worker.
+#[test]
+fn bye_is_said_to_every_worker() {
+    let mut h = Harness::new();
+    h.join(A, &["chat"]);
+    h.join(B, &["news"]);
+    h.node.bye(&mut h.wire, h.t);
+    for peer in [A, B] {
+        assert_eq!(h.replies(peer), [Reply::Bye], "{peer:?}");
+    }
+}
+
+/// Section 5: a new connection goes to a live worker of its service with
+/// the fewest connections, ties to the one assigned least recently;
+/// `release` gives a connection back.
+#[test]
+fn assign_picks_the_least_loaded_then_least_recent_worker() {
+    enum Step {
+        Join(Peer, &'static str),
+        Assign(&'static str, u64, Option<Peer>),
+        Release(Peer, u64),
+    }
+    use Step::{Assign, Join, Release};
+    let steps = [
+        Join(A, "chat"),
+        Assign("chat", 1, Some(A)),
+        Join(B, "chat"),
+        Join(C, "other"),
+        Assign("chat", 2, Some(B)), // the fewest
+        Assign("chat", 3, Some(A)), // a tie: A was assigned less recently
+        Assign("chat", 4, Some(B)),
+        Assign("chat", 5, Some(A)),
+        Release(A, 1),
+        Release(A, 3),
+        Assign("chat", 6, Some(A)),
+        Assign("other", 7, Some(C)),
+        Assign("nobody", 8, None),
+    ];
+    let mut h = Harness::new();
+    for step in steps {
+        match step {
+            Join(peer, service) => {
+                h.join(peer, &[service]);
+            }
+            Assign(service, conn, to) => {
+                let expected = to.map(|peer| h.worker(peer).expect("joined"));
+                assert_eq!(h.node.assign(service, conn), expected, "connection {conn}");
+            }
+            Release(peer, conn) => h.node.release(h.worker(peer).expect("joined"), conn),
+        }
+    }
+    let held = [A, B, C].map(|peer| h.conns_of(h.worker(peer).expect("joined")));
+    assert_eq!(held, [vec![5, 6], vec![2, 4], vec![7]]);
+}
