@@ -6,9 +6,11 @@
 //! - memory is bounded: no worker's backlog over its cap, the worker and
 //!   pending tables within `MAX_WORKERS`, no connection over
 //!   `MAX_CHANNELS_PER_CONN` subscriptions;
-//! - no connection is held by two workers;
-//! - every client has an outcome: a connection the node assigned is held
-//!   by its worker until the node hands it back in a `Lost`.
+//! - no connection is held by two workers, and a worker holds only
+//!   connections whose session (or wait for a verdict) names it;
+//! - every client has an outcome: a session's worker is registered and
+//!   holds it, and a dead worker's connections come back resolved: moved
+//!   to a worker that holds them, or to be closed with no worker named.
 //!
 //! Input layout: byte 0 picks an unsigned (even) or a signed node; then
 //! each step is an opcode byte and the parameter bytes it reads.
@@ -18,14 +20,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use averyws::backend::message::{
-    AuthReply, Close, List, Message, Payload, Publish, Ready, SendTo, Subscription,
+    AuthReply, Close, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
 };
 use averyws::backend::{encode, Frames, KeyRing, Signer};
 use averyws::config::WorkerLoss;
 use averyws::node::channels::MAX_CHANNELS_PER_CONN;
-use averyws::node::testing::{RecordingWire, TableEdge};
-use averyws::node::workers::{WorkerRef, MAX_WORKERS};
-use averyws::node::{Followup, Lost, Node, NodeConfig, Time};
+use averyws::node::connections::{Outcome, Resolved};
+use averyws::node::sessions::ConnectInfo;
+use averyws::node::testing::{upgrade, RecordingWire, TableEdge};
+use averyws::node::workers::MAX_WORKERS;
+use averyws::node::{Followup, Node, NodeConfig, Time};
 use averyws::ws::CloseCode;
 use libfuzzer_sys::fuzz_target;
 
@@ -63,8 +67,6 @@ struct World {
     edge: TableEdge,
     time: Time,
     signers: HashMap<u8, Signer>,
-    /// Connections the node assigned, and to whom.
-    assigned: HashMap<u64, WorkerRef>,
 }
 
 impl World {
@@ -93,7 +95,6 @@ impl World {
                 unix_ms: 1_700_000_000_000,
             },
             signers,
-            assigned: HashMap::new(),
         }
     }
 
@@ -121,21 +122,51 @@ impl World {
         let followup = self
             .node
             .handle(&mut self.wire, &mut self.edge, &[p], &views, self.time);
-        if let Followup::Lost(lost) = followup {
-            self.outcome(lost);
+        if let Followup::Lost(resolved) = followup {
+            self.outcome(&resolved);
         }
     }
 
-    /// A lost worker's connections: each had been assigned to it, and is
-    /// moved to another worker if one serves.
-    fn outcome(&mut self, lost: Lost) {
-        for conn in lost.conns {
-            let holder = self.assigned.remove(&conn);
-            assert_eq!(holder, Some(lost.worker), "conn {conn} was not its");
-            if let Some(worker) = self.node.assign("svc", conn) {
-                self.assigned.insert(conn, worker);
+    /// A dead worker's connections: a moved one is held by its new
+    /// worker; one to close names none (the client's close follows).
+    fn outcome(&mut self, resolved: &[Resolved]) {
+        for (i, &Resolved { conn, outcome }) in resolved.iter().enumerate() {
+            // Moved to a worker that died next: the later entry counts.
+            if resolved[i + 1..].iter().any(|later| later.conn == conn) {
+                continue;
+            }
+            let workers = self.node.workers();
+            let session = self.node.sessions().get(conn);
+            let worker = session.and_then(|s| s.worker);
+            match outcome {
+                Outcome::Moved => {
+                    let held = worker.and_then(|w| workers.get(w));
+                    assert!(held.is_some_and(|w| w.conns.contains(&conn)), "{conn} moved nowhere");
+                }
+                Outcome::Close(..) => assert_eq!(worker, None, "{conn} closed but served"),
+                Outcome::AuthLost => {
+                    assert_eq!(self.node.sessions().auth_worker(conn), None);
+                }
+            }
+            if !matches!(outcome, Outcome::Moved) {
+                self.gone(conn);
             }
         }
+    }
+
+    /// True while the node or the edge knows the connection.
+    fn known(&self, conn: u64) -> bool {
+        let sessions = self.node.sessions();
+        self.edge.conns.contains_key(&conn)
+            || sessions.get(conn).is_some()
+            || sessions.auth_worker(conn).is_some()
+    }
+
+    /// The client leaves (or is closed): the node is told.
+    fn gone(&mut self, conn: u64) {
+        self.edge.conns.remove(&conn);
+        let why = (CloseCode(1000), Initiator::Client);
+        self.node.close(&mut self.wire, conn, why, self.time);
     }
 
     fn step(&mut self, input: &mut Input<'_>) {
@@ -221,30 +252,33 @@ impl World {
                     .collect();
                 self.raw(p, &frames);
             }
-            10 if !self.edge.conns.contains_key(&conn) => {
+            10 if !self.known(conn) => {
                 let grants: &[(&str, &str)] = match input.byte() % 3 {
                     0 => &[],
                     1 => &[("a", "subscribe"), ("b", "subscribe")],
                     _ => &[("a", "subscribe"), ("a", "publish"), ("b", "publish")],
                 };
-                self.edge.open(conn, grants);
-                if let Some(worker) = self.node.assign("svc", conn) {
-                    self.assigned.insert(conn, worker);
+                let info = ConnectInfo {
+                    service: "svc".to_owned(),
+                    path: "/w".to_owned(),
+                    ..ConnectInfo::default()
+                };
+                if input.byte() % 4 == 0 {
+                    // An upgrade asking the auth service instead.
+                    let auth = upgrade(conn);
+                    self.node.ask_auth(&mut self.wire, "svc", &auth, self.time);
+                } else if self.node.open(&mut self.wire, conn, info, self.time) {
+                    self.edge.open(conn, grants);
+                } else {
+                    self.gone(conn);
                 }
             }
-            11 => {
-                self.edge.conns.remove(&conn);
-                if let Some(worker) = self.assigned.remove(&conn) {
-                    self.node.release(worker, conn);
-                }
-                self.node.forget_conn(conn);
-            }
+            11 => self.gone(conn),
             12 => {
                 self.time.now += Duration::from_millis(u64::from(input.byte()) * 10);
                 self.time.unix_ms += u64::from(input.byte()) * 10;
-                for lost in self.node.tick(&mut self.wire, self.time) {
-                    self.outcome(lost);
-                }
+                let resolved = self.node.tick(&mut self.wire, self.time);
+                self.outcome(&resolved);
             }
             13 => toggle(&mut self.wire.full, p),
             14 => toggle(&mut self.wire.gone, p),
@@ -257,17 +291,15 @@ impl World {
                     .recheck_subscriptions(&mut self.wire, &self.edge, self.time);
             }
             _ => {
-                if let Some(&worker) = self.assigned.get(&conn) {
-                    // As a connection's farewell would.
-                    let bye = Message::Bye;
-                    self.node
-                        .send_control(&mut self.wire, worker, &bye, self.time);
+                let payload = Payload::Binary(input.bytes(16));
+                let _ = self.node.message(&mut self.wire, conn, payload, self.time);
+                for conn in self.node.retry(&mut self.wire, self.time) {
+                    assert!(self.node.sessions().get(conn).is_some(), "{conn} resumed");
                 }
             }
         }
-        for lost in self.node.take_lost() {
-            self.outcome(lost);
-        }
+        let resolved = self.node.take_lost(&mut self.wire, self.time);
+        self.outcome(&resolved);
         // Only what the wire took is kept by the test.
         self.wire.sent.clear();
     }
@@ -276,17 +308,24 @@ impl World {
         assert!(self.node.backlogs().longest() <= QUEUE, "a backlog over its cap");
         let workers = self.node.workers();
         assert!(workers.len() <= MAX_WORKERS && workers.pending() <= MAX_WORKERS);
+        let sessions = self.node.sessions();
         let mut held = HashSet::new();
         for worker in workers.all() {
             let conns = &workers.get(worker).expect("listed").conns;
             for &conn in conns {
                 assert!(held.insert(conn), "conn {conn} held by two workers");
+                let named = sessions.get(conn).and_then(|s| s.worker) == Some(worker)
+                    || sessions.auth_worker(conn) == Some(worker);
+                assert!(named, "conn {conn} held by a worker it does not know");
             }
         }
-        for (&conn, &worker) in &self.assigned {
-            let holds = workers.get(worker).is_some_and(|w| w.conns.contains(&conn));
-            assert!(holds, "conn {conn} lost without an outcome");
+        for (conn, session) in sessions.iter() {
+            if let Some(worker) = session.worker {
+                let holds = workers.get(worker).is_some_and(|w| w.conns.contains(&conn));
+                assert!(holds, "conn {conn} lost without an outcome");
+            }
         }
+        assert!(sessions.blocked() <= sessions.len());
         let mut per_conn: HashMap<u64, usize> = HashMap::new();
         for (conn, _) in self.node.channels().all() {
             *per_conn.entry(conn).or_default() += 1;

@@ -15,9 +15,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::time::Instant;
 
-use super::message::{Message, MAX_CONN_IDS, MAX_FRAMES};
+use super::message::{Auth, Initiator, Message, Payload, MAX_CONN_IDS, MAX_FRAMES};
+use crate::node::sessions::ConnectInfo;
 use crate::node::workers::WorkerRef;
-use crate::node::{Delivery, Dropped, Node, Refused, Time, Wire};
+use crate::node::{Dropped, Node, Refused, Time, Wire};
+use crate::ws::CloseCode;
 
 /// How the link is set up.
 #[derive(Debug, Clone)]
@@ -198,15 +200,24 @@ impl Backend {
             .send_control(&mut self.link, worker, message, time);
     }
 
-    /// [`Node::send_data`] on this link at `now`.
-    pub fn send_data(
-        &mut self,
-        worker: WorkerRef,
-        message: &Message<'_>,
-        now: Instant,
-    ) -> Delivery {
-        self.node
-            .send_data(&mut self.link, worker, message, at(now))
+    /// [`Node::open`] on this link at `now`.
+    pub fn open(&mut self, conn: u64, info: ConnectInfo, now: Instant) -> bool {
+        self.node.open(&mut self.link, conn, info, at(now))
+    }
+
+    /// [`Node::message`] on this link at `now`.
+    pub fn message(&mut self, conn: u64, payload: Payload<'_>, now: Instant) -> bool {
+        self.node.message(&mut self.link, conn, payload, at(now))
+    }
+
+    /// [`Node::close`] on this link at `now`.
+    pub fn close(&mut self, conn: u64, why: (CloseCode, Initiator), now: Instant) {
+        self.node.close(&mut self.link, conn, why, at(now));
+    }
+
+    /// [`Node::ask_auth`] on this link at `now`.
+    pub fn ask_auth(&mut self, service: &str, auth: &Auth<'_>, now: Instant) -> bool {
+        self.node.ask_auth(&mut self.link, service, auth, at(now))
     }
 }
 

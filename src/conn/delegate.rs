@@ -9,22 +9,19 @@ use std::time::Instant;
 use super::serve::forwarded_headers;
 use crate::access::Identity;
 use crate::backend::link::Backend;
-use crate::backend::message::{Auth, AuthReply, Message};
-use crate::node::workers::WorkerRef;
+use crate::backend::message::{Auth, AuthReply};
 use crate::ws::upgrade::{Rejection, Request};
 
 /// An upgrade waiting for the auth service's verdict.
 pub(super) struct AuthWait {
     /// The parsed request, its query as workers are told it.
     pub request: Request,
-    /// The auth worker asked; only its AUTH_REPLY counts.
-    pub worker: WorkerRef,
     /// No verdict by then: 503.
     pub until: Instant,
 }
 
 /// Sends AUTH about `request` (the request id is the connection id) to a
-/// worker of `service`; `None` when the service has no worker.
+/// worker of `service`; false when the service has no worker.
 pub(super) fn ask(
     backend: &mut Backend,
     service: &str,
@@ -32,8 +29,7 @@ pub(super) fn ask(
     peer: SocketAddr,
     request: &Request,
     now: Instant,
-) -> Option<WorkerRef> {
-    let worker = backend.node.assign(service, conn)?;
+) -> bool {
     let peer = peer.to_string();
     let headers: Vec<(&str, &[u8])> = forwarded_headers(request, true)
         .map(|(name, value)| (name, value.as_bytes()))
@@ -45,8 +41,7 @@ pub(super) fn ask(
         query: request.query.as_deref().unwrap_or_default(),
         headers: headers.as_slice().into(),
     };
-    backend.send_control(worker, &Message::Auth(auth), now);
-    Some(worker)
+    backend.ask_auth(service, &auth, now)
 }
 
 /// The identity an AUTH_REPLY establishes, or the refusal it means: a

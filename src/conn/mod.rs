@@ -52,8 +52,8 @@ mod serve;
 use backlog::Backlog;
 use delegate::AuthWait;
 pub use guard::{Eviction, Guard};
-pub use serve::{payload_of, Target, WorkerSession};
 use serve::{Next, Serving};
+pub use serve::{Target, WorkerSession};
 
 use log::debug;
 use mio::net::TcpStream;
@@ -63,10 +63,10 @@ use rustls::{ServerConfig, ServerConnection};
 use crate::access::{self, Access, Identity};
 use crate::auth::token::TokenError;
 use crate::backend::link::Backend;
-use crate::backend::message::{AuthReply, Disconnect, Initiator, Payload};
+use crate::backend::message::{AuthReply, Initiator, Payload};
 use crate::config::{Config, Service};
 use crate::metrics::{ReactorMetrics, TokenOutcome};
-use crate::node::workers::WorkerRef;
+use crate::node::connections::Outcome;
 use crate::pace::{Crowd, Unit};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, OpCode};
@@ -292,20 +292,11 @@ impl Conn {
         matches!(self.phase, Phase::Open(_))
     }
 
-    /// True while a message for its worker waits for the worker's pipe.
-    pub fn backend_blocked(&self) -> bool {
-        matches!(&self.target, Some(Target::Worker(session)) if session.pending.is_some())
-    }
-
-    /// Tries the waiting message again and, once it is out, resumes
-    /// reading from the client where it stopped.
-    pub fn retry_backend(&mut self, sh: &mut Shared<'_>) {
-        let (Some(Target::Worker(session)), Some(backend)) =
-            (&mut self.target, sh.backend.as_deref_mut())
-        else {
-            return;
-        };
-        if session.retry(backend, self.id, sh.now) {
+    /// Its message waited for a worker's pipe and is out now: reading
+    /// from the client resumes where it stopped.
+    pub fn resume(&mut self, sh: &mut Shared<'_>) {
+        if let Some(Target::Worker(session)) = &mut self.target {
+            session.blocked = false;
             self.on_ready(sh, false);
         }
     }
@@ -351,102 +342,27 @@ impl Conn {
         }
     }
 
-    /// The worker the connection sticks to, if any.
-    pub fn worker(&self) -> Option<WorkerRef> {
-        match &self.target {
-            Some(Target::Worker(session)) => session.worker,
-            _ => None,
-        }
-    }
-
-    /// Its worker died. With `reassign`, a connection that never handed
-    /// it a message goes to another worker (a fresh CONNECT, REASSIGNED;
-    /// none left: Close 1013). Any other is closed with 1012, so no client
-    /// loses a message without a word: v1 has no acknowledgement, so each
-    /// message the dead worker was given may be lost, and is counted
-    /// (docs/protocol.md section 6).
-    pub fn worker_lost(&mut self, sh: &mut Shared<'_>, reassign: bool) {
-        if self.auth.is_some() {
-            // The auth worker died before its verdict: fail closed.
-            self.auth_unavailable(sh, "auth worker lost");
-            return self.flush(sh);
-        }
-        let Some(Target::Worker(session)) = &mut self.target else {
-            return;
-        };
-        session.worker = None;
-        let in_flight = std::mem::take(&mut session.in_flight);
-        sh.metrics.backend_lost_messages.add(in_flight);
-        if reassign && in_flight == 0 {
-            // Close 1013 when no worker is left: flushed below, like 1012.
-            self.attach_worker(sh, true);
-        } else {
-            session.pending = None;
-            let reason = if in_flight == 0 {
-                "worker lost"
-            } else {
-                "worker lost with messages in flight"
-            };
-            self.start_close(sh.out, sh.now, CloseCode::SERVICE_RESTART, reason);
+    /// What the node decided when its worker died (docs/protocol.md
+    /// section 6): moved on, closed (1012, or 1013 with no worker left),
+    /// or, for an upgrade waiting for the auth worker, refused with 503.
+    pub fn worker_lost(&mut self, sh: &mut Shared<'_>, outcome: Outcome) {
+        match outcome {
+            Outcome::Moved => return,
+            Outcome::AuthLost => self.auth_unavailable(sh, "auth worker lost"),
+            Outcome::Close(code, reason) => {
+                if let Some(Target::Worker(session)) = &mut self.target {
+                    // The waiting message died with the worker.
+                    session.blocked = false;
+                }
+                self.start_close(sh.out, sh.now, code, reason);
+            }
         }
         self.flush(sh);
     }
 
-    /// Gives the connection a worker for its service and tells it
-    /// (CONNECT, flagged REASSIGNED when a dead worker had it); with none
-    /// to be had, Close 1013.
-    fn attach_worker(&mut self, sh: &mut Shared<'_>, reassigned: bool) {
-        let (Some(Target::Worker(session)), Some(backend)) =
-            (&mut self.target, sh.backend.as_deref_mut())
-        else {
-            return;
-        };
-        match backend.node.assign(&session.service, self.id) {
-            Some(worker) => {
-                session.worker = Some(worker);
-                let node = backend.node.name().to_owned();
-                let identity = self.identity.as_ref();
-                session.with_connect(self.id, &node, reassigned, identity, |connect| {
-                    backend.send_control(worker, connect, sh.now)
-                });
-            }
-            None => {
-                session.pending = None;
-                self.start_close(
-                    sh.out,
-                    sh.now,
-                    CloseCode::TRY_AGAIN_LATER,
-                    "no worker for this service",
-                );
-            }
-        }
-    }
-
-    /// The connection is gone: its worker gets the message that was still
-    /// waiting, then DISCONNECT, and forgets it.
+    /// The connection is gone: the node tells its worker (the message
+    /// still waiting, then DISCONNECT) and forgets it.
     pub fn farewell(&self, backend: &mut Backend, now: Instant) {
-        if let Some(wait) = &self.auth {
-            backend.node.release(wait.worker, self.id);
-        }
-        let Some(Target::Worker(session)) = &self.target else {
-            return;
-        };
-        let Some(worker) = session.worker else { return };
-        if let Some(payload) = session
-            .pending
-            .as_ref()
-            .and_then(|(op, p)| payload_of(*op, p))
-        {
-            let data = crate::backend::message::Data {
-                conn: self.id,
-                payload,
-            };
-            backend.send_control(
-                worker,
-                &crate::backend::message::Message::Message(data),
-                now,
-            );
-        }
         let (code, initiator) = match self.close {
             Some((code, Closer::Client)) => (code, Initiator::Client),
             Some((code, Closer::Server)) => (code, Initiator::Node),
@@ -459,18 +375,7 @@ impl Conn {
         } else {
             code
         };
-        let disconnect = Disconnect {
-            conn: self.id,
-            code: CloseCode(code),
-            initiator,
-            reason: "",
-        };
-        backend.send_control(
-            worker,
-            &crate::backend::message::Message::Disconnect(disconnect),
-            now,
-        );
-        backend.node.release(worker, self.id);
+        backend.close(self.id, (CloseCode(code), initiator), now);
     }
 
     /// Why the server evicted the connection, if it did.
@@ -809,7 +714,7 @@ impl Conn {
     fn must_pause(&self) -> bool {
         !self.pending.is_empty()
             || self.auth.is_some()
-            || matches!(&self.target, Some(Target::Worker(session)) if session.pending.is_some())
+            || matches!(&self.target, Some(Target::Worker(session)) if session.blocked)
     }
 
     fn read_all(&mut self, sh: &mut Shared<'_>) {
@@ -1033,11 +938,19 @@ impl Conn {
         self.target = Some(match service {
             Service::Echo => Target::Echo,
             Service::Worker(name) => {
-                let session = WorkerSession::new(name, self.peer, &request);
-                Target::Worker(Box::new(session))
+                let identity = self.identity.as_ref();
+                let info = serve::connect_info(name, self.peer, &request, identity);
+                let served = sh
+                    .backend
+                    .as_deref_mut()
+                    .is_some_and(|backend| backend.open(self.id, info, now));
+                if !served {
+                    let reason = "no worker for this service";
+                    self.start_close(sh.out, now, CloseCode::TRY_AGAIN_LATER, reason);
+                }
+                Target::Worker(Box::new(WorkerSession::new(name)))
             }
         });
-        self.attach_worker(sh, false);
         // Frames pipelined behind the request head.
         self.on_plaintext(&mut early, sh);
         if !self.is_done() {
@@ -1049,41 +962,30 @@ impl Conn {
     /// request, and reading pauses until the verdict. No worker: 503.
     fn delegate(&mut self, request: upgrade::Request, service: &str, sh: &mut Shared<'_>) {
         let now = sh.now;
-        let asked = sh
-            .backend
-            .as_deref_mut()
-            .and_then(|backend| delegate::ask(backend, service, self.id, self.peer, &request, now));
-        let Some(worker) = asked else {
+        let asked = sh.backend.as_deref_mut().is_some_and(|backend| {
+            delegate::ask(backend, service, self.id, self.peer, &request, now)
+        });
+        if !asked {
             debug!("{}: no worker for auth service {service}", self.peer);
             return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
-        };
+        }
         self.auth = Some(Box::new(AuthWait {
             request,
-            worker,
             until: now + sh.config.auth.auth_timeout,
         }));
         self.guard.settled();
     }
 
-    /// The auth service's verdict on this connection's upgrade: an allow
-    /// goes on to the `connect` check (101 or 403), a deny is 401. False,
-    /// changing nothing, when no verdict from `worker` was awaited (an
-    /// unknown or expired request, another worker).
-    pub fn on_auth_reply(
-        &mut self,
-        sh: &mut Shared<'_>,
-        worker: WorkerRef,
-        reply: &AuthReply<'_>,
-    ) -> bool {
-        if !self.awaits_auth_from(worker) {
-            return false;
+    /// The auth service's verdict on this connection's upgrade (the node
+    /// checked it came from the worker asked): an allow goes on to the
+    /// `connect` check (101 or 403), a deny is 401.
+    pub fn on_auth_reply(&mut self, sh: &mut Shared<'_>, reply: &AuthReply<'_>) {
+        if !self.is_upgrading() {
+            return;
         }
         let Some(wait) = self.auth.take() else {
-            return false;
+            return;
         };
-        if let Some(backend) = sh.backend.as_deref_mut() {
-            backend.node.release(worker, self.id);
-        }
         let config = sh.config;
         match (delegate::verdict(reply), config.route(&wait.request.path)) {
             (Ok(identity), Some(route)) => {
@@ -1102,23 +1004,17 @@ impl Conn {
         }
         // Resume reading: the bytes behind the head were kept, more may wait.
         self.on_ready(sh, false);
-        true
-    }
-
-    /// True while the upgrade waits for `worker`'s AUTH_REPLY.
-    pub fn awaits_auth_from(&self, worker: WorkerRef) -> bool {
-        self.is_upgrading() && self.auth.as_ref().is_some_and(|w| w.worker == worker)
     }
 
     /// No verdict will come (timeout, the auth worker died): 503, fail
     /// closed.
     fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
-        let Some(wait) = self.auth.take() else {
+        if self.auth.take().is_none() {
             return;
-        };
+        }
         debug!("{}: {why}", self.peer);
         if let Some(backend) = sh.backend.as_deref_mut() {
-            backend.node.release(wait.worker, self.id);
+            backend.node.auth_done(self.id);
         }
         self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
     }

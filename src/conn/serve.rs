@@ -6,9 +6,8 @@ use std::time::Instant;
 use super::{Guard, Stats};
 use crate::access::Identity;
 use crate::backend::link::Backend;
-use crate::backend::message::{Connect, Data, Message, Payload};
-use crate::node::workers::WorkerRef;
-use crate::node::Delivery;
+use crate::backend::message::Payload;
+use crate::node::sessions::ConnectInfo;
 use crate::ws::upgrade::Request;
 use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
 
@@ -30,96 +29,50 @@ impl Target {
     }
 }
 
-/// A connection's side of the backend protocol.
+/// What a connection served by a worker keeps itself: the node holds the
+/// rest ([`crate::node::sessions`]).
 pub struct WorkerSession {
     /// The service its route names.
     pub service: String,
-    /// The worker it sticks to; `None` once none is left.
-    pub worker: Option<WorkerRef>,
-    /// One MESSAGE the worker's pipe did not take yet: reading from the
-    /// client stops until it is sent (docs/protocol.md section 7).
-    pub pending: Option<(OpCode, Vec<u8>)>,
+    /// A message waits in the node for the worker's pipe: reading from
+    /// the client stops until the node says it is out.
+    pub blocked: bool,
     /// Client bytes read but not yet served: the worker's pipe was full.
     /// Kept here, not in every connection: only a worker blocks.
     pub unread: Vec<u8>,
-    /// Messages handed to the current worker. Protocol v1 has no
-    /// acknowledgement, so each may die with the worker: only a
-    /// connection with none is moved to another worker unasked
-    /// (docs/protocol.md section 6).
-    pub in_flight: u64,
-    peer: String,
-    path: String,
-    query: String,
-    subprotocol: String,
-    headers: Vec<(&'static str, String)>,
 }
 
 impl WorkerSession {
-    /// The session of a client upgraded on `request` to `service`.
-    pub fn new(service: &str, peer: std::net::SocketAddr, request: &Request) -> Self {
-        let headers = forwarded_headers(request, false)
-            .map(|(name, value)| (name, value.to_owned()))
-            .collect();
+    /// The session of a client upgraded to `service`.
+    pub fn new(service: &str) -> Self {
         Self {
             service: service.to_owned(),
-            worker: None,
-            pending: None,
+            blocked: false,
             unread: Vec::new(),
-            in_flight: 0,
-            peer: peer.to_string(),
-            path: request.path.clone(),
-            query: request.query.clone().unwrap_or_default(),
-            subprotocol: request.subprotocol.clone().unwrap_or_default(),
-            headers,
         }
     }
+}
 
-    /// Runs `f` on the CONNECT event for this connection, which carries
-    /// the user and token roles of `identity` (none: anonymous).
-    pub fn with_connect<R>(
-        &self,
-        conn: u64,
-        node: &str,
-        reassigned: bool,
-        identity: Option<&Identity>,
-        f: impl FnOnce(&Message<'_>) -> R,
-    ) -> R {
-        let headers: Vec<(&str, &[u8])> = self
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_bytes()))
-            .collect();
-        let roles = identity.map(Identity::connect_roles).unwrap_or_default();
-        f(&Message::Connect(Connect {
-            conn,
-            reassigned,
-            service: &self.service,
-            node,
-            peer: &self.peer,
-            path: &self.path,
-            query: &self.query,
-            subprotocol: &self.subprotocol,
-            user: identity.map_or("", Identity::connect_user),
-            roles: roles.as_slice().into(),
-            headers: headers.as_slice().into(),
-        }))
-    }
-
-    /// Tries the pending MESSAGE again; true once nothing is pending.
-    pub fn retry(&mut self, backend: &mut Backend, conn: u64, now: Instant) -> bool {
-        let (Some(worker), Some((opcode, payload))) = (self.worker, &self.pending) else {
-            return self.pending.is_none();
-        };
-        let Some(payload) = payload_of(*opcode, payload) else {
-            self.pending = None;
-            return true;
-        };
-        let message = Message::Message(Data { conn, payload });
-        if backend.send_data(worker, &message, now) == Delivery::Sent {
-            self.pending = None;
-            self.in_flight += 1;
-        }
-        self.pending.is_none()
+/// What CONNECT tells the worker of a client upgraded on `request` to
+/// `service`: the user and token roles of `identity` (none: anonymous).
+pub fn connect_info(
+    service: &str,
+    peer: std::net::SocketAddr,
+    request: &Request,
+    identity: Option<&Identity>,
+) -> ConnectInfo {
+    let roles = identity.map(Identity::connect_roles).unwrap_or_default();
+    ConnectInfo {
+        service: service.to_owned(),
+        peer: peer.to_string(),
+        path: request.path.clone(),
+        query: request.query.clone().unwrap_or_default(),
+        subprotocol: request.subprotocol.clone().unwrap_or_default(),
+        user: identity.map_or("", Identity::connect_user).to_owned(),
+        roles: roles.iter().map(|role| role.to_string()).collect(),
+        headers: forwarded_headers(request, false)
+            .map(|(name, value)| (name, value.to_owned()))
+            .collect(),
     }
 }
 
@@ -145,14 +98,6 @@ pub fn opcode_of(payload: Payload<'_>) -> OpCode {
     match payload {
         Payload::Text(_) => OpCode::Text,
         Payload::Binary(_) => OpCode::Binary,
-    }
-}
-
-/// A data message as the protocol carries it.
-pub fn payload_of(opcode: OpCode, bytes: &[u8]) -> Option<Payload<'_>> {
-    match opcode {
-        OpCode::Text => std::str::from_utf8(bytes).ok().map(Payload::Text),
-        _ => Some(Payload::Binary(bytes)),
     }
 }
 
@@ -253,27 +198,13 @@ impl Serving<'_> {
                 true
             }
             Target::Worker(session) => {
-                // No worker left: the connection is closing (1013).
-                let (Some(worker), Some(backend)) = (session.worker, self.backend.as_deref_mut())
-                else {
+                let Some(backend) = self.backend.as_deref_mut() else {
                     return true;
                 };
-                let message = Message::Message(Data {
-                    conn: self.conn,
-                    payload,
-                });
-                match backend.send_data(worker, &message, self.now) {
-                    Delivery::Sent => {
-                        session.in_flight += 1;
-                        true
-                    }
-                    // Gone: the reactor moves the connection to another
-                    // worker, which then gets this message.
-                    Delivery::Blocked | Delivery::Gone => {
-                        session.pending = Some((opcode_of(payload), payload.as_bytes().to_vec()));
-                        false
-                    }
-                }
+                // A refused message waits in the node, which says when
+                // it is out (`Conn::resume`).
+                session.blocked = !backend.message(self.conn, payload, self.now);
+                !session.blocked
             }
         }
     }

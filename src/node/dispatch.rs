@@ -116,7 +116,7 @@ impl Node {
             }
         };
         match (replaced, followup) {
-            (Some(lost), Followup::Done) => Followup::Lost(lost),
+            (Some(lost), Followup::Done) => Followup::Lost(self.resolve(wire, lost, time)),
             (Some(lost), other) => {
                 // Cannot happen (a confirmation registers, it is no READY)
                 // but must not lose the old worker's clients either.
@@ -166,7 +166,10 @@ impl Node {
         if registered.is_some() {
             self.welcome(wire, routing_id, ready.instance, time);
         }
-        replaced.map_or(Followup::Done, Followup::Lost)
+        match replaced {
+            Some(lost) => Followup::Lost(self.resolve(wire, lost, time)),
+            None => Followup::Done,
+        }
     }
 
     /// Registers a worker (or updates a known one) and says so; a worker
@@ -217,9 +220,10 @@ impl Node {
         let about = message.message_type() as u8;
         let mut missing = Vec::new();
         let followup = match message {
-            Message::Bye => self
-                .forget_worker(worker, "said BYE")
-                .map_or(Followup::Done, Followup::Lost),
+            Message::Bye => match self.forget_worker(worker, "said BYE") {
+                Some(lost) => Followup::Lost(self.resolve(wire, lost, time)),
+                None => Followup::Done,
+            },
             Message::Send(send) => {
                 if !self.too_big(wire, worker, about, send.payload, time) {
                     missing = send
@@ -278,7 +282,10 @@ impl Node {
                 missing.push(close.conn);
                 Followup::Done
             }
-            Message::AuthReply(reply) if edge.awaits_auth(reply.request, worker) => {
+            Message::AuthReply(reply)
+                if self.sessions.auth_worker(reply.request) == Some(worker) =>
+            {
+                self.auth_done(reply.request);
                 Followup::AuthReply {
                     conn: reply.request,
                     worker,

@@ -2,8 +2,10 @@
 //! about its workers (docs/protocol.md sections 4 to 8).
 //!
 //! [`Node`] keeps the registered and pending workers, service assignment,
-//! the per-worker backlogs, channels and subscriptions, the signer and the
-//! replay windows, heartbeats and the drop and answer budgets. It takes
+//! the per-worker backlogs and each connection's waiting message, the
+//! upgrades waiting for an auth worker, channels and subscriptions, the
+//! signer and the replay windows, heartbeats and the drop and answer
+//! budgets. Connections hold no backend state. It takes
 //! what arrived from a worker (its routing id and frames), connection
 //! events and the time; it sends through a [`Wire`] (the ZeroMQ ROUTER in
 //! the server, a recorder in tests), reaches connections through an
@@ -12,6 +14,9 @@
 //! a clock.
 //!
 //! - [`workers`]: the table of workers, their connections and assignment;
+//! - [`sessions`]: each connection's side: its worker, its waiting
+//!   message, what it handed over; upgrades waiting for a verdict;
+//! - [`connections`]: connection events, and worker death's outcomes;
 //! - [`channels`]: subscriptions both ways;
 //! - [`backlogs`]: what waits for a full pipe, capped per worker;
 //! - [`answers`]: drop counts and the budget of unasked ERRORs;
@@ -21,7 +26,9 @@
 pub mod answers;
 pub mod backlogs;
 pub mod channels;
+pub mod connections;
 pub mod dispatch;
+pub mod sessions;
 pub mod testing;
 #[cfg(test)]
 mod tests;
@@ -40,6 +47,8 @@ use crate::ws::CloseCode;
 use answers::{Answers, Drops};
 use backlogs::{Backlogs, Queued};
 use channels::Channels;
+use connections::Resolved;
+use sessions::Sessions;
 use workers::{WorkerRef, Workers};
 
 /// How the node is set up.
@@ -105,8 +114,6 @@ pub trait Edge {
     fn permits(&self, conn: u64, resource: &str, permission: &str) -> Option<bool>;
     /// True while the connection is open (upgraded, not closing).
     fn is_open(&self, conn: u64) -> bool;
-    /// True while connection `conn` waits for `worker`'s AUTH_REPLY.
-    fn awaits_auth(&self, conn: u64, worker: WorkerRef) -> bool;
 }
 
 /// What the caller does to connections once [`Node::handle`] returned:
@@ -115,8 +122,8 @@ pub trait Edge {
 pub enum Followup<'m> {
     /// Nothing.
     Done,
-    /// A worker is gone: move or close its connections.
-    Lost(Lost),
+    /// A worker is gone: what becomes of its connections.
+    Lost(Vec<Resolved>),
     /// A worker's CLOSE for an open connection.
     Close {
         /// The connection.
@@ -147,15 +154,13 @@ pub enum Followup<'m> {
     },
 }
 
-/// A worker the node forgot, and what becomes of its connections.
+/// A worker the node forgot, and the connections it held.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Lost {
-    /// The worker.
-    pub worker: WorkerRef,
-    /// The connections it held.
-    pub conns: Vec<u64>,
-    /// True: they go to other workers; false: they close with 1012.
-    pub reassign: bool,
+struct Lost {
+    worker: WorkerRef,
+    conns: Vec<u64>,
+    /// True: those with nothing in flight go to other workers.
+    reassign: bool,
 }
 
 /// What happened to a data message for a worker.
@@ -199,8 +204,11 @@ pub struct Node {
     signer: Option<Signer>,
     verifier: Option<Verifier>,
     workers: Workers,
+    sessions: Sessions,
     channels: Channels,
     backlogs: Backlogs,
+    /// Client messages handed to workers that then died.
+    lost_messages: u64,
     /// Workers found gone or not reading while sending, and why.
     lost: Vec<(WorkerRef, &'static str)>,
     out: Frames,
@@ -228,7 +236,9 @@ impl Node {
             signer,
             verifier,
             workers: Workers::default(),
+            sessions: Sessions::default(),
             channels: Channels::default(),
+            lost_messages: 0,
             lost: Vec::new(),
             out: Frames::new(),
             answers: Answers::default(),
@@ -283,6 +293,11 @@ impl Node {
         &self.workers
     }
 
+    /// The connections served by workers.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
     /// The subscriptions.
     pub fn channels(&self) -> &Channels {
         &self.channels
@@ -316,22 +331,6 @@ impl Node {
     /// Counts a message the shell dropped before the node saw it.
     pub fn drop_received(&mut self, dropped: Dropped, now: Instant) {
         self.drops.count(dropped.to_string(), now);
-    }
-
-    /// The live worker a new connection to `service` goes to (docs/
-    /// protocol.md section 5); the connection is counted as its.
-    pub fn assign(&mut self, service: &str, conn: u64) -> Option<WorkerRef> {
-        self.workers.assign(service, conn)
-    }
-
-    /// Forgets that `worker` holds `conn`.
-    pub fn release(&mut self, worker: WorkerRef, conn: u64) {
-        self.workers.release(worker, conn);
-    }
-
-    /// The connection is gone: its subscriptions end.
-    pub fn forget_conn(&mut self, conn: u64) {
-        self.channels.remove_conn(conn);
     }
 
     /// Sends a data message (MESSAGE) to a worker, never queueing it: on
@@ -442,7 +441,7 @@ impl Node {
     /// Sends HEARTBEAT to every worker the node has been quiet to for an
     /// interval, forgets READYs never confirmed, and declares dead the
     /// workers silent past the liveness timeout.
-    pub fn tick(&mut self, wire: &mut impl Wire, time: Time) -> Vec<Lost> {
+    pub fn tick(&mut self, wire: &mut impl Wire, time: Time) -> Vec<Resolved> {
         let timeout = self.liveness_timeout();
         self.workers.expire_pending(time.now, timeout);
         let silent = self.workers.silent(time.now, timeout);
@@ -456,16 +455,19 @@ impl Node {
         }
         let silent = silent.into_iter().map(|w| (w, "silent past its liveness"));
         self.lost.splice(0..0, silent);
-        self.take_lost()
+        self.take_lost(wire, time)
     }
 
     /// Forgets the workers found gone, not reading or silent since the
     /// last call; what becomes of their connections.
-    pub fn take_lost(&mut self) -> Vec<Lost> {
-        std::mem::take(&mut self.lost)
-            .into_iter()
-            .filter_map(|(worker, why)| self.forget_worker(worker, why))
-            .collect()
+    pub fn take_lost(&mut self, wire: &mut impl Wire, time: Time) -> Vec<Resolved> {
+        let mut resolved = Vec::new();
+        for (worker, why) in std::mem::take(&mut self.lost) {
+            if let Some(lost) = self.forget_worker(worker, why) {
+                resolved.extend(self.resolve(wire, lost, time));
+            }
+        }
+        resolved
     }
 
     /// Says BYE to every worker, best effort: the node is leaving.

@@ -5,9 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::workers::WorkerRef;
 use super::{Edge, Refused, Wire};
-use crate::backend::message::Payload;
+use crate::backend::message::{Auth, List, Payload};
 
 /// Records what the node sends; refuses peers the test says are full or
 /// gone.
@@ -57,8 +56,6 @@ pub struct TableConn {
     pub open: bool,
     /// (resource, permission) pairs its user holds.
     pub grants: HashSet<(String, String)>,
-    /// The worker whose AUTH_REPLY its upgrade waits for.
-    pub awaits: Option<WorkerRef>,
     /// What workers delivered to it: text as is, binary as bytes.
     pub delivered: Vec<Vec<u8>>,
 }
@@ -106,10 +103,15 @@ impl Edge for TableEdge {
     fn is_open(&self, conn: u64) -> bool {
         self.conns.get(&conn).is_some_and(|c| c.open)
     }
+}
 
-    fn awaits_auth(&self, conn: u64, worker: WorkerRef) -> bool {
-        self.conns
-            .get(&conn)
-            .is_some_and(|c| c.awaits == Some(worker))
+/// The AUTH of upgrade `conn` (its request id): path `/`, nothing else.
+pub fn upgrade(conn: u64) -> Auth<'static> {
+    Auth {
+        request: conn,
+        peer: "",
+        path: "/",
+        query: "",
+        headers: List::from(&[][..]),
     }
 }

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::channels::MAX_CHANNELS_PER_CONN;
+use super::connections::{Outcome as Fate, Resolved};
 use super::dispatch::error;
-use super::testing::{RecordingWire, TableConn, TableEdge};
+use super::sessions::ConnectInfo;
+use super::testing::{upgrade, RecordingWire, TableConn, TableEdge};
 use super::workers::{WorkerRef, MAX_WORKERS};
-use super::{Delivery, Followup, Lost, Node, NodeConfig, Time};
+use super::{Delivery, Followup, Node, NodeConfig, Time};
 use crate::access::{PUBLISH, SUBSCRIBE};
 use crate::backend::message::{
     AclCommand, AclOp, AuthReply, Close, Data, Disconnect, ErrorCode, Initiator, List, MessageType,
@@ -78,7 +80,7 @@ const A_ELSEWHERE: Peer = Peer {
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Done,
-    Lost(Lost),
+    Lost(Vec<Resolved>),
     Close {
         conn: u64,
         code: u16,
@@ -148,6 +150,24 @@ enum Reply {
         detail: String,
         conns: Vec<u64>,
     },
+    Connect {
+        conn: u64,
+        service: String,
+        reassigned: bool,
+    },
+    /// MESSAGE: a client's data.
+    Data {
+        conn: u64,
+        payload: Vec<u8>,
+    },
+    Disconnect {
+        conn: u64,
+        code: u16,
+        initiator: Initiator,
+    },
+    Auth {
+        request: u64,
+    },
     /// Anything else, by type.
     Other(MessageType),
 }
@@ -170,6 +190,21 @@ impl From<Message<'_>> for Reply {
                 detail: e.detail.to_owned(),
                 conns: e.conns.iter().collect(),
             },
+            Message::Connect(c) => Reply::Connect {
+                conn: c.conn,
+                service: c.service.to_owned(),
+                reassigned: c.reassigned,
+            },
+            Message::Message(d) => Reply::Data {
+                conn: d.conn,
+                payload: d.payload.as_bytes().to_vec(),
+            },
+            Message::Disconnect(d) => Reply::Disconnect {
+                conn: d.conn,
+                code: d.code.0,
+                initiator: d.initiator,
+            },
+            Message::Auth(a) => Reply::Auth { request: a.request },
             other => Reply::Other(other.message_type()),
         }
     }
@@ -195,6 +230,39 @@ fn err(code: ErrorCode, about: MessageType, detail: &str, conns: &[u64]) -> Repl
         conns: conns.to_vec(),
     }
 }
+
+/// The CONNECT for `conn` to `service` (section 5; REASSIGNED after a
+/// worker died, section 6).
+fn connect(conn: u64, service: &str, reassigned: bool) -> Reply {
+    Reply::Connect {
+        conn,
+        service: service.to_owned(),
+        reassigned,
+    }
+}
+
+/// The MESSAGE carrying a client's `payload`.
+fn carried(conn: u64, payload: &[u8]) -> Reply {
+    Reply::Data {
+        conn,
+        payload: payload.to_vec(),
+    }
+}
+
+/// What became of connection `conn` of a dead worker (section 6).
+fn resolved(conn: u64, outcome: Fate) -> Resolved {
+    Resolved { conn, outcome }
+}
+
+/// Closed with 1012: its worker died holding a message of it.
+const IN_FLIGHT: Fate = Fate::Close(
+    CloseCode::SERVICE_RESTART,
+    "worker lost with messages in flight",
+);
+/// Closed with 1012 under worker-loss close, nothing in flight.
+const WORKER_LOST: Fate = Fate::Close(CloseCode::SERVICE_RESTART, "worker lost");
+/// Closed with 1013: no live worker serves its service.
+const NO_WORKER: Fate = Fate::Close(CloseCode::TRY_AGAIN_LATER, "no worker for this service");
 
 /// The node, its wire and connections, the time, and the workers' signers.
 struct Harness {
@@ -369,8 +437,63 @@ impl Harness {
         conns
     }
 
-    fn tick(&mut self) -> Vec<Lost> {
+    fn tick(&mut self) -> Vec<Resolved> {
         self.node.tick(&mut self.wire, self.t)
+    }
+
+    fn take_lost(&mut self) -> Vec<Resolved> {
+        self.node.take_lost(&mut self.wire, self.t)
+    }
+
+    /// Client `conn` upgrades to `service`: the worker that got its
+    /// CONNECT, `None` when none serves it.
+    fn open(&mut self, service: &str, conn: u64) -> Option<WorkerRef> {
+        let info = ConnectInfo {
+            service: service.to_owned(),
+            path: "/".to_owned(),
+            ..ConnectInfo::default()
+        };
+        let opened = self.node.open(&mut self.wire, conn, info, self.t);
+        let worker = self.holder(conn);
+        assert_eq!(opened, worker.is_some(), "open of {conn}");
+        worker
+    }
+
+    /// [`Harness::open`], the CONNECT taken out: the worker serving `conn`.
+    fn serve(&mut self, service: &str, conn: u64) -> WorkerRef {
+        let worker = self.open(service, conn).expect("a worker serves");
+        let pipe = &self.node.workers().get(worker).expect("live").routing_id;
+        self.wire.take(&pipe.clone());
+        worker
+    }
+
+    /// The worker connection `conn` sticks to.
+    fn holder(&self, conn: u64) -> Option<WorkerRef> {
+        self.node.sessions().get(conn).and_then(|s| s.worker)
+    }
+
+    /// Client `conn` sends `payload`: false when the pipe did not take it.
+    fn message(&mut self, conn: u64, payload: &[u8]) -> bool {
+        let payload = Payload::Binary(payload);
+        self.node.message(&mut self.wire, conn, payload, self.t)
+    }
+
+    /// Connection `conn` closes.
+    fn close(&mut self, conn: u64, why: (CloseCode, Initiator)) {
+        self.node.close(&mut self.wire, conn, why, self.t);
+    }
+
+    fn retry(&mut self) -> Vec<u64> {
+        self.node.retry(&mut self.wire, self.t)
+    }
+
+    /// Upgrade `conn` asks the `auth` service: the worker asked.
+    fn ask_auth(&mut self, conn: u64) -> Option<WorkerRef> {
+        let auth = upgrade(conn);
+        let asked = self.node.ask_auth(&mut self.wire, "auth", &auth, self.t);
+        let worker = self.node.sessions().auth_worker(conn);
+        assert_eq!(asked, worker.is_some(), "ask_auth of {conn}");
+        worker
     }
 
     fn control(&mut self, worker: WorkerRef, message: &Message<'_>) {
@@ -511,7 +634,13 @@ type Replies = Vec<Reply>;
 /// unsigned).
 type Answer = Option<(Reply, Option<u64>)>;
 /// Something that sends to a worker, and the workers it found lost.
-type Act = fn(&mut Harness, WorkerRef) -> Vec<Lost>;
+type Act = fn(&mut Harness, WorkerRef) -> Vec<Resolved>;
+/// AUTH_REPLYs in a table: who sends one, for which request.
+type AuthReplies = &'static [(Peer, u64)];
+/// Whether each counts, in a table.
+type Counts = &'static [bool];
+/// The services a worker announces, in a table.
+type Services = &'static [&'static str];
 
 /// Both kinds of node.
 const NODES: [(&str, NewNode); 2] = [("unsigned", Harness::new), ("signed", Harness::signed)];
@@ -525,7 +654,7 @@ fn ready_registers_and_is_welcomed() {
     assert_eq!(h.addressed_replies(A), [(welcome(), None)]);
     let worker = h.worker(A).expect("registered at once");
     assert_eq!(worker.instance, A.instance);
-    assert_eq!(h.node.assign("chat", 1), Some(worker));
+    assert_eq!(h.open("chat", 1), Some(worker));
 }
 
 /// Section 3 READY: a READY from a known worker replaces its service list,
@@ -535,7 +664,7 @@ fn ready_again_updates_services_and_keeps_connections() {
     for (name, node) in NODES {
         let mut h = node();
         let worker = h.join(A, &["chat"]);
-        h.node.assign("chat", 7);
+        h.serve("chat", 7);
         assert_eq!(
             h.from(A, &ready(A.instance, &["news"])),
             Outcome::Done,
@@ -544,18 +673,15 @@ fn ready_again_updates_services_and_keeps_connections() {
         assert_eq!(h.replies(A), [welcome()], "{name}");
         assert_eq!(h.worker(A), Some(worker), "{name}: the same worker");
         assert_eq!(h.conns_of(worker), [7], "{name}: its connections stay");
-        assert_eq!(
-            h.node.assign("chat", 8),
-            None,
-            "{name}: chat no longer served"
-        );
-        assert_eq!(h.node.assign("news", 8), Some(worker), "{name}");
+        assert_eq!(h.open("chat", 8), None, "{name}: chat no longer served");
+        assert_eq!(h.open("news", 9), Some(worker), "{name}");
     }
 }
 
 /// Section 4: a restarted worker is a new worker; the one it replaces on
-/// its pipe is lost with its connections (section 6). Unsigned, at the new
-/// instance's READY.
+/// its pipe is lost with its connections (section 6: one that never sent
+/// moves to the new instance, CONNECT with REASSIGNED). Unsigned, at the
+/// new instance's READY.
 #[test]
 fn a_new_instance_on_the_same_pipe_replaces_the_old() {
     replaced_on_the_same_pipe(Harness::new, true);
@@ -575,12 +701,8 @@ fn a_new_instance_on_the_same_pipe_replaces_the_old_once_confirmed() {
 fn replaced_on_the_same_pipe(node: NewNode, at_ready: bool) {
     let mut h = node();
     let old = h.join(A, &["chat"]);
-    h.node.assign("chat", 7);
-    let lost = Outcome::Lost(Lost {
-        worker: old,
-        conns: vec![7],
-        reassign: true,
-    });
+    h.serve("chat", 7);
+    let lost = Outcome::Lost(vec![resolved(7, Fate::Moved)]);
     let on_ready = h.from(A2, &ready(A2.instance, &["chat"]));
     let on_confirm = h.from(A2, &heartbeat(A2));
     let expected = match at_ready {
@@ -588,8 +710,11 @@ fn replaced_on_the_same_pipe(node: NewNode, at_ready: bool) {
         false => (Outcome::Done, lost),
     };
     assert_eq!((on_ready, on_confirm), expected);
-    assert_eq!(h.worker(A2).map(|w| w.instance), Some(A2.instance));
-    assert_eq!(h.replies(A2), [welcome()]);
+    let new = h.worker(A2).expect("registered");
+    assert_eq!(new.instance, A2.instance);
+    assert_ne!(new, old);
+    assert_eq!(h.holder(7), Some(new));
+    assert_eq!(h.replies(A2), [welcome(), connect(7, "chat", true)]);
 }
 
 /// Section 3 READY: claiming the reserved `echo` gets ERROR
@@ -644,7 +769,7 @@ fn a_signed_ready_registers_once_confirmed_on_its_pipe() {
         let welcomed = [(welcome(), Some(A.instance))];
         assert_eq!(h.addressed_replies(A), welcomed, "{name}");
         assert_eq!(h.worker(A), None, "{name}: only proposed");
-        assert_eq!(h.node.assign("chat", 2), None, "{name}: no clients yet");
+        assert_eq!(h.open("chat", 2), None, "{name}: no clients yet");
         assert_eq!(h.from(confirmer, &hi()), Outcome::Done, "{name}");
         assert_eq!(
             h.worker(A).is_some(),
@@ -680,7 +805,8 @@ fn an_unconfirmed_ready_is_forgotten_after_the_liveness_timeout() {
 }
 
 /// Section 6: any message proves a worker alive; one silent for longer
-/// than heartbeat × liveness is lost at `tick`, with its connections.
+/// than heartbeat × liveness is lost at `tick`, with its connections
+/// (here none other serves them: 1013).
 #[test]
 fn silence_past_the_liveness_timeout_loses_a_worker() {
     let beat = Some((2000, heartbeat(A)));
@@ -694,8 +820,8 @@ fn silence_past_the_liveness_timeout_loses_a_worker() {
     ];
     for (name, heard, tick_at, lost) in rows {
         let mut h = Harness::new();
-        let worker = h.join(A, &["chat"]);
-        h.node.assign("chat", 4);
+        h.join(A, &["chat"]);
+        h.serve("chat", 4);
         let mut elapsed = 0;
         if let Some((at, message)) = heard {
             h.advance(ms(at));
@@ -703,13 +829,8 @@ fn silence_past_the_liveness_timeout_loses_a_worker() {
             elapsed = at;
         }
         h.advance(ms(tick_at - elapsed));
-        let conns = vec![4];
-        let expected: Vec<Lost> = match lost {
-            true => vec![Lost {
-                worker,
-                conns,
-                reassign: true,
-            }],
+        let expected = match lost {
+            true => vec![resolved(4, NO_WORKER)],
             false => vec![],
         };
         assert_eq!(h.tick(), expected, "{name}");
@@ -747,23 +868,29 @@ fn tick_heartbeats_quiet_workers() {
 }
 
 /// Section 3 BYE, section 6: a worker's BYE loses it at once, its
-/// connections reassigned or closed as configured.
+/// connections reassigned (a fresh CONNECT, REASSIGNED, to another
+/// worker) or closed (1012) as configured.
 #[test]
 fn bye_loses_the_worker_with_its_connections() {
-    for (loss, reassign) in [(WorkerLoss::Reassign, true), (WorkerLoss::Close, false)] {
+    let moved = [connect(1, "chat", true), connect(3, "chat", true)];
+    #[rustfmt::skip]
+    let rows = [
+        (WorkerLoss::Reassign, Fate::Moved,  moved.to_vec()),
+        (WorkerLoss::Close,    WORKER_LOST,  vec![]),
+    ];
+    for (loss, fate, connects) in rows {
         let mut h = Harness::with(|config| config.worker_loss = loss);
-        let worker = h.join(A, &["chat"]);
-        h.node.assign("chat", 3);
-        h.node.assign("chat", 1);
-        let conns = vec![1, 3];
-        let lost = Outcome::Lost(Lost {
-            worker,
-            conns,
-            reassign,
-        });
+        h.join(A, &["chat"]);
+        h.serve("chat", 3);
+        h.serve("chat", 1);
+        let other = h.join(B, &["chat"]);
+        let lost = Outcome::Lost(vec![resolved(1, fate), resolved(3, fate)]);
         assert_eq!(h.from(A, &Message::Bye), lost, "{loss:?}");
         assert_eq!(h.worker(A), None, "{loss:?}");
         assert!(h.replies(A).is_empty(), "{loss:?}");
+        assert_eq!(h.replies(B), connects, "{loss:?}");
+        let held = [1, 3].repeat(usize::from(!connects.is_empty()));
+        assert_eq!(h.conns_of(other), held, "{loss:?}");
     }
 }
 
@@ -896,7 +1023,7 @@ fn a_revoked_grant_ends_the_subscription_and_tells_the_holder() {
     let mut h = Harness::new();
     h.join(A, &["admin"]);
     let holder = h.join(B, &["chat"]);
-    assert_eq!(h.node.assign("chat", 1), Some(holder));
+    assert_eq!(h.serve("chat", 1), holder);
     for conn in [1, 2] {
         h.edge.open(conn, &[("room", SUBSCRIBE)]);
         h.from(A, &subscribe(conn, "room"));
@@ -909,18 +1036,20 @@ fn a_revoked_grant_ends_the_subscription_and_tells_the_holder() {
     assert!(h.replies(A).is_empty());
 }
 
-/// Subscriptions end with the connection (section 3 SUBSCRIBE).
+/// Subscriptions end with the connection (section 3 SUBSCRIBE, section
+/// 5 DISCONNECT).
 #[test]
-fn forget_conn_ends_its_subscriptions() {
+fn close_ends_its_subscriptions() {
     let mut h = Harness::new();
     h.join(A, &["chat"]);
     for conn in [1, 2] {
+        h.serve("chat", conn);
         h.edge
             .open(conn, &[("room", SUBSCRIBE), ("hall", SUBSCRIBE)]);
         h.from(A, &subscribe(conn, "room"));
         h.from(A, &subscribe(conn, "hall"));
     }
-    h.node.forget_conn(1);
+    h.close(1, (CloseCode::NORMAL, Initiator::Client));
     assert_eq!(h.subscribers("room"), [2]);
     assert_eq!(h.subscribers("hall"), [2]);
 }
@@ -955,45 +1084,53 @@ fn close_an_open_connection() {
     }
 }
 
-/// Section 3 AUTH_REPLY: only the reply of the worker the AUTH went to
-/// counts; from another worker or for no pending request it is dropped
-/// and counted.
+/// Section 3 AUTH, AUTH_REPLY: the AUTH goes to a worker of the `auth`
+/// service; only that worker's reply counts, once: it ends the wait and
+/// releases the worker. From another worker, for no pending request or a
+/// second time it is dropped and counted.
 #[test]
 fn auth_reply_counts_only_from_the_worker_asked() {
     #[rustfmt::skip]
-    let rows = [
-        ("from the worker asked",  A, 5, true),
-        ("from another worker",    B, 5, false),
-        ("for no pending request", A, 6, false),
+    let rows: [(&str, AuthReplies, Counts); 5] = [
+        ("from the worker asked",        &[(A, 5)],         &[true]),
+        ("a second time",                &[(A, 5), (A, 5)], &[true, false]),
+        ("from another worker",          &[(B, 5)],         &[false]),
+        ("from another, then the asked", &[(B, 5), (A, 5)], &[false, true]),
+        ("for no pending request",       &[(A, 6)],         &[false]),
     ];
-    for (name, from, request, counts) in rows {
+    for (name, script, counted) in rows {
         let mut h = Harness::new();
         let asked = h.join(A, &["auth"]);
+        assert_eq!(h.ask_auth(5), Some(asked), "{name}");
         h.join(B, &["auth"]);
-        let waiting = TableConn {
-            awaits: Some(asked),
-            ..TableConn::default()
-        };
-        h.edge.conns.insert(5, waiting);
-        let dropped = h.node.dropped();
-        let roles = List::from(&[][..]);
-        let reply = AuthReply {
-            request,
-            allow: true,
-            user: "alice",
-            roles,
-        };
-        let expected = match counts {
-            true => Outcome::AuthReply {
-                conn: 5,
-                worker: asked,
-                user: "alice".to_owned(),
-            },
-            false => Outcome::Done,
-        };
-        assert_eq!(h.from(from, &Message::AuthReply(reply)), expected, "{name}");
-        assert_eq!(h.node.dropped() - dropped, u64::from(!counts), "{name}");
-        assert!(h.replies(from).is_empty(), "{name}: never answered");
+        assert_eq!(h.replies(A), [Reply::Auth { request: 5 }], "{name}");
+        assert_eq!(h.conns_of(asked), [5], "{name}: counted as its");
+        for (&(from, request), &counts) in script.iter().zip(counted) {
+            let dropped = h.node.dropped();
+            let roles = List::from(&[][..]);
+            let reply = AuthReply {
+                request,
+                allow: true,
+                user: "alice",
+                roles,
+            };
+            let expected = match counts {
+                true => Outcome::AuthReply {
+                    conn: 5,
+                    worker: asked,
+                    user: "alice".to_owned(),
+                },
+                false => Outcome::Done,
+            };
+            assert_eq!(h.from(from, &Message::AuthReply(reply)), expected, "{name}");
+            assert_eq!(h.node.dropped() - dropped, u64::from(!counts), "{name}");
+            assert!(h.replies(from).is_empty(), "{name}: never answered");
+        }
+        let done = counted.contains(&true);
+        let waits = h.node.sessions().auth_worker(5);
+        assert_eq!(waits, (!done).then_some(asked), "{name}");
+        let held: &[u64] = if done { &[] } else { &[5] };
+        assert_eq!(h.conns_of(asked), held, "{name}: released");
     }
 }
 
@@ -1147,11 +1284,12 @@ fn a_full_pipe_queues_control_messages_in_order() {
     assert_eq!(h.replies(A), [no_such(8), no_such(9)]);
     assert!(!h.node.has_backlog());
     assert_eq!(h.data(worker), Delivery::Sent);
-    assert_eq!(h.replies(A), [Reply::Other(MessageType::Message)]);
+    assert_eq!(h.replies(A), [carried(1, b"event")]);
 }
 
 /// Section 7: past `worker_queue` messages an ERROR or HEARTBEAT for the
-/// worker is dropped and counted, anything else loses the worker.
+/// worker is dropped and counted, anything else loses the worker (and its
+/// connection, none other serving it, section 6: 1013).
 #[test]
 fn over_the_backlog_cap_replies_drop_and_events_lose_the_worker() {
     let no_such = error(
@@ -1169,47 +1307,44 @@ fn over_the_backlog_cap_replies_drop_and_events_lose_the_worker() {
     for (name, message, replies_dropped, lost) in rows {
         let mut h = Harness::new();
         let worker = h.join(A, &["chat"]);
-        h.node.assign("chat", 7);
+        h.serve("chat", 7);
         h.wire.full.insert(A.pipe.to_vec());
         for _ in 0..QUEUE {
             h.from(A, &send(&[9], b"x"));
         }
         assert!(
-            h.node.take_lost().is_empty(),
+            h.take_lost().is_empty(),
             "{name}: a full backlog is no loss"
         );
         h.control(worker, &message);
         assert_eq!(h.node.replies_dropped(), replies_dropped, "{name}");
         let expected = match lost {
-            true => vec![Lost {
-                worker,
-                conns: vec![7],
-                reassign: true,
-            }],
+            true => vec![resolved(7, NO_WORKER)],
             false => vec![],
         };
-        assert_eq!(h.node.take_lost(), expected, "{name}");
+        assert_eq!(h.take_lost(), expected, "{name}");
         let waiting = if lost { 0 } else { QUEUE };
         assert_eq!(h.node.backlog_len(), waiting, "{name}");
     }
 }
 
 /// Section 6: a send to a worker whose pipe is gone (EHOSTUNREACH)
-/// declares it dead, whatever sent it.
+/// declares it dead, whatever sent it; its connection, none other
+/// serving it, is closed with 1013.
 #[test]
 fn a_gone_pipe_loses_the_worker() {
     let rows: [(&str, Act); 5] = [
         ("send_data", |h, worker| {
             assert_eq!(h.data(worker), Delivery::Gone);
-            h.node.take_lost()
+            h.take_lost()
         }),
         ("send_control", |h, worker| {
             h.control(worker, &disconnect(7));
-            h.node.take_lost()
+            h.take_lost()
         }),
         ("a command's ERROR", |h, _| {
             h.from(A, &send(&[9], b"x"));
-            h.node.take_lost()
+            h.take_lost()
         }),
         ("tick's HEARTBEAT", |h, _| {
             h.advance(BEAT);
@@ -1222,20 +1357,15 @@ fn a_gone_pipe_loses_the_worker() {
             h.wire.full.clear();
             h.wire.gone = gone;
             h.flush();
-            h.node.take_lost()
+            h.take_lost()
         }),
     ];
     for (name, act) in rows {
         let mut h = Harness::new();
         let worker = h.join(A, &["chat"]);
-        h.node.assign("chat", 7);
+        h.serve("chat", 7);
         h.wire.gone.insert(A.pipe.to_vec());
-        let lost = Lost {
-            worker,
-            conns: vec![7],
-            reassign: true,
-        };
-        assert_eq!(act(&mut h, worker), [lost], "{name}");
+        assert_eq!(act(&mut h, worker), [resolved(7, NO_WORKER)], "{name}");
         assert_eq!(h.worker(A), None, "{name}");
         assert!(!h.node.has_backlog(), "{name}");
     }
@@ -1254,30 +1384,31 @@ fn bye_is_said_to_every_worker() {
 }
 
 /// Section 5: a new connection goes to a live worker of its service with
-/// the fewest connections, ties to the one assigned least recently;
-/// `release` gives a connection back.
+/// the fewest connections, ties to the one assigned least recently, which
+/// alone gets its CONNECT; with none, `open` is false and nobody is told.
+/// A close gives the connection back (DISCONNECT to its worker).
 #[test]
-fn assign_picks_the_least_loaded_then_least_recent_worker() {
+fn open_picks_the_least_loaded_then_least_recent_worker() {
     enum Step {
         Join(Peer, &'static str),
-        Assign(&'static str, u64, Option<Peer>),
-        Release(Peer, u64),
+        Open(&'static str, u64, Option<Peer>),
+        Close(Peer, u64),
     }
-    use Step::{Assign, Join, Release};
+    use Step::{Close, Join, Open};
     let steps = [
         Join(A, "chat"),
-        Assign("chat", 1, Some(A)),
+        Open("chat", 1, Some(A)),
         Join(B, "chat"),
         Join(C, "other"),
-        Assign("chat", 2, Some(B)), // the fewest
-        Assign("chat", 3, Some(A)), // a tie: A was assigned less recently
-        Assign("chat", 4, Some(B)),
-        Assign("chat", 5, Some(A)),
-        Release(A, 1),
-        Release(A, 3),
-        Assign("chat", 6, Some(A)),
-        Assign("other", 7, Some(C)),
-        Assign("nobody", 8, None),
+        Open("chat", 2, Some(B)), // the fewest
+        Open("chat", 3, Some(A)), // a tie: A was assigned less recently
+        Open("chat", 4, Some(B)),
+        Open("chat", 5, Some(A)),
+        Close(A, 1),
+        Close(A, 3),
+        Open("chat", 6, Some(A)),
+        Open("other", 7, Some(C)),
+        Open("nobody", 8, None),
     ];
     let mut h = Harness::new();
     for step in steps {
@@ -1285,13 +1416,257 @@ fn assign_picks_the_least_loaded_then_least_recent_worker() {
             Join(peer, service) => {
                 h.join(peer, &[service]);
             }
-            Assign(service, conn, to) => {
+            Open(service, conn, to) => {
                 let expected = to.map(|peer| h.worker(peer).expect("joined"));
-                assert_eq!(h.node.assign(service, conn), expected, "connection {conn}");
+                assert_eq!(h.open(service, conn), expected, "connection {conn}");
+                for peer in [A, B, C] {
+                    let told = match to {
+                        Some(to) if to.pipe == peer.pipe => vec![connect(conn, service, false)],
+                        _ => vec![],
+                    };
+                    assert_eq!(h.replies(peer), told, "connection {conn}, {peer:?}");
+                }
             }
-            Release(peer, conn) => h.node.release(h.worker(peer).expect("joined"), conn),
+            Close(peer, conn) => {
+                h.close(conn, (CloseCode::NORMAL, Initiator::Client));
+                let told = h.replies(peer);
+                assert!(
+                    matches!(told[..], [Reply::Disconnect { conn: c, .. }] if c == conn),
+                    "connection {conn}: {told:?}"
+                );
+            }
         }
     }
     let held = [A, B, C].map(|peer| h.conns_of(h.worker(peer).expect("joined")));
     assert_eq!(held, [vec![5, 6], vec![2, 4], vec![7]]);
+}
+
+/// Section 5 stickiness, section 6: a client's message goes as MESSAGE to
+/// the worker that got its CONNECT and no other, and counts as in flight
+/// there; one for a connection no worker serves (it is closing, 1013) is
+/// taken and goes nowhere.
+#[test]
+fn a_message_goes_to_its_worker_and_counts_in_flight() {
+    #[rustfmt::skip]
+    let steps: [(u64, Bytes, Option<Peer>); 4] = [
+        (1, b"one",   Some(A)),
+        (2, b"two",   Some(B)),
+        (1, b"three", Some(A)),
+        (3, b"four",  None),
+    ];
+    let mut h = Harness::new();
+    h.join(A, &["chat"]);
+    h.serve("chat", 1);
+    h.join(B, &["chat"]);
+    h.serve("chat", 2);
+    assert_eq!(h.open("news", 3), None);
+    for (conn, payload, to) in steps {
+        assert!(h.message(conn, payload), "{conn}: taken");
+        for peer in [A, B] {
+            let told = match to {
+                Some(to) if to.pipe == peer.pipe => vec![carried(conn, payload)],
+                _ => vec![],
+            };
+            assert_eq!(h.replies(peer), told, "{conn} {payload:?}, {peer:?}");
+        }
+    }
+    let in_flight = [1, 2, 3].map(|conn| h.node.sessions().get(conn).map(|s| s.in_flight));
+    assert_eq!(in_flight, [Some(2), Some(1), Some(0)]);
+    assert_eq!(h.node.blocked(), 0);
+}
+
+/// Section 7: a message the pipe does not take (it is full, or control
+/// messages wait for it) is kept, one per connection, and `message` is
+/// false; `retry` sends it once the pipe drains, exactly once, after what
+/// waited before it, and names the connection, whose reading resumes.
+#[test]
+fn a_full_pipe_keeps_the_message_until_retry() {
+    let no_such = err(ErrorCode::NO_SUCH_CONNECTION, MessageType::Send, "", &[9]);
+    #[rustfmt::skip]
+    let rows: [(&str, bool, Replies); 2] = [
+        ("the pipe is full",           false, vec![carried(1, b"m")]),
+        ("control messages wait",      true,  vec![no_such, carried(1, b"m")]),
+    ];
+    for (name, backlog, drained) in rows {
+        let mut h = Harness::new();
+        h.join(A, &["chat"]);
+        h.serve("chat", 1);
+        h.wire.full.insert(A.pipe.to_vec());
+        if backlog {
+            h.from(A, &send(&[9], b"x"));
+            h.wire.full.clear();
+        }
+        assert!(!h.message(1, b"m"), "{name}: not taken");
+        assert_eq!(h.node.blocked(), 1, "{name}");
+        assert_eq!(h.retry(), [0; 0], "{name}: still full");
+        assert_eq!(h.node.blocked(), 1, "{name}: still kept");
+        assert!(h.replies(A).is_empty(), "{name}");
+        let session = h.node.sessions().get(1).expect("served");
+        assert_eq!(session.in_flight, 0, "{name}: not handed over yet");
+        h.wire.full.clear();
+        h.flush();
+        assert_eq!(h.retry(), [1], "{name}: sent, reading resumes");
+        assert_eq!(h.replies(A), drained, "{name}");
+        assert_eq!(h.node.blocked(), 0, "{name}");
+        let session = h.node.sessions().get(1).expect("served");
+        assert_eq!(session.in_flight, 1, "{name}");
+        assert!(h.retry().is_empty(), "{name}: once");
+        assert!(h.replies(A).is_empty(), "{name}: once");
+    }
+}
+
+/// Sections 5 and 7: a closed connection's worker gets the message that
+/// still waited for its pipe, then DISCONNECT with the close code and who
+/// closed (queued in order behind a full pipe); the worker no longer
+/// holds it and the node forgets it.
+#[test]
+fn close_sends_the_waiting_message_then_disconnect() {
+    let why = (CloseCode(4000), Initiator::Node);
+    let disconnected = Reply::Disconnect {
+        conn: 1,
+        code: 4000,
+        initiator: Initiator::Node,
+    };
+    let both = vec![carried(1, b"m"), disconnected.clone()];
+    #[rustfmt::skip]
+    let rows: [(&str, bool, bool, Replies); 3] = [
+        ("nothing waiting",     false, false, vec![disconnected]),
+        ("a message waiting",   true,  false, both.clone()),
+        ("the pipe still full", true,  true,  both),
+    ];
+    for (name, waiting, still_full, replies) in rows {
+        let mut h = Harness::new();
+        let worker = h.join(A, &["chat"]);
+        h.serve("chat", 1);
+        if waiting {
+            h.wire.full.insert(A.pipe.to_vec());
+            assert!(!h.message(1, b"m"), "{name}");
+        }
+        if !still_full {
+            h.wire.full.clear();
+        }
+        h.close(1, why);
+        assert_eq!(h.conns_of(worker), [0; 0], "{name}: released");
+        assert!(h.node.sessions().is_empty(), "{name}: forgotten");
+        assert_eq!(h.node.blocked(), 0, "{name}: nothing waits");
+        assert_eq!(h.node.backlog_len(), usize::from(still_full) * 2, "{name}");
+        h.wire.full.clear();
+        h.flush();
+        assert_eq!(h.replies(A), replies, "{name}");
+        assert!(h.retry().is_empty(), "{name}: nothing sent again");
+        assert!(h.replies(A).is_empty(), "{name}: nothing sent again");
+    }
+}
+
+/// Where connection 1 stands when its worker dies.
+#[derive(Debug, Clone, Copy)]
+enum Stand {
+    /// Served, it never sent.
+    Idle,
+    /// It handed the worker two messages.
+    Sent,
+    /// Its one message waits for the worker's full pipe.
+    Waiting,
+    /// It handed the worker a message, and another waits.
+    SentAndWaiting,
+    /// Its upgrade waits for the worker's AUTH_REPLY.
+    Upgrading,
+}
+
+/// The ways worker A dies (section 6): it says BYE, falls silent past its
+/// liveness (while B speaks), or a send finds its pipe gone.
+const DEATHS: [(&str, Act); 3] = [
+    ("BYE", |h, _| match h.from(A, &Message::Bye) {
+        Outcome::Lost(resolved) => resolved,
+        other => panic!("BYE: {other:?}"),
+    }),
+    ("silence", |h, _| {
+        h.advance(ms(2000));
+        h.from(B, &heartbeat(B));
+        h.advance(ms(1001));
+        h.tick()
+    }),
+    ("a gone pipe", |h, worker| {
+        h.wire.gone.insert(A.pipe.to_vec());
+        h.control(worker, &Message::Heartbeat { boot: BOOT });
+        h.take_lost()
+    }),
+];
+
+/// Section 6: when A, holding connection 1, dies, however it dies: under
+/// worker-loss reassign, a connection that never handed it a message
+/// moves to B (CONNECT with REASSIGNED, then its waiting message at
+/// `retry`), or is closed with 1013 when B does not serve it; one that
+/// did is closed with 1012 "worker lost with messages in flight", each
+/// message counted lost. Under worker-loss close it is 1012 "worker lost"
+/// (or with messages in flight). An upgrade waiting for A's verdict is
+/// AuthLost. Nothing is left waiting, and a later close tells only a
+/// worker that holds the connection.
+#[test]
+fn a_lost_workers_connections_are_moved_or_closed() {
+    use Stand::{Idle, Sent, SentAndWaiting, Upgrading, Waiting};
+    use WorkerLoss::{Close, Reassign};
+    let (chat, news): (Services, Services) = (&["chat"], &["news"]);
+    let reconnect = || connect(1, "chat", true);
+    #[rustfmt::skip]
+    let rows: [(&str, WorkerLoss, Services, Stand, Fate, u64, Replies); 10] = [
+        ("never sent: moved",         Reassign, chat, Idle,           Fate::Moved,   0, vec![reconnect()]),
+        ("waiting: moved with it",    Reassign, chat, Waiting,        Fate::Moved,   0, vec![reconnect(), carried(1, b"w")]),
+        ("sent: 1012",                Reassign, chat, Sent,           IN_FLIGHT,     2, vec![]),
+        ("sent and waiting: 1012",    Reassign, chat, SentAndWaiting, IN_FLIGHT,     1, vec![]),
+        ("none other serves: 1013",   Reassign, news, Idle,           NO_WORKER,     0, vec![]),
+        ("waiting, none other: 1013", Reassign, news, Waiting,        NO_WORKER,     0, vec![]),
+        ("close, never sent",         Close,    chat, Idle,           WORKER_LOST,   0, vec![]),
+        ("close, waiting",            Close,    chat, Waiting,        WORKER_LOST,   0, vec![]),
+        ("close, sent",               Close,    chat, Sent,           IN_FLIGHT,     2, vec![]),
+        ("upgrading",                 Reassign, chat, Upgrading,      Fate::AuthLost, 0, vec![]),
+    ];
+    for ((name, loss, services, stand, fate, lost, told), (death, die)) in rows
+        .into_iter()
+        .flat_map(|row| DEATHS.map(|death| (row.clone(), death)))
+    {
+        let mut h = Harness::with(|config| config.worker_loss = loss);
+        let worker = h.join(A, &["chat", "auth"]);
+        match stand {
+            Upgrading => assert_eq!(h.ask_auth(1), Some(worker)),
+            _ => assert_eq!(h.open("chat", 1), Some(worker)),
+        }
+        if matches!(stand, Sent | SentAndWaiting) {
+            assert!(h.message(1, b"m"), "{name}");
+        }
+        if matches!(stand, Sent) {
+            assert!(h.message(1, b"m"), "{name}");
+        }
+        if matches!(stand, Waiting | SentAndWaiting) {
+            h.wire.full.insert(A.pipe.to_vec());
+            assert!(!h.message(1, b"w"), "{name}");
+        }
+        let other = h.join(B, services);
+        let name = format!("{name}, {death}");
+        assert_eq!(die(&mut h, worker), [resolved(1, fate)], "{name}");
+        assert_eq!(h.worker(A), None, "{name}");
+        assert_eq!(h.node.lost_messages(), lost, "{name}");
+        let moved = fate == Fate::Moved;
+        assert_eq!(h.holder(1), moved.then_some(other), "{name}");
+        let resumed = [1].repeat(usize::from(moved && matches!(stand, Waiting)));
+        let waits = h.node.blocked();
+        assert_eq!(waits, resumed.len(), "{name}: only a moved message waits");
+        assert_eq!(h.retry(), resumed, "{name}");
+        assert_eq!(h.node.blocked(), 0, "{name}: nothing waits");
+        let heard: Vec<Reply> = h
+            .replies(B)
+            .into_iter()
+            .filter(|reply| !matches!(reply, Reply::Heartbeat { .. }))
+            .collect();
+        assert_eq!(heard, told, "{name}: B");
+        assert_eq!(h.node.sessions().auth_worker(1), None, "{name}");
+        h.close(1, (CloseCode::NORMAL, Initiator::Client));
+        let disconnected = h
+            .replies(B)
+            .iter()
+            .any(|reply| matches!(reply, Reply::Disconnect { conn: 1, .. }));
+        assert_eq!(disconnected, moved, "{name}: B told of the close");
+        assert_eq!(h.conns_of(other), [0; 0], "{name}");
+        assert!(h.node.sessions().is_empty(), "{name}");
+    }
 }

@@ -25,8 +25,9 @@ use crate::cli::is_local_endpoint;
 use crate::config;
 use crate::conn::Conn;
 use crate::metrics::ReactorMetrics;
+use crate::node::connections::Resolved;
 use crate::node::workers::WorkerRef;
-use crate::node::{Edge, Followup, Lost, Node, NodeConfig};
+use crate::node::{Edge, Followup, Node, NodeConfig};
 use crate::ws::Limits;
 
 /// Worker messages handled per turn, so a flood from workers cannot starve
@@ -135,9 +136,12 @@ impl Reactor {
         };
         // More than a turn's worth: the edge is spent, so come back at once.
         self.accept_backlog |= backend.link.readable();
-        if backend.node.has_backlog() || !self.blocked.is_empty() {
+        if backend.node.has_backlog() || backend.node.blocked() > 0 {
             backend.node.flush_backlogs(&mut backend.link, now);
-            self.retry_blocked();
+            let resumed = backend.node.retry(&mut backend.link, at(now));
+            for conn in resumed {
+                self.with_conn(ConnId::from_wire(conn), |c, sh| c.resume(sh));
+            }
         }
         self.bury_lost_workers();
     }
@@ -148,10 +152,10 @@ impl Reactor {
             return;
         };
         let heartbeat = backend.node.heartbeat();
-        for lost in backend.node.tick(&mut backend.link, at(now)) {
-            self.move_connections(lost);
-        }
-        let next = if self.blocked.is_empty() {
+        let blocked = backend.node.blocked() > 0;
+        let resolved = backend.node.tick(&mut backend.link, at(now));
+        self.apply(resolved);
+        let next = if !blocked {
             heartbeat
         } else {
             BLOCKED_RETRY.min(heartbeat)
@@ -173,18 +177,14 @@ impl Reactor {
             .handle(&mut backend.link, &mut conns, routing_id, &frames, time)
         {
             Followup::Done => {}
-            Followup::Lost(lost) => self.move_connections(lost),
+            Followup::Lost(resolved) => self.apply(resolved),
             Followup::Close { conn, code, reason } => {
                 let id = ConnId::from_wire(conn);
                 self.with_conn(id, |c, sh| c.close_by_worker(sh, code, reason));
             }
-            Followup::AuthReply {
-                conn,
-                worker,
-                reply,
-            } => {
+            Followup::AuthReply { conn, reply, .. } => {
                 let id = ConnId::from_wire(conn);
-                self.with_conn(id, |c, sh| c.on_auth_reply(sh, worker, &reply));
+                self.with_conn(id, |c, sh| c.on_auth_reply(sh, &reply));
             }
             Followup::AclCommand {
                 worker,
@@ -239,37 +239,23 @@ impl Reactor {
         }
     }
 
-    /// A worker is gone: its connections move to another worker or close,
-    /// as configured (docs/protocol.md section 6).
-    fn move_connections(&mut self, lost: Lost) {
-        for conn in lost.conns {
+    /// A worker is gone: what the node decided for each of its
+    /// connections (docs/protocol.md section 6).
+    fn apply(&mut self, resolved: Vec<Resolved>) {
+        for Resolved { conn, outcome } in resolved {
             let id = ConnId::from_wire(conn);
-            self.with_conn(id, |c, sh| c.worker_lost(sh, lost.reassign));
+            self.with_conn(id, |c, sh| c.worker_lost(sh, outcome));
         }
     }
 
     fn bury_lost_workers(&mut self) {
-        let lost = self
-            .backend
-            .as_mut()
-            .map(|backend| backend.node.take_lost())
-            .unwrap_or_default();
-        for lost in lost {
-            self.move_connections(lost);
-        }
-    }
-
-    /// Tries once more every connection waiting for a worker's pipe.
-    fn retry_blocked(&mut self) {
-        for _ in 0..self.blocked.len() {
-            let Some(id) = self.blocked.pop_front() else {
-                break;
-            };
-            if let Some(slot) = self.slots.get_mut(id.key as usize) {
-                slot.blocked = false;
-            }
-            self.with_conn(id, |conn, sh| conn.retry_backend(sh));
-        }
+        let Some(backend) = self.backend.as_mut() else {
+            return;
+        };
+        let resolved = backend
+            .node
+            .take_lost(&mut backend.link, at(Instant::now()));
+        self.apply(resolved);
     }
 }
 
@@ -325,9 +311,5 @@ impl Edge for Conns<'_> {
 
     fn is_open(&self, conn: u64) -> bool {
         self.conn(conn).is_some_and(Conn::is_open)
-    }
-
-    fn awaits_auth(&self, conn: u64, worker: WorkerRef) -> bool {
-        self.conn(conn).is_some_and(|c| c.awaits_auth_from(worker))
     }
 }

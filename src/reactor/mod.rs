@@ -55,8 +55,6 @@ struct Slot {
     upgrading: bool,
     interest: Interest,
     scheduled: Option<Instant>,
-    /// In `blocked`: a message for its worker waits for the pipe.
-    blocked: bool,
     /// In `queued`: workers' messages wait to be flushed this turn.
     queued: bool,
     /// In `deferred`: its handshake step waits for a turn's budget.
@@ -98,8 +96,6 @@ pub struct Reactor {
     zap: Option<crate::backend::zap::ZapHandler>,
     /// Keeps ZeroMQ's I/O threads alive as long as the link.
     _zmq: Option<zmq::Context>,
-    /// Connections waiting for a worker's pipe, oldest first.
-    blocked: VecDeque<ConnId>,
     /// Connections workers wrote to in this batch, to flush once each.
     queued: Vec<ConnId>,
     /// Handshake steps over a turn's budget, oldest first.
@@ -161,7 +157,6 @@ impl Reactor {
             backend: node,
             zap,
             _zmq: zmq,
-            blocked: VecDeque::new(),
             queued: Vec::new(),
             deferred: VecDeque::new(),
         })
@@ -319,7 +314,6 @@ impl Reactor {
             upgrading: true,
             interest: Interest::READABLE,
             scheduled: None,
-            blocked: false,
             queued: false,
             deferred: false,
         });
@@ -389,10 +383,6 @@ impl Reactor {
             self.forget(&slot.conn, now);
             return;
         }
-        if slot.conn.backend_blocked() && !slot.blocked {
-            slot.blocked = true;
-            self.blocked.push_back(id);
-        }
         let interest = slot.conn.interest();
         if interest != slot.interest {
             match self
@@ -424,7 +414,6 @@ impl Reactor {
         }
         if let Some(backend) = &mut self.backend {
             conn.farewell(backend, now);
-            backend.node.forget_conn(conn.id());
         }
         logging::access(conn, now);
     }
@@ -494,12 +483,13 @@ impl Reactor {
         m.acl_decisions[1].mirror(decisions.denied);
         m.acl_cache[0].mirror(decisions.hits);
         m.acl_cache[1].mirror(decisions.misses);
-        m.backend_blocked.set(self.blocked.len() as u64);
         if let Some(Backend { node, .. }) = &self.backend {
             m.backend_dropped.mirror(node.dropped());
             m.workers.set(node.workers().len() as u64);
             m.backend_queued.set(node.backlog_len() as u64);
             m.backend_replies_dropped.mirror(node.replies_dropped());
+            m.backend_lost_messages.mirror(node.lost_messages());
+            m.backend_blocked.set(node.blocked() as u64);
         }
     }
 
