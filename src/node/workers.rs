@@ -181,7 +181,7 @@ impl Workers {
     }
 
     /// Mutable access to a registered worker.
-    pub fn get_mut(&mut self, worker: WorkerRef) -> Option<&mut Worker> {
+    fn get_mut(&mut self, worker: WorkerRef) -> Option<&mut Worker> {
         self.slots
             .get_mut(worker.key)
             .filter(|w| w.instance == worker.instance)
