@@ -193,39 +193,43 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The [`Time`] of an event at `now`. The wall clock is read only on
+    /// a signed link: signatures are all it is for, and the worker path
+    /// should not pay a clock read per message without them.
+    pub fn at(&self, now: Instant) -> Time {
+        let unix_ms = if self.node.is_signed() { unix_ms() } else { 0 };
+        Time { now, unix_ms }
+    }
+
     /// [`Node::send_control`] on this link at `now`.
     pub fn send_control(&mut self, worker: WorkerRef, message: &Message<'_>, now: Instant) {
-        let time = at(now);
+        let time = self.at(now);
         self.node
             .send_control(&mut self.link, worker, message, time);
     }
 
     /// [`Node::open`] on this link at `now`.
     pub fn open(&mut self, conn: u64, info: ConnectInfo, now: Instant) -> bool {
-        self.node.open(&mut self.link, conn, info, at(now))
+        let time = self.at(now);
+        self.node.open(&mut self.link, conn, info, time)
     }
 
     /// [`Node::message`] on this link at `now`.
     pub fn message(&mut self, conn: u64, payload: Payload<'_>, now: Instant) -> bool {
-        self.node.message(&mut self.link, conn, payload, at(now))
+        let time = self.at(now);
+        self.node.message(&mut self.link, conn, payload, time)
     }
 
     /// [`Node::close`] on this link at `now`.
     pub fn close(&mut self, conn: u64, why: (CloseCode, Initiator), now: Instant) {
-        self.node.close(&mut self.link, conn, why, at(now));
+        let time = self.at(now);
+        self.node.close(&mut self.link, conn, why, time);
     }
 
     /// [`Node::ask_auth`] on this link at `now`.
     pub fn ask_auth(&mut self, service: &str, auth: &Auth<'_>, now: Instant) -> bool {
-        self.node.ask_auth(&mut self.link, service, auth, at(now))
-    }
-}
-
-/// The [`Time`] of an event at `now`, with the wall clock read now.
-pub fn at(now: Instant) -> Time {
-    Time {
-        now,
-        unix_ms: unix_ms(),
+        let time = self.at(now);
+        self.node.ask_auth(&mut self.link, service, auth, time)
     }
 }
 

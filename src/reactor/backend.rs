@@ -17,7 +17,7 @@ use super::token::ConnId;
 use super::{Reactor, Slot};
 use crate::access::Access;
 use crate::backend::cidr::Allowlist;
-use crate::backend::link::{at, random_nonzero, Backend, Link, LinkConfig};
+use crate::backend::link::{random_nonzero, Backend, Link, LinkConfig};
 use crate::backend::message::{Message, Payload};
 use crate::backend::signing::KeyRing;
 use crate::backend::zap::{self, ZapHandler};
@@ -138,7 +138,8 @@ impl Reactor {
         self.accept_backlog |= backend.link.readable();
         if backend.node.has_backlog() || backend.node.blocked() > 0 {
             backend.node.flush_backlogs(&mut backend.link, now);
-            let resumed = backend.node.retry(&mut backend.link, at(now));
+            let time = backend.at(now);
+            let resumed = backend.node.retry(&mut backend.link, time);
             for conn in resumed {
                 self.with_conn(ConnId::from_wire(conn), |c, sh| c.resume(sh));
             }
@@ -153,7 +154,8 @@ impl Reactor {
         };
         let heartbeat = backend.node.heartbeat();
         let blocked = backend.node.blocked() > 0;
-        let resolved = backend.node.tick(&mut backend.link, at(now));
+        let time = backend.at(now);
+        let resolved = backend.node.tick(&mut backend.link, time);
         self.apply(resolved);
         let next = if !blocked {
             heartbeat
@@ -171,7 +173,7 @@ impl Reactor {
         let Some((backend, mut conns)) = self.node_and_conns() else {
             return;
         };
-        let time = at(Instant::now());
+        let time = backend.at(Instant::now());
         match backend
             .node
             .handle(&mut backend.link, &mut conns, routing_id, &frames, time)
@@ -199,7 +201,7 @@ impl Reactor {
         let Some((backend, conns)) = self.node_and_conns() else {
             return;
         };
-        let time = at(Instant::now());
+        let time = backend.at(Instant::now());
         backend
             .node
             .recheck_subscriptions(&mut backend.link, &conns, time);
@@ -252,9 +254,8 @@ impl Reactor {
         let Some(backend) = self.backend.as_mut() else {
             return;
         };
-        let resolved = backend
-            .node
-            .take_lost(&mut backend.link, at(Instant::now()));
+        let time = backend.at(Instant::now());
+        let resolved = backend.node.take_lost(&mut backend.link, time);
         self.apply(resolved);
     }
 }

@@ -25,7 +25,7 @@ use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::access::Access;
-use crate::backend::link::{self, Backend};
+use crate::backend::link::Backend;
 use crate::config::Config;
 use crate::conn::{Conn, Shared};
 use crate::control::{Control, Seen, Shutdown};
@@ -214,9 +214,8 @@ impl Reactor {
             self.metrics.turns.observe(now.elapsed());
         }
         if let Some(backend) = &mut self.backend {
-            backend
-                .node
-                .bye(&mut backend.link, link::at(Instant::now()));
+            let time = backend.at(Instant::now());
+            backend.node.bye(&mut backend.link, time);
         }
         info!(
             "stopped; {} connection(s) still open at exit",
