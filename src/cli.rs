@@ -535,6 +535,8 @@ impl Args {
             liveness: 3,
             worker_queue: self.backend_worker_queue,
             pipe_hwm: crate::config::DEFAULT_PIPE_HWM,
+            max_workers: crate::node::workers::MAX_WORKERS,
+            max_channels_per_conn: crate::node::channels::MAX_CHANNELS_PER_CONN,
         }))
     }
 }

@@ -168,6 +168,13 @@ pub struct Backend {
     /// High-water mark of each worker's pipe, both ways, in messages: the
     /// window of docs/protocol.md section 7. Default [`DEFAULT_PIPE_HWM`].
     pub pipe_hwm: i32,
+    /// Most workers registered at once, and most READYs waiting for
+    /// their confirmation. Default [`crate::node::workers::MAX_WORKERS`]
+    /// (4096).
+    pub max_workers: usize,
+    /// Most channel subscriptions of one connection. Default
+    /// [`crate::node::channels::MAX_CHANNELS_PER_CONN`] (256).
+    pub max_channels_per_conn: usize,
 }
 
 /// Default [`Backend::worker_queue`]: far above the CONNECTs and

@@ -81,6 +81,8 @@ impl World {
             max_payload: 64,
             worker_queue: QUEUE,
             worker_loss: WorkerLoss::Reassign,
+            max_workers: MAX_WORKERS,
+            max_channels_per_conn: MAX_CHANNELS_PER_CONN,
         };
         let signers = (0..PEERS)
             .filter(|_| signed)

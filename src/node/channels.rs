@@ -4,31 +4,48 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// Most channels one connection may be subscribed to.
+/// Default of [`crate::node::NodeConfig::max_channels_per_conn`]: most
+/// channels one connection may be subscribed to.
 pub const MAX_CHANNELS_PER_CONN: usize = 256;
 
 /// Subscriptions both ways: channel to connections, connection to channels.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Channels {
     subscribers: HashMap<String, HashSet<u64>>,
     of_conn: HashMap<u64, Vec<String>>,
+    per_conn: usize,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels::with_cap(MAX_CHANNELS_PER_CONN)
+    }
 }
 
 /// Why a subscription was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscribeError {
-    /// The connection holds [`MAX_CHANNELS_PER_CONN`] subscriptions.
+    /// The connection holds as many subscriptions as it may.
     TooMany,
 }
 
 impl Channels {
+    /// No subscriptions yet; at most `per_conn` for each connection.
+    pub fn with_cap(per_conn: usize) -> Channels {
+        Channels {
+            subscribers: HashMap::new(),
+            of_conn: HashMap::new(),
+            per_conn,
+        }
+    }
+
     /// Subscribes `conn` to `channel`; subscribing twice is not an error.
     pub fn subscribe(&mut self, conn: u64, channel: &str) -> Result<(), SubscribeError> {
         let mine = self.of_conn.entry(conn).or_default();
         if mine.iter().any(|c| c == channel) {
             return Ok(());
         }
-        if mine.len() >= MAX_CHANNELS_PER_CONN {
+        if mine.len() >= self.per_conn {
             return Err(SubscribeError::TooMany);
         }
         mine.push(channel.to_owned());

@@ -71,6 +71,11 @@ pub struct NodeConfig {
     pub worker_queue: usize,
     /// What happens to a dead worker's connections.
     pub worker_loss: WorkerLoss,
+    /// Most workers registered at once, and most READYs waiting for
+    /// their confirmation.
+    pub max_workers: usize,
+    /// Most channel subscriptions of one connection.
+    pub max_channels_per_conn: usize,
 }
 
 /// The time of an event: the monotonic clock for deadlines, the wall
@@ -229,15 +234,16 @@ impl Node {
             ),
             None => (None, None),
         };
+        let (max_workers, max_channels) = (config.max_workers, config.max_channels_per_conn);
         Node {
             backlogs: Backlogs::new(config.worker_queue),
             config,
             boot,
             signer,
             verifier,
-            workers: Workers::default(),
+            workers: Workers::with_cap(max_workers),
             sessions: Sessions::default(),
-            channels: Channels::default(),
+            channels: Channels::with_cap(max_channels),
             lost_messages: 0,
             lost: Vec::new(),
             out: Frames::new(),

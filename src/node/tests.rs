@@ -296,6 +296,8 @@ impl Harness {
             max_payload: MAX_PAYLOAD,
             worker_queue: QUEUE,
             worker_loss: WorkerLoss::Reassign,
+            max_workers: MAX_WORKERS,
+            max_channels_per_conn: MAX_CHANNELS_PER_CONN,
         };
         edit(&mut config);
         Harness {
@@ -736,17 +738,20 @@ fn ready_claiming_echo_is_refused() {
 /// unanswered (its worker repeats READY, section 4 step 2).
 #[test]
 fn a_full_worker_table_ignores_ready() {
-    let mut h = Harness::new();
-    let services = ["chat"];
-    for i in 1..=MAX_WORKERS as u64 {
-        h.raw(&i.to_be_bytes(), &unsigned(&ready(i, &services)));
+    // The default cap, and one set in the configuration.
+    for cap in [MAX_WORKERS, 3] {
+        let mut h = Harness::with(|config| config.max_workers = cap);
+        let services = ["chat"];
+        for i in 1..=cap as u64 {
+            h.raw(&i.to_be_bytes(), &unsigned(&ready(i, &services)));
+        }
+        assert_eq!(h.node.workers().len(), cap);
+        let late = unsigned(&ready(A.instance, &services));
+        assert_eq!(h.raw(A.pipe, &late), Outcome::Done);
+        assert!(h.replies(A).is_empty(), "no WELCOME");
+        assert_eq!(h.worker(A), None);
+        assert_eq!(h.node.workers().len(), cap);
     }
-    assert_eq!(h.node.workers().len(), MAX_WORKERS);
-    let late = unsigned(&ready(A.instance, &services));
-    assert_eq!(h.raw(A.pipe, &late), Outcome::Done);
-    assert!(h.replies(A).is_empty(), "no WELCOME");
-    assert_eq!(h.worker(A), None);
-    assert_eq!(h.node.workers().len(), MAX_WORKERS);
 }
 
 /// Section 4 step 3, section 9: a signed READY is only proposed (WELCOME
@@ -996,23 +1001,24 @@ fn subscribe_checks_the_acl_and_unsubscribe_ends_it() {
 /// FORBIDDEN like a refused SUBSCRIBE (section 3).
 #[test]
 fn subscriptions_per_connection_are_capped() {
-    let mut h = Harness::new();
-    h.join(A, &["chat"]);
-    let channels: Vec<String> = (0..=MAX_CHANNELS_PER_CONN)
-        .map(|i| format!("c{i}"))
-        .collect();
-    let grants: Vec<(&str, &str)> = channels.iter().map(|c| (c.as_str(), SUBSCRIBE)).collect();
-    h.edge.open(1, &grants);
-    let (allowed, over) = channels.split_at(MAX_CHANNELS_PER_CONN);
-    for channel in allowed {
-        h.from(A, &subscribe(1, channel));
+    // The default cap, and one set in the configuration.
+    for cap in [MAX_CHANNELS_PER_CONN, 2] {
+        let mut h = Harness::with(|config| config.max_channels_per_conn = cap);
+        h.join(A, &["chat"]);
+        let channels: Vec<String> = (0..=cap).map(|i| format!("c{i}")).collect();
+        let grants: Vec<(&str, &str)> = channels.iter().map(|c| (c.as_str(), SUBSCRIBE)).collect();
+        h.edge.open(1, &grants);
+        let (allowed, over) = channels.split_at(cap);
+        for channel in allowed {
+            h.from(A, &subscribe(1, channel));
+        }
+        assert!(h.replies(A).is_empty());
+        h.from(A, &subscribe(1, &over[0]));
+        let refused = err(ErrorCode::FORBIDDEN, MessageType::Subscribe, &over[0], &[1]);
+        assert_eq!(h.replies(A), [refused]);
+        assert!(h.subscribers(&over[0]).is_empty());
+        assert_eq!(h.subscribers(&allowed[0]), [1]);
     }
-    assert!(h.replies(A).is_empty());
-    h.from(A, &subscribe(1, &over[0]));
-    let refused = err(ErrorCode::FORBIDDEN, MessageType::Subscribe, &over[0], &[1]);
-    assert_eq!(h.replies(A), [refused]);
-    assert!(h.subscribers(&over[0]).is_empty());
-    assert_eq!(h.subscribers(&allowed[0]), [1]);
 }
 
 /// Section 3 SUBSCRIBE: when an ACL change takes `subscribe` away, the

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-/// Most workers one node registers at once; a READY beyond it is ignored.
+/// Default of [`crate::node::NodeConfig::max_workers`]: most workers one
+/// node registers at once (a READY beyond it is ignored), and most READYs
+/// waiting for their confirmation.
 pub const MAX_WORKERS: usize = 4096;
 
 /// A registered worker, as a connection refers to it: the slot plus the
@@ -70,13 +72,21 @@ impl Proposal {
 }
 
 /// The table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Workers {
     slots: Slab<Worker>,
     by_routing_id: HashMap<Vec<u8>, usize>,
     assignments: u64,
-    /// Unconfirmed READYs by routing id, at most [`MAX_WORKERS`].
+    /// Unconfirmed READYs by routing id, at most `cap`.
     pending: HashMap<Vec<u8>, Proposal>,
+    /// Most workers registered, and most READYs pending.
+    cap: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::with_cap(MAX_WORKERS)
+    }
 }
 
 /// What a READY did.
@@ -94,6 +104,17 @@ pub enum Registered {
 }
 
 impl Workers {
+    /// An empty table for at most `cap` workers (and `cap` pending READYs).
+    pub fn with_cap(cap: usize) -> Workers {
+        Workers {
+            slots: Slab::new(),
+            by_routing_id: HashMap::new(),
+            assignments: 0,
+            pending: HashMap::new(),
+            cap,
+        }
+    }
+
     /// Registers the worker behind `routing_id`, or updates it.
     pub fn register(
         &mut self,
@@ -116,7 +137,7 @@ impl Workers {
                 instance: worker.instance,
             });
         }
-        if self.slots.len() >= MAX_WORKERS {
+        if self.slots.len() >= self.cap {
             return Registered::Full;
         }
         let key = self.slots.insert(Worker {
@@ -137,7 +158,7 @@ impl Workers {
     /// [`Workers::expire_pending`]); a newer READY on the pipe replaces
     /// it. Full: the oldest waiting READY makes room.
     pub fn propose(&mut self, routing_id: &[u8], proposal: Proposal) {
-        if self.pending.len() >= MAX_WORKERS && !self.pending.contains_key(routing_id) {
+        if self.pending.len() >= self.cap && !self.pending.contains_key(routing_id) {
             let oldest = self
                 .pending
                 .iter()

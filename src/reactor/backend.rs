@@ -97,6 +97,8 @@ pub(super) fn open(
             max_payload,
             worker_queue: config.worker_queue,
             worker_loss: config.worker_loss,
+            max_workers: config.max_workers,
+            max_channels_per_conn: config.max_channels_per_conn,
         },
         random_nonzero(),
     );
