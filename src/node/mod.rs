@@ -352,15 +352,20 @@ impl Node {
         if self.backlogs.waiting(worker) {
             return Delivery::Blocked;
         }
-        let Some(routing_id) = self.workers.get(worker).map(|w| w.routing_id.clone()) else {
+        if self.workers.get(worker).is_none() {
             return Delivery::Gone;
-        };
+        }
         if self.encode_for(worker.instance, message, time).is_err() {
             // Our own message out of its caps: a bug, not the worker's.
             log::error!("cannot encode {:?} for a worker", message.message_type());
             return Delivery::Sent;
         }
-        match wire.send(&routing_id, self.out.iter()) {
+        // The routing id is borrowed, not copied: this runs per message.
+        let sent = match self.workers.get(worker) {
+            Some(w) => wire.send(&w.routing_id, self.out.iter()),
+            None => return Delivery::Gone,
+        };
+        match sent {
             Ok(()) => {
                 self.workers.sent(worker, time.now);
                 Delivery::Sent
