@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use averyws::backend::message::{Data, Message, Payload};
-use averyws::backend::{decode, encode, Frames, KeyRing, ReplayPolicy, Verifier};
+use averyws::backend::{decode, encode, Frames, KeyRing, ReplayPolicy, Verifier, VERSION};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const SIZES: [usize; 2] = [32, 4 << 10];
@@ -49,7 +49,7 @@ fn round_trip(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("signed", size), &message, |b, message| {
             b.iter(|| {
                 signer
-                    .encode(message, WORKER, NOW, &mut out)
+                    .encode(VERSION, message, WORKER, NOW, &mut out)
                     .expect("encodable");
                 let frames = view::<4>(&out);
                 verifier.verify(&frames, NOW).expect("verifies");

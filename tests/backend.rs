@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use averyws::backend::message::{ErrorCode, Initiator, Payload};
 use averyws::backend::worker::{Connected, Event, OwnedPayload, Worker};
-use averyws::backend::{Frames, KeyRing, Message, MessageType};
+use averyws::backend::{Frames, KeyRing, Message, MessageType, VERSION};
 use averyws::ws::CloseCode;
 use common::clients::{assert_silent, closed, next_chat, read_text, say, sync_room, QUIET};
 use common::nodes::{link_args, log_line, node, wait_ready, HEARTBEAT};
@@ -489,7 +489,7 @@ fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
     raw.signer
         .as_mut()
         .unwrap()
-        .encode(&heartbeat, boot, unix_ms() - 60_000, &mut stale)
+        .encode(VERSION, &heartbeat, boot, unix_ms() - 60_000, &mut stale)
         .unwrap();
     // Authentic but undecodable: a 7-byte connection id.
     let mut bad_conn = unsigned(&send_to(&[7], "x"));
@@ -544,7 +544,13 @@ fn forged_and_broken_messages_are_dropped_and_logged_and_serving_goes_on() {
     let mut old_capture = Frames::new();
     let signer = raw.signer.as_mut().unwrap();
     signer
-        .encode(&heartbeat, boot ^ 1, unix_ms() - 60_000, &mut old_capture)
+        .encode(
+            VERSION,
+            &heartbeat,
+            boot ^ 1,
+            unix_ms() - 60_000,
+            &mut old_capture,
+        )
         .unwrap();
     let mark = server.log_len();
     raw.send_raw(&owned(&old_capture));
@@ -626,7 +632,8 @@ fn close_unknown_connections_and_reserved_services_answer_as_documented() {
             _ => None,
         })
     };
-    let expected = (ErrorCode::NO_SUCH_CONNECTION, 0x30, vec![conn + 1000]);
+    // The library batches a SEND to one connection (SENDS, protocol v2).
+    let expected = (ErrorCode::NO_SUCH_CONNECTION, 0x36, vec![conn + 1000]);
     assert_eq!(missing(&seen), expected);
 
     ws.send(Ws::Text("close".into())).expect("send");
@@ -646,7 +653,7 @@ fn close_unknown_connections_and_reserved_services_answer_as_documented() {
     assert_eq!(disconnect, (conn, CloseCode(4001), Initiator::Worker));
     assert_eq!(
         missing(&seen),
-        (ErrorCode::NO_SUCH_CONNECTION, 0x30, vec![conn])
+        (ErrorCode::NO_SUCH_CONNECTION, 0x36, vec![conn])
     );
 
     // READY claiming the built-in service: refused, nothing registered.

@@ -19,11 +19,15 @@ use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use averyws::backend::batch::BatchBuilder;
 use averyws::backend::message::{
     Connect, Data, ErrorCode, ErrorReply, List, MessageType, Payload, Welcome,
 };
 use averyws::backend::worker::{self, Config, Event, NodeId, Worker, WorkerError};
-use averyws::backend::{decode, encode, Frames, KeyRing, Message, ReplayPolicy, Signer, Verifier};
+use averyws::backend::{
+    decode, encode, encode_in, Frames, KeyRing, Message, ReplayPolicy, Signer, Verifier, VERSION,
+    VERSION_2,
+};
 use common::procs::{join, python_with_zmq};
 
 /// How long to wait for something that should happen.
@@ -58,6 +62,7 @@ fn ready_names_the_services_and_heartbeats_follow_welcome() {
         assert!(!ready.name.is_empty());
     });
     assert_eq!(ready.frames[0], [1, 0x10, 0], "unsigned READY header");
+    assert_eq!(node.refused_versions, 1, "READY in version 2 first");
     // Heartbeats every 100 ms, and a liveness (50) that forgives this
     // test's thread seconds off the CPU.
     node.send(&ready.peer, &welcome_with(BOOT, 100, 50, 65536), 0);
@@ -127,6 +132,71 @@ fn a_message_is_echoed_with_send() {
     }
 }
 
+/// Section 13: with a version 2 node the worker registers in version 2,
+/// takes a MESSAGES batch as one event per record, in order, and answers
+/// with one SENDS holding every reply, in the same order; a reply too
+/// large for any batch goes as a v1-layout SEND.
+#[test]
+fn a_version_2_node_gets_batches_both_ways() {
+    for keys in [None, Some(KeyRing::parse(KEYS).expect("keys"))] {
+        let signed = keys.is_some();
+        let mut node = FakeNode::v2(keys.as_ref(), BOOT);
+        let mut config = config(&node, &["worker-echo"]);
+        config.keys = keys.clone();
+        let worker = Running::start(config, Box::new(worker::echo));
+        let ready = node.wait_for(MessageType::Ready, LIMIT);
+        assert_eq!(ready.frames[0], [2, 0x10, u8::from(signed)], "READY in v2");
+        let peer = ready.peer;
+        let instance = ready.sender.unwrap_or(0);
+        node.send(&peer, &welcome(BOOT, 1000, 1 << 20), instance);
+        let records = [
+            (7, Payload::Text("hé")),
+            (8, Payload::Binary(&[0, 255])),
+            (7, Payload::Text("")),
+        ];
+        let mut batch = BatchBuilder::default();
+        for (conn, payload) in records {
+            batch.push(conn, payload);
+        }
+        node.send(&peer, &Message::Messages(batch.batch()), worker.instance);
+        for (conn, payload) in records {
+            let Some(Event::Message {
+                conn: got,
+                payload: got_payload,
+                ..
+            }) = worker.next_event(LIMIT)
+            else {
+                panic!("signed {signed}: no MESSAGE event for {conn}")
+            };
+            assert_eq!((got, got_payload.as_payload()), (conn, payload));
+        }
+        let sends = node.wait_for(MessageType::Sends, LIMIT);
+        assert_eq!(sends.frames[0][0], 2, "signed {signed}: v2");
+        sends.with(|message| {
+            let Message::Sends(replies) = message else {
+                unreachable!()
+            };
+            assert_eq!(replies.records().collect::<Vec<_>>(), records);
+        });
+        // Too large for any batch: a v1-layout MESSAGE, echoed as SEND.
+        let huge = vec![b'y'; 70_000];
+        let data = Message::Message(Data {
+            conn: 9,
+            payload: Payload::Binary(&huge),
+        });
+        node.send(&peer, &data, worker.instance);
+        let send = node.wait_for(MessageType::Send, LIMIT);
+        send.with(|message| {
+            let Message::Send(send) = message else {
+                unreachable!()
+            };
+            assert_eq!(send.payload, Payload::Binary(&huge));
+        });
+        assert_eq!(node.refused_versions, 0);
+        drop(worker);
+    }
+}
+
 #[test]
 fn garbage_is_dropped_and_the_worker_keeps_serving() {
     let mut node = FakeNode::new(None, BOOT);
@@ -188,6 +258,10 @@ fn signed_messages_verify_and_forgeries_are_ignored() {
     let worker = Running::start(config, Box::new(worker::echo));
     let ready = node.wait_for(MessageType::Ready, LIMIT);
     assert_eq!(ready.frames[0], [1, 0x10, 1], "signed READY");
+    assert_eq!(
+        node.refused_versions, 1,
+        "fell back on a refusal signed for recipient 0"
+    );
     assert_eq!(ready.sender, Some(worker.instance));
     let peer = ready.peer;
     let me = worker.instance;
@@ -344,7 +418,8 @@ fn silence_or_bye_makes_the_worker_reconnect_after_a_second() {
 
 #[test]
 fn reconnect_backoff_doubles_while_the_node_stays_silent() {
-    let mut node = FakeNode::new(None, BOOT);
+    // A version 2 node does not refuse the READY, so it stays silent.
+    let mut node = FakeNode::v2(None, BOOT);
     let mut config = config(&node, &["worker-echo"]);
     config.heartbeat = Duration::from_millis(100);
     config.reconnect_initial = Duration::from_millis(200);
@@ -599,6 +674,11 @@ fn python_worker(keys: Option<&[u8]>) {
 /// protocol through the codec; with keys, it signs what it sends and
 /// verifies (asserting) everything it receives.
 struct FakeNode {
+    /// The highest protocol version it speaks: 1, unless made by
+    /// [`FakeNode::v2`].
+    speaks: u8,
+    /// READYs answered with UNSUPPORTED_VERSION, as a v1-only node does.
+    refused_versions: usize,
     router: zmq::Socket,
     endpoint: String,
     signer: Option<Signer>,
@@ -631,6 +711,8 @@ impl FakeNode {
             .expect("endpoint")
             .expect("utf-8");
         FakeNode {
+            speaks: VERSION,
+            refused_versions: 0,
             router,
             endpoint,
             signer: keys.map(|keys| keys.signer(boot)),
@@ -638,6 +720,14 @@ impl FakeNode {
             out: Frames::new(),
             log_from,
             _context: context,
+        }
+    }
+
+    /// A node that speaks version 2 (docs/protocol.md section 13).
+    fn v2(keys: Option<&KeyRing>, boot: u64) -> FakeNode {
+        FakeNode {
+            speaks: VERSION_2,
+            ..FakeNode::new(keys, boot)
         }
     }
 
@@ -652,6 +742,23 @@ impl FakeNode {
         }
         let mut frames = self.router.recv_multipart(0).expect("recv");
         let peer = frames.remove(0);
+        if frames[0]
+            .first()
+            .is_some_and(|&version| version > self.speaks)
+        {
+            // Section 10, as a v1-only node answers: v1 format, detail
+            // "1", signed for recipient 0 (the sender is unverifiable).
+            self.refused_versions += 1;
+            let about = frames[0].get(1).copied().unwrap_or(0);
+            let refusal = Message::Error(ErrorReply {
+                code: ErrorCode::UNSUPPORTED_VERSION,
+                about,
+                detail: "1",
+                conns: List::from(&[][..]),
+            });
+            self.send(&peer, &refusal, 0);
+            return None;
+        }
         let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let sender = self.verifier.as_mut().map(|verifier| {
             let verified = verifier.verify(&views, unix_ms());
@@ -752,11 +859,17 @@ impl FakeNode {
 
     /// `message` as this node sends it to the worker `recipient`.
     fn frames(&mut self, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
+        // Answers to a READY it refused go in v1, as everything else a
+        // v1-only node sends.
+        let version = match message {
+            Message::Error(e) if e.code == ErrorCode::UNSUPPORTED_VERSION => VERSION,
+            _ => self.speaks,
+        };
         match &mut self.signer {
             Some(signer) => signer
-                .encode(message, recipient, unix_ms(), &mut self.out)
+                .encode(version, message, recipient, unix_ms(), &mut self.out)
                 .expect("encode"),
-            None => encode(message, &mut self.out).expect("encode"),
+            None => encode_in(version, message, &mut self.out).expect("encode"),
         }
         self.out.iter().map(<[u8]>::to_vec).collect()
     }
@@ -1025,7 +1138,7 @@ fn connect(conn: u64, query: &'static str) -> Message<'static> {
 fn sign(signer: &mut Signer, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
     let mut out = Frames::new();
     signer
-        .encode(message, recipient, unix_ms(), &mut out)
+        .encode(VERSION, message, recipient, unix_ms(), &mut out)
         .expect("encode");
     out.iter().map(<[u8]>::to_vec).collect()
 }

@@ -1,5 +1,5 @@
-//! Encode and decode protocol v1 messages to and from ZeroMQ frames, as
-//! `docs/protocol.md` lays them out.
+//! Encode and decode protocol v1 and v2 messages to and from ZeroMQ
+//! frames, as `docs/protocol.md` lays them out.
 //!
 //! Sans-IO: [`decode`] takes the frames of one multipart message (the
 //! ROUTER's routing-id frame already removed) and borrows from them;
@@ -15,11 +15,12 @@
 //! length is checked against its cap ([`Field::bounds`]) before it is used,
 //! and nothing is allocated.
 
+use super::batch::Batch;
 use super::message::{
     is_name, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Close, Connect, Data,
     Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message, MessageType,
     Payload, Publish, Ready, SendTo, Subscription, Welcome, ACL_ARGS, CONNECT_REASSIGNED,
-    FLAG_SIGNED, MAX_FRAMES, VERSION,
+    FLAG_SIGNED, MAX_FRAMES, VERSION, VERSION_2,
 };
 use crate::ws::CloseCode;
 
@@ -34,9 +35,9 @@ const KEEP_CAPACITY: usize = 64 << 10;
 pub enum DecodeError {
     /// No frames, or a version 1 header frame that is not 3 bytes.
     Header,
-    /// The header's version byte is not [`VERSION`].
+    /// The header's version byte is neither [`VERSION`] nor [`VERSION_2`].
     UnknownVersion(u8),
-    /// The header's type byte is not a v1 [`MessageType`].
+    /// The header's type byte is not a [`MessageType`] of its version.
     UnknownType(u8),
     /// A flags byte (header or CONNECT) has a bit v1 does not define.
     UnknownFlags(u8),
@@ -93,6 +94,8 @@ impl std::error::Error for DecodeError {}
 /// What the header frame says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
+    /// The protocol version.
+    pub version: u8,
     /// The message type.
     pub message_type: MessageType,
     /// The last frame is a signature frame.
@@ -105,17 +108,21 @@ pub struct Head {
 pub fn parse_head(frames: &[&[u8]]) -> Result<Head, DecodeError> {
     let header = frames.first().ok_or(DecodeError::Header)?;
     match **header {
-        [VERSION, kind, flags] => {
-            let message_type = MessageType::from_u8(kind).ok_or(DecodeError::UnknownType(kind))?;
+        [version @ (VERSION | VERSION_2), kind, flags] => {
+            let message_type =
+                MessageType::from_u8(version, kind).ok_or(DecodeError::UnknownType(kind))?;
             if flags & !FLAG_SIGNED != 0 {
                 return Err(DecodeError::UnknownFlags(flags));
             }
             Ok(Head {
+                version,
                 message_type,
                 signed: flags & FLAG_SIGNED != 0,
             })
         }
-        [version, ..] if version != VERSION => Err(DecodeError::UnknownVersion(version)),
+        [version, ..] if !matches!(version, VERSION | VERSION_2) => {
+            Err(DecodeError::UnknownVersion(version))
+        }
         _ => Err(DecodeError::Header),
     }
 }
@@ -157,6 +164,8 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
             let payload = body.payload(kind)?;
             Message::Message(Data { conn, payload })
         }
+        MessageType::Messages => Message::Messages(Batch::parse(body.next()?)?),
+        MessageType::Sends => Message::Sends(Batch::parse(body.next()?)?),
         MessageType::Disconnect => Message::Disconnect(decode_disconnect(&mut body)?),
         MessageType::Send => {
             let mut meta = body.meta()?;
@@ -201,23 +210,36 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
     Ok(message)
 }
 
-/// Encode `message` unsigned into `out`, replacing what `out` held. On
-/// error `out` holds a partial message: do not send it.
+/// Encode `message` unsigned in version 1 into `out`, replacing what
+/// `out` held. On error `out` holds a partial message: do not send it.
 ///
 /// A text payload is not validated again: [`Payload::Text`] holds a `str`.
 pub fn encode(message: &Message<'_>, out: &mut Frames) -> Result<(), DecodeError> {
-    encode_with_flags(message, 0, out)
+    encode_in(VERSION, message, out)
 }
 
-/// [`encode`] with header flags; signing sets [`FLAG_SIGNED`] this way and
-/// then appends the signature frame.
+/// [`encode`] in protocol `version`: a type that version lacks is refused.
+pub fn encode_in(version: u8, message: &Message<'_>, out: &mut Frames) -> Result<(), DecodeError> {
+    encode_with_flags(message, version, 0, out)
+}
+
+/// [`encode_in`] with header flags; signing sets [`FLAG_SIGNED`] this way
+/// and then appends the signature frame.
 pub(super) fn encode_with_flags(
     message: &Message<'_>,
+    version: u8,
     flags: u8,
     out: &mut Frames,
 ) -> Result<(), DecodeError> {
     out.clear();
-    out.push(&[VERSION, message.message_type() as u8, flags]);
+    let kind = message.message_type();
+    if !matches!(version, VERSION | VERSION_2) {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    if kind.since() > version {
+        return Err(DecodeError::UnknownType(kind as u8));
+    }
+    out.push(&[version, kind as u8, flags]);
     match message {
         Message::Heartbeat { boot } => out.push(&boot.to_be_bytes()),
         Message::Bye => {}
@@ -247,6 +269,7 @@ pub(super) fn encode_with_flags(
             out.push_parts(&[&conn_id(data.conn)?.to_be_bytes(), &[kind]]);
             put_payload(out, &data.payload)?;
         }
+        Message::Messages(batch) | Message::Sends(batch) => out.push(batch.as_bytes()),
         Message::Disconnect(disconnect) => {
             let code = disconnect_code(disconnect.code)?;
             out.push_parts(&[
@@ -1422,7 +1445,9 @@ mod tests {
         header_too_long: vec![vec![1, 1, 0, 0], vec![0; 8]] => Header;
         empty_header: vec![vec![]] => Header;
         version_0: edit(&heartbeat(), 0, |h| h[0] = 0) => UnknownVersion(0);
-        version_2_any_header_length: vec![vec![2]] => UnknownVersion(2);
+        version_3_any_header_length: vec![vec![3]] => UnknownVersion(3);
+        version_2_header_too_short: vec![vec![2, 0x24]] => Header;
+        version_1_has_no_batches: vec![vec![1, 0x24, 0], vec![0; 14]] => UnknownType(0x24);
         unknown_type: edit(&heartbeat(), 0, |h| h[1] = 0x03) => UnknownType(0x03);
         acl_admin_reserved: edit(&heartbeat(), 0, |h| h[1] = 0x42) => UnknownType(0x42);
         acl_command_op_0: edit(&acl_allow(), 1, |m| m[8] = 0) => InvalidOp(0);
@@ -1659,6 +1684,7 @@ mod tests {
         assert_eq!(
             parse_head(&frames),
             Ok(Head {
+                version: 1,
                 message_type: MessageType::Close,
                 signed: true
             })

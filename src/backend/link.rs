@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::time::Instant;
 
+use super::batch::MAX_BATCH_BYTES;
 use super::message::{Auth, Initiator, Message, Payload, MAX_CONN_IDS, MAX_FRAMES};
 use crate::node::sessions::ConnectInfo;
 use crate::node::workers::WorkerRef;
@@ -34,11 +35,19 @@ pub struct LinkConfig {
     pub pipe_hwm: i32,
 }
 
-/// The largest frame a worker sends other than a payload: SEND's list of
-/// [`MAX_CONN_IDS`] connection ids. With the payload cap it bounds
-/// `ZMQ_MAXMSGSIZE`, so a peer announcing a bigger frame is cut off before
-/// the node holds any of it.
-const LARGEST_FIXED_FRAME: u32 = 8 * MAX_CONN_IDS as u32;
+/// The largest frame a worker sends other than a payload: a version 2
+/// records frame (larger than SEND's list of [`MAX_CONN_IDS`] connection
+/// ids). With the payload cap it bounds `ZMQ_MAXMSGSIZE`, so a peer
+/// announcing a bigger frame is cut off before the node holds any of it.
+const LARGEST_FIXED_FRAME: u32 = {
+    let ids = 8 * MAX_CONN_IDS;
+    let largest = if MAX_BATCH_BYTES > ids {
+        MAX_BATCH_BYTES
+    } else {
+        ids
+    };
+    largest as u32
+};
 
 /// Could not set the link up.
 #[derive(Debug)]

@@ -1,14 +1,23 @@
-//! The values of backend protocol version 1: one type per message, the
-//! small enums of the wire format and the caps the codec enforces.
+//! The values of backend protocol versions 1 and 2: one type per message,
+//! the small enums of the wire format and the caps the codec enforces.
 //!
 //! `docs/protocol.md` is the normative description; every name here is the
 //! name it uses. Strings and payloads borrow from the received frames, so a
 //! decoded [`Message`] copies nothing.
 
+pub use super::batch::Batch;
+use super::batch::MAX_BATCH_BYTES;
 use crate::ws::CloseCode;
 
-/// The protocol version this crate speaks, byte 0 of every header frame.
+/// Protocol version 1, byte 0 of every header frame of a v1 link.
 pub const VERSION: u8 = 1;
+
+/// Protocol version 2: version 1 plus batches (docs/protocol.md section
+/// 13), negotiated in READY.
+pub const VERSION_2: u8 = 2;
+
+/// The versions spoken, as UNSUPPORTED_VERSION lists them.
+pub const VERSIONS_SPOKEN: &str = "1 2";
 
 /// Header flag: the last frame of the message is a signature frame.
 pub const FLAG_SIGNED: u8 = 0x01;
@@ -60,6 +69,8 @@ pub enum MessageType {
     /// 0x23, node to worker: judge an upgrade request (delegated
     /// authentication).
     Auth = 0x23,
+    /// 0x24, node to worker, version 2: client messages, batched.
+    Messages = 0x24,
     /// 0x30, worker to node: send a message to one or more connections.
     Send = 0x30,
     /// 0x31, worker to node: send a message to a channel's subscribers.
@@ -72,6 +83,8 @@ pub enum MessageType {
     Close = 0x34,
     /// 0x35, worker to node: the verdict on an AUTH.
     AuthReply = 0x35,
+    /// 0x36, worker to node, version 2: messages to connections, batched.
+    Sends = 0x36,
     /// 0x40, worker to node: change or query the ACL (admin keys only).
     AclCommand = 0x40,
     /// 0x41, node to worker: the outcome of an ACL_COMMAND.
@@ -79,9 +92,10 @@ pub enum MessageType {
 }
 
 impl MessageType {
-    /// The type for a type byte, or `None` for a value v1 does not define
-    /// (0x42-0x4F stay reserved for ACL administration).
-    pub fn from_u8(byte: u8) -> Option<MessageType> {
+    /// The type for a type byte in `version`, or `None` for a value that
+    /// version does not define (0x42-0x4F stay reserved for ACL
+    /// administration).
+    pub fn from_u8(version: u8, byte: u8) -> Option<MessageType> {
         use MessageType::*;
         [
             Heartbeat,
@@ -93,17 +107,27 @@ impl MessageType {
             Message,
             Disconnect,
             Auth,
+            Messages,
             Send,
             Publish,
             Subscribe,
             Unsubscribe,
             Close,
             AuthReply,
+            Sends,
             AclCommand,
             AclResult,
         ]
         .into_iter()
-        .find(|kind| *kind as u8 == byte)
+        .find(|kind| *kind as u8 == byte && kind.since() <= version)
+    }
+
+    /// The first version that defines this type.
+    pub fn since(self) -> u8 {
+        match self {
+            MessageType::Messages | MessageType::Sends => VERSION_2,
+            _ => VERSION,
+        }
     }
 
     /// Whether a node may send this type; a worker drops any other.
@@ -111,7 +135,16 @@ impl MessageType {
         use MessageType::*;
         matches!(
             self,
-            Heartbeat | Bye | Welcome | Error | Connect | Message | Disconnect | Auth | AclResult
+            Heartbeat
+                | Bye
+                | Welcome
+                | Error
+                | Connect
+                | Message
+                | Messages
+                | Disconnect
+                | Auth
+                | AclResult
         )
     }
 
@@ -124,6 +157,7 @@ impl MessageType {
                 | Bye
                 | Ready
                 | Send
+                | Sends
                 | Publish
                 | Subscribe
                 | Unsubscribe
@@ -155,12 +189,16 @@ pub enum Message<'a> {
     Connect(Connect<'a>),
     /// MESSAGE.
     Message(Data<'a>),
+    /// MESSAGES (version 2).
+    Messages(Batch<'a>),
     /// DISCONNECT.
     Disconnect(Disconnect<'a>),
     /// AUTH.
     Auth(Auth<'a>),
     /// SEND.
     Send(SendTo<'a>),
+    /// SENDS (version 2).
+    Sends(Batch<'a>),
     /// PUBLISH.
     Publish(Publish<'a>),
     /// SUBSCRIBE.
@@ -188,9 +226,11 @@ impl Message<'_> {
             Message::Error(_) => MessageType::Error,
             Message::Connect(_) => MessageType::Connect,
             Message::Message(_) => MessageType::Message,
+            Message::Messages(_) => MessageType::Messages,
             Message::Disconnect(_) => MessageType::Disconnect,
             Message::Auth(_) => MessageType::Auth,
             Message::Send(_) => MessageType::Send,
+            Message::Sends(_) => MessageType::Sends,
             Message::Publish(_) => MessageType::Publish,
             Message::Subscribe(_) => MessageType::Subscribe,
             Message::Unsubscribe(_) => MessageType::Unsubscribe,
@@ -602,6 +642,8 @@ pub enum Field {
     AclArgs,
     /// ACL_RESULT's explanation: 0-16384 bytes.
     Explanation,
+    /// A version 2 records frame: 1-65536 bytes.
+    Records,
 }
 
 impl Field {
@@ -626,6 +668,7 @@ impl Field {
             Field::AclName => (1, 256),
             Field::AclArgs => (0, MAX_ACL_NAMES),
             Field::Explanation => (0, 16384),
+            Field::Records => (1, MAX_BATCH_BYTES),
         }
     }
 
@@ -754,17 +797,25 @@ mod tests {
 
     #[test]
     fn type_bytes_round_trip_and_directions_cover_every_type() {
-        let mut known = 0;
-        for byte in 0..=u8::MAX {
-            let Some(kind) = MessageType::from_u8(byte) else {
-                continue;
-            };
-            known += 1;
-            assert_eq!(kind as u8, byte);
-            assert!(kind.sent_by_node() || kind.sent_by_worker(), "{kind:?}");
+        for (version, types) in [(VERSION, 17), (VERSION_2, 19)] {
+            let mut known = 0;
+            for byte in 0..=u8::MAX {
+                let Some(kind) = MessageType::from_u8(version, byte) else {
+                    continue;
+                };
+                known += 1;
+                assert_eq!(kind as u8, byte);
+                assert!(kind.since() <= version, "{kind:?}");
+                assert!(kind.sent_by_node() || kind.sent_by_worker(), "{kind:?}");
+            }
+            assert_eq!(known, types, "version {version}");
         }
-        assert_eq!(known, 17);
-        assert_eq!(MessageType::from_u8(0x42), None, "reserved for ACL admin");
+        assert_eq!(MessageType::from_u8(VERSION, 0x24), None, "MESSAGES is v2");
+        assert_eq!(
+            MessageType::from_u8(VERSION_2, 0x42),
+            None,
+            "reserved for ACL admin"
+        );
         for byte in 0..=u8::MAX {
             if let Some(op) = AclOp::from_u8(byte) {
                 assert_eq!(op as u8, byte);

@@ -1,8 +1,9 @@
-//! The backend link's protocol, version 1, sans-IO: what travels between
+//! The backend link's protocol, versions 1 and 2, sans-IO: what travels between
 //! averyws nodes and their ZeroMQ workers, and how it is signed.
 //! `docs/protocol.md` is the specification; this module implements it.
 //!
 //! - [`message`]: the message types, their fields and the caps.
+//! - [`batch`]: version 2's records frame, many client messages in one.
 //! - [`codec`]: frames to [`Message`] ([`decode`], borrowing) and back
 //!   ([`encode`] into a reusable [`Frames`]).
 //! - [`signing`]: the key file, [`Signer`], [`Verifier`].
@@ -22,6 +23,7 @@
 //!    drop.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod cidr;
 pub mod codec;
 pub mod link;
@@ -31,6 +33,6 @@ pub mod signing;
 pub mod worker;
 pub mod zap;
 
-pub use codec::{decode, encode, DecodeError, Frames};
-pub use message::{Message, MessageType, MAX_FRAMES, VERSION};
+pub use codec::{decode, encode, encode_in, DecodeError, Frames};
+pub use message::{Message, MessageType, MAX_FRAMES, VERSION, VERSION_2};
 pub use signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};

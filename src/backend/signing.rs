@@ -33,7 +33,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::codec::{encode_with_flags, parse_head, DecodeError, Frames};
-use super::message::{is_name, Field, Message, MessageType, FLAG_SIGNED};
+use super::message::{is_name, ErrorCode, Field, Message, MessageType, FLAG_SIGNED};
 use super::replay::ReplayTable;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -199,17 +199,19 @@ impl Signer {
         self.key = ring.first.clone();
     }
 
-    /// Encode `message` into `out`, signed for `recipient` (0 only for
-    /// READY) at `now_ms`. Uses the next sequence number. Fails as
-    /// [`encode`](super::codec::encode) does.
+    /// Encode `message` in protocol `version` into `out`, signed for
+    /// `recipient` (0 only for READY and UNSUPPORTED_VERSION) at `now_ms`.
+    /// Uses the next sequence number. Fails as
+    /// [`encode_in`](super::codec::encode_in) does.
     pub fn encode(
         &mut self,
+        version: u8,
         message: &Message<'_>,
         recipient: u64,
         now_ms: u64,
         out: &mut Frames,
     ) -> Result<(), DecodeError> {
-        encode_with_flags(message, FLAG_SIGNED, out)?;
+        encode_with_flags(message, version, FLAG_SIGNED, out)?;
         let key = &self.key;
         let sequence = self.next_sequence;
         // After 2^64 - 1 messages the counter sticks and receivers refuse
@@ -422,7 +424,7 @@ impl Verifier {
         // `verify_slice` compares in constant time.
         mac.verify_slice(frame.tag)
             .map_err(|_| VerifyError::BadSignature)?;
-        let to_anyone = frame.recipient == 0 && head.message_type == MessageType::Ready;
+        let to_anyone = frame.recipient == 0 && is_to_anyone(head.message_type, signed);
         if frame.recipient != self.me && !to_anyone {
             let sender = frame.sender;
             let fresh = now_ms.abs_diff(frame.timestamp_ms) <= self.max_skew_ms;
@@ -483,6 +485,20 @@ impl<'a> SignatureFrame<'a> {
     }
 }
 
+/// The two messages signed for recipient 0, since their sender knows no
+/// id for the receiver (docs/protocol.md section 9): READY, and the
+/// UNSUPPORTED_VERSION ERROR answering a message that could not be
+/// verified.
+fn is_to_anyone(kind: MessageType, frames: &[&[u8]]) -> bool {
+    match kind {
+        MessageType::Ready => true,
+        MessageType::Error => frames
+            .get(1)
+            .is_some_and(|meta| meta.starts_with(&ErrorCode::UNSUPPORTED_VERSION.0.to_be_bytes())),
+        _ => false,
+    }
+}
+
 /// The HMAC state after `frames` and then one more frame made of `last`'s
 /// parts, each frame preceded by its length (4 bytes, big-endian). `None`
 /// when a frame is 4 GiB or longer.
@@ -517,7 +533,7 @@ fn key_id_ok(id: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::backend::codec::decode;
-    use crate::backend::message::{Data, List, Payload, Ready};
+    use crate::backend::message::{Data, List, Payload, Ready, VERSION};
 
     const KEYS: &[u8] = b"k1:0123456789abcdef0123456789abcdef\n";
     const NODE: u64 = 0x0102_0304_0506_0708;
@@ -542,7 +558,7 @@ mod tests {
     ) -> Vec<Vec<u8>> {
         let mut out = Frames::new();
         signer
-            .encode(message, recipient, now_ms, &mut out)
+            .encode(VERSION, message, recipient, now_ms, &mut out)
             .expect("encodable");
         out.iter().map(<[u8]>::to_vec).collect()
     }
@@ -664,7 +680,7 @@ mod tests {
         key_id_length_lies: |f| f[3][0] = 3 => VerifyError::SignatureFrame;
         only_a_header: |f| f.truncate(1) => VerifyError::SignatureFrame;
         flag_cleared: |f| f[0][2] = 0 => VerifyError::Unsigned;
-        unknown_version: |f| f[0][0] = 2 => VerifyError::Header(DecodeError::UnknownVersion(2));
+        unknown_version: |f| f[0][0] = 3 => VerifyError::Header(DecodeError::UnknownVersion(3));
         no_frames: |f| f.clear() => VerifyError::Header(DecodeError::Header);
     }
 

@@ -5,7 +5,14 @@
 //! Workers are ordinary processes, not the reactor, so this client blocks:
 //! [`Worker::poll`] waits (with `zmq::poll`) until the next event or the
 //! timeout, and does the protocol's housekeeping meanwhile. Commands
-//! ([`Worker::send`], [`Worker::publish`], ...) are sent at once.
+//! ([`Worker::publish`], [`Worker::close`], ...) are sent at once; a
+//! [`Worker::send`] to one connection of a version 2 node joins that
+//! node's open batch (SENDS), which goes when full, before any other
+//! command to that node, and before the worker reads or waits for more
+//! input (docs/protocol.md section 13).
+//!
+//! Each link starts in protocol version 2 and falls back to version 1
+//! when the node answers READY with ERROR UNSUPPORTED_VERSION.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -63,11 +70,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 
-use super::codec::{decode, encode, parse_head, DecodeError, Frames};
+use super::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
+use super::codec::{decode, encode_in, parse_head, DecodeError, Frames};
 use super::message::{
     is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Close,
-    ErrorCode, HttpHeader, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
-    MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES,
+    ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
+    Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES, VERSION, VERSION_2,
 };
 use super::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::ws::CloseCode;
@@ -417,7 +425,8 @@ pub struct Worker {
     out: Frames,
     /// The incoming message being handled, reused.
     inbox: Vec<zmq::Message>,
-    /// [`Event::NodeReset`]s not returned yet: at most one per node.
+    /// Events not returned yet: the rest of a batch, and
+    /// [`Event::NodeReset`]s (at most one per node).
     pending: VecDeque<Event>,
     /// The node whose socket is read first next time (fairness).
     next_node: usize,
@@ -436,6 +445,11 @@ struct Node {
     sent: Instant,
     /// The wait before the next reconnect.
     backoff: Duration,
+    /// The protocol version of this link: 2 until the node says it
+    /// speaks only 1.
+    version: u8,
+    /// Replies waiting for the end of the turn (version 2).
+    batch: BatchBuilder,
 }
 
 enum Phase {
@@ -502,6 +516,8 @@ impl Worker {
                 heard: now,
                 sent: now,
                 backoff: timing.reconnect_initial,
+                version: VERSION_2,
+                batch: BatchBuilder::default(),
             });
             worker.send_ready(index);
         }
@@ -584,13 +600,19 @@ impl Worker {
     }
 
     /// SEND `payload` to connections `conns` of `node`, in messages of at
-    /// most 1024 ids; nothing for an empty list.
+    /// most 1024 ids; nothing for an empty list. To one connection of a
+    /// version 2 node it joins the node's open batch.
     pub fn send(
         &mut self,
         node: NodeId,
         conns: &[u64],
         payload: Payload<'_>,
     ) -> Result<(), WorkerError> {
+        if let [conn] = *conns {
+            if self.batches(node) && payload.as_bytes().len() <= MAX_BATCHED_PAYLOAD {
+                return self.batch(node, conn, payload);
+            }
+        }
         for chunk in conns.chunks(MAX_CONN_IDS) {
             let message = Message::Send(SendTo {
                 conns: List::from(chunk),
@@ -719,6 +741,51 @@ impl Worker {
         // Dropping the sockets, then the context, waits for the BYEs.
     }
 
+    /// Whether `node` is registered on a version 2 link.
+    fn batches(&self, node: NodeId) -> bool {
+        self.node_info(node).is_some() && self.nodes[node.0].version >= VERSION_2
+    }
+
+    /// Appends a reply to `node`'s open batch, sending the batch first
+    /// when the reply would not fit.
+    fn batch(&mut self, node: NodeId, conn: u64, payload: Payload<'_>) -> Result<(), WorkerError> {
+        let len = payload.as_bytes().len();
+        let max = self.node_info(node).map_or(0, |info| info.max_payload);
+        if len > max as usize {
+            return Err(WorkerError::TooBig { node, len, max });
+        }
+        if conn == 0 {
+            return Err(WorkerError::Invalid(DecodeError::ZeroConnId));
+        }
+        if !self.nodes[node.0].batch.fits(len) {
+            self.flush(node.0, true)?;
+        }
+        self.nodes[node.0].batch.push(conn, payload);
+        Ok(())
+    }
+
+    /// Sends node `index`'s open batch, if any, as one SENDS.
+    fn flush(&mut self, index: usize, wait: bool) -> Result<(), WorkerError> {
+        if self.nodes[index].batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = std::mem::take(&mut self.nodes[index].batch);
+        let sent = self.transmit_now(index, &Message::Sends(batch.batch()), wait);
+        // Sent or not, it is done with: a failure is the caller's to see.
+        batch.clear();
+        self.nodes[index].batch = batch;
+        sent
+    }
+
+    /// Sends every node's open batch: the worker is about to read or wait.
+    fn flush_all(&mut self) {
+        for index in 0..self.nodes.len() {
+            if let Err(why) = self.flush(index, true) {
+                warn!("{}: replies lost: {why}", self.nodes[index].endpoint);
+            }
+        }
+    }
+
     /// Send a command to a registered node, checking the payload size.
     fn command(
         &mut self,
@@ -747,9 +814,21 @@ impl Worker {
         self.transmit(node.0, message, true)
     }
 
-    /// Encode (and sign) `message` and send it to node `index`; `wait`
-    /// allows blocking up to the send timeout on a full pipe.
+    /// Encode (and sign) `message` and send it to node `index` after the
+    /// node's open batch; `wait` allows blocking up to the send timeout
+    /// on a full pipe.
     fn transmit(
+        &mut self,
+        index: usize,
+        message: &Message<'_>,
+        wait: bool,
+    ) -> Result<(), WorkerError> {
+        self.flush(index, wait)?;
+        self.transmit_now(index, message, wait)
+    }
+
+    /// [`Worker::transmit`] without the batch.
+    fn transmit_now(
         &mut self,
         index: usize,
         message: &Message<'_>,
@@ -764,9 +843,10 @@ impl Worker {
             (_, Some(info)) => info.boot,
             (_, None) => return Err(WorkerError::NotReady(node.id)),
         };
+        let version = node.version;
         match &mut self.signer {
-            Some(signer) => signer.encode(message, recipient, unix_ms(), &mut self.out),
-            None => encode(message, &mut self.out),
+            Some(signer) => signer.encode(version, message, recipient, unix_ms(), &mut self.out),
+            None => encode_in(version, message, &mut self.out),
         }
         .map_err(WorkerError::Invalid)?;
         let flags = if wait { 0 } else { zmq::DONTWAIT };
@@ -855,6 +935,8 @@ impl Worker {
                 };
                 node.heard = now;
                 node.sent = now;
+                // The node may have been upgraded meanwhile.
+                node.version = VERSION_2;
                 self.send_ready(index);
             }
             Err(why) => {
@@ -895,6 +977,7 @@ impl Worker {
         if welcome.take().is_none() {
             return false;
         }
+        node.batch.clear();
         let id = node.id;
         let queued = self
             .pending
@@ -917,6 +1000,8 @@ impl Worker {
     /// Read and handle messages until one makes an event, none is left,
     /// or the budget is spent.
     fn receive(&mut self) -> Option<Event> {
+        // The end of the worker's turn: its replies go before it reads on.
+        self.flush_all();
         let count = self.nodes.len();
         let mut frames = std::mem::take(&mut self.inbox);
         let mut event = None;
@@ -1091,6 +1176,14 @@ impl Worker {
                 }
                 None
             }
+            Message::Error(error)
+                if error.code == ErrorCode::UNSUPPORTED_VERSION
+                    && error.about == MessageType::Ready as u8
+                    && known.is_none() =>
+            {
+                self.downgrade(index, error.detail);
+                None
+            }
             Message::Error(error) if error.code == ErrorCode::UNKNOWN_PEER => {
                 // Not registered yet: the READY repeated every heartbeat
                 // interval is on its way, do not add to it.
@@ -1137,6 +1230,15 @@ impl Worker {
                 conn: data.conn,
                 payload: data.payload.into(),
             }),
+            Message::Messages(batch) => {
+                let events = batch.records().map(|(conn, payload)| Event::Message {
+                    node: id,
+                    conn,
+                    payload: payload.into(),
+                });
+                self.pending.extend(events);
+                self.pending.pop_front()
+            }
             Message::Disconnect(disconnect) => Some(Event::Disconnect {
                 node: id,
                 conn: disconnect.conn,
@@ -1163,6 +1265,20 @@ impl Worker {
             // `handle` let only node-sent types through.
             _ => None,
         }
+    }
+
+    /// The node speaks an older version than this link's READY (section
+    /// 13): READY again in version 1, if the node lists it.
+    fn downgrade(&mut self, index: usize, spoken: &str) {
+        let node = &mut self.nodes[index];
+        let v1 = VERSION.to_string();
+        if node.version == VERSION || !spoken.split(' ').any(|v| v == v1) {
+            warn!("{}: node speaks protocol {spoken:?} only", node.endpoint);
+            return;
+        }
+        info!("{}: node speaks protocol 1 only: no batches", node.endpoint);
+        node.version = VERSION;
+        self.send_ready(index);
     }
 
     fn drop_message(&mut self, index: usize, reason: &'static str, detail: &str) {
@@ -1336,7 +1452,7 @@ fn check_config(config: &Config) -> Result<(), WorkerError> {
         name: &config.name,
         services: List::from(&services[..]),
     });
-    encode(&ready, &mut Frames::new())
+    encode_in(VERSION, &ready, &mut Frames::new())
         .map_err(|why| WorkerError::Config(format!("worker name {:?}: {why}", config.name)))
 }
 

@@ -56,8 +56,7 @@ impl Node {
         let Some(worker) = self.sessions.get(conn).and_then(|s| s.worker) else {
             return true;
         };
-        let message = Message::Message(Data { conn, payload });
-        let sent = self.send_data(wire, worker, &message, time) == Delivery::Sent;
+        let sent = self.send_client_message(wire, worker, conn, payload, time) == Delivery::Sent;
         if let Some(session) = self.sessions.get_mut(conn) {
             if sent {
                 session.in_flight += 1;
@@ -81,11 +80,9 @@ impl Node {
             let (Some(worker), Some(waiting)) = (session.worker, session.waiting.take()) else {
                 continue;
             };
-            let message = Message::Message(Data {
-                conn,
-                payload: waiting.payload(),
-            });
-            let sent = self.send_data(wire, worker, &message, time) == Delivery::Sent;
+            let payload = waiting.payload();
+            let sent =
+                self.send_client_message(wire, worker, conn, payload, time) == Delivery::Sent;
             let Some(session) = self.sessions.get_mut(conn) else {
                 continue;
             };

@@ -13,8 +13,8 @@ use super::{Dropped, Edge, Followup, Lost, Node, Time, Wire};
 use crate::access;
 use crate::backend::codec::decode;
 use crate::backend::message::{
-    is_reserved_service, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready, FLAG_SIGNED,
-    VERSION,
+    is_reserved_service, Batch, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready,
+    FLAG_SIGNED, MAX_CONN_IDS, VERSION, VERSIONS_SPOKEN, VERSION_2,
 };
 use crate::backend::signing::{Verified, VerifyError};
 
@@ -32,12 +32,16 @@ impl Node {
     ) -> Followup<'m> {
         let header = frames.first().copied().unwrap_or_default();
         let about = header.get(1).copied().unwrap_or(0);
-        let unknown_version = header.first().is_some_and(|&version| version != VERSION);
+        // Answers go in the version of what they answer, v1 if unknown.
+        let (version, unknown_version) = match header.first() {
+            Some(&version @ (VERSION | VERSION_2)) => (version, false),
+            Some(_) => (VERSION, true),
+            None => (VERSION, false),
+        };
         if unknown_version {
             // Unverifiable, so addressed to nobody in particular.
-            let spoken = VERSION.to_string();
-            let answer = (ErrorCode::UNSUPPORTED_VERSION, about, spoken.as_str());
-            self.answer(wire, routing_id, 0, answer, time);
+            let answer = (ErrorCode::UNSUPPORTED_VERSION, about, VERSIONS_SPOKEN);
+            self.answer(wire, routing_id, (0, VERSION), answer, time);
         }
         let verified = match self.verify(frames, time) {
             Ok(verified) => verified,
@@ -46,7 +50,7 @@ impl Node {
                 // capture replayed gets no answer.
                 if fresh {
                     let answer = (ErrorCode::UNKNOWN_PEER, about, "");
-                    self.answer(wire, routing_id, sender, answer, time);
+                    self.answer(wire, routing_id, (sender, version), answer, time);
                 }
                 self.drop_received(Dropped::Verify(stale), time.now);
                 return Followup::Done;
@@ -64,7 +68,7 @@ impl Node {
                 if registered && !unknown_version {
                     let why = e.to_string();
                     let answer = (ErrorCode::MALFORMED, about, why.as_str());
-                    self.answer(wire, routing_id, sender, answer, time);
+                    self.answer(wire, routing_id, (sender, version), answer, time);
                 }
                 self.drops.count(format!("malformed: {e}"), time.now);
                 return Followup::Done;
@@ -94,11 +98,11 @@ impl Node {
         }
         log::trace!("backend: {kind:?} from {worker:?}");
         let followup = match (message, worker) {
-            (Message::Ready(ready), _) => self.on_ready(wire, routing_id, ready, time),
+            (Message::Ready(ready), _) => self.on_ready(wire, routing_id, version, ready, time),
             (_, None) => {
                 // A node restart or an expired worker: it must READY again.
                 let answer = (ErrorCode::UNKNOWN_PEER, kind as u8, "");
-                self.answer(wire, routing_id, sender, answer, time);
+                self.answer(wire, routing_id, (sender, version), answer, time);
                 Followup::Done
             }
             (Message::AclCommand(command), Some(worker)) => {
@@ -127,14 +131,17 @@ impl Node {
         }
     }
 
-    /// Registers, updates or (signed, unknown) proposes the worker.
+    /// Registers, updates or (signed, unknown) proposes the worker, who
+    /// speaks `version` from now on (docs/protocol.md section 13).
     fn on_ready<'m>(
         &mut self,
         wire: &mut impl Wire,
         routing_id: &[u8],
+        version: u8,
         ready: Ready<'_>,
         time: Time,
     ) -> Followup<'m> {
+        let to = (ready.instance, version);
         if let Some(reserved) = ready.services.iter().find(|s| is_reserved_service(s)) {
             warn!(
                 "backend: worker {} claims reserved service {reserved}",
@@ -142,11 +149,11 @@ impl Node {
             );
             let about = MessageType::Ready as u8;
             let reply = error(ErrorCode::RESERVED_SERVICE, about, reserved, &[]);
-            self.send_to_peer(wire, routing_id, ready.instance, &reply, time);
+            self.send_to_peer(wire, routing_id, to, &reply, time);
             return Followup::Done;
         }
         let services = ready.services.iter().map(str::to_owned);
-        let proposal = Proposal::new(ready.instance, ready.name, services, time.now);
+        let proposal = Proposal::new(ready.instance, version, ready.name, services, time.now);
         let known = self
             .workers
             .by_routing_id(routing_id)
@@ -159,12 +166,12 @@ impl Node {
                 ready.name
             );
             self.workers.propose(routing_id, proposal);
-            self.welcome(wire, routing_id, ready.instance, time);
+            self.welcome(wire, routing_id, to, time);
             return Followup::Done;
         }
         let (registered, replaced) = self.enrol(routing_id, proposal, time.now);
         if registered.is_some() {
-            self.welcome(wire, routing_id, ready.instance, time);
+            self.welcome(wire, routing_id, to, time);
         }
         match replaced {
             Some(lost) => Followup::Lost(self.resolve(wire, lost, time)),
@@ -180,23 +187,19 @@ impl Node {
         ready: Proposal,
         now: Instant,
     ) -> (Option<WorkerRef>, Option<Lost>) {
-        let services = || ready.services.iter().cloned();
-        let mut registered =
-            self.workers
-                .register(routing_id, ready.instance, &ready.name, services(), now);
+        let mut registered = self.workers.register(routing_id, &ready, now);
         let mut replaced = None;
         if let Registered::Conflict(old) = registered {
             replaced = self.forget_worker(old, "replaced by a new instance");
-            registered =
-                self.workers
-                    .register(routing_id, ready.instance, &ready.name, services(), now);
+            registered = self.workers.register(routing_id, &ready, now);
         }
         let worker = match registered {
             Registered::New(worker) | Registered::Updated(worker) => {
                 info!(
-                    "backend: worker {} ready for {}",
+                    "backend: worker {} ready for {} (protocol v{})",
                     ready.name,
-                    ready.services.join(", ")
+                    ready.services.join(", "),
+                    ready.version
                 );
                 Some(worker)
             }
@@ -232,6 +235,10 @@ impl Node {
                         .filter(|&conn| !edge.deliver(conn, send.payload))
                         .collect();
                 }
+                Followup::Done
+            }
+            Message::Sends(batch) => {
+                self.on_sends(wire, edge, worker, batch, &mut missing, time);
                 Followup::Done
             }
             Message::Publish(publish) => {
@@ -302,6 +309,7 @@ impl Node {
             _ => Followup::Done,
         };
         if !missing.is_empty() {
+            missing.truncate(MAX_CONN_IDS);
             let reply = error(ErrorCode::NO_SUCH_CONNECTION, about, "", &missing);
             self.send_control(wire, worker, &reply, time);
         }
@@ -373,21 +381,51 @@ impl Node {
         too_big
     }
 
+    /// SENDS: each record to its connection (docs/protocol.md section
+    /// 13); records over the payload cap draw one ERROR TOO_BIG naming
+    /// their connections, and those not open here go in `missing`.
+    fn on_sends(
+        &mut self,
+        wire: &mut impl Wire,
+        edge: &mut impl Edge,
+        worker: WorkerRef,
+        batch: Batch<'_>,
+        missing: &mut Vec<u64>,
+        time: Time,
+    ) {
+        let max = self.config.max_payload as usize;
+        let mut too_big = Vec::new();
+        for (conn, payload) in batch.records() {
+            if payload.as_bytes().len() > max {
+                too_big.push(conn);
+            } else if !edge.deliver(conn, payload) {
+                missing.push(conn);
+            }
+        }
+        if !too_big.is_empty() {
+            too_big.truncate(MAX_CONN_IDS);
+            let about = MessageType::Sends as u8;
+            let reply = error(ErrorCode::TOO_BIG, about, "", &too_big);
+            self.send_control(wire, worker, &reply, time);
+        }
+    }
+
     /// Sends ERROR (code, type byte of the message it answers, detail)
-    /// straight to the peer behind `routing_id` (signed for `recipient` on
-    /// a signed node), within the answer budget.
+    /// straight to the peer behind `routing_id` (signed for `to`'s
+    /// instance on a signed node, in `to`'s version), within the answer
+    /// budget.
     fn answer(
         &mut self,
         wire: &mut impl Wire,
         routing_id: &[u8],
-        recipient: u64,
+        to: (u64, u8),
         (code, about, detail): (ErrorCode, u8, &str),
         time: Time,
     ) {
         let interval = self.config.heartbeat;
         if self.answers.allow(routing_id, code, time.now, interval) {
             let reply = error(code, about, detail, &[]);
-            self.send_to_peer(wire, routing_id, recipient, &reply, time);
+            self.send_to_peer(wire, routing_id, to, &reply, time);
         }
     }
 }

@@ -19,12 +19,15 @@
 //! - [`connections`]: connection events, and worker death's outcomes;
 //! - [`channels`]: subscriptions both ways;
 //! - [`backlogs`]: what waits for a full pipe, capped per worker;
+//! - [`batching`]: client messages to a version 2 worker, one batch a
+//!   turn;
 //! - [`answers`]: drop counts and the budget of unasked ERRORs;
 //! - [`dispatch`]: one worker message, checked and carried out;
 //! - [`testing`]: a table [`Wire`] and [`Edge`] for tests and fuzzing.
 
 pub mod answers;
 pub mod backlogs;
+pub mod batching;
 pub mod channels;
 pub mod connections;
 pub mod dispatch;
@@ -38,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
-use crate::backend::codec::{encode, Frames};
+use crate::backend::codec::{encode_in, Frames};
 use crate::backend::message::{AclCommand, AuthReply, Message, MessageType, Payload, Welcome};
 use crate::backend::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::config::WorkerLoss;
@@ -217,6 +220,8 @@ pub struct Node {
     /// Workers found gone or not reading while sending, and why.
     lost: Vec<(WorkerRef, &'static str)>,
     out: Frames,
+    /// Workers whose batch may hold client messages, for the end of turn.
+    open_batches: Vec<WorkerRef>,
     answers: Answers,
     drops: Drops,
     /// Replies dropped because their worker's backlog was full.
@@ -247,6 +252,7 @@ impl Node {
             lost_messages: 0,
             lost: Vec::new(),
             out: Frames::new(),
+            open_batches: Vec::new(),
             answers: Answers::default(),
             drops: Drops::default(),
             replies_dropped: 0,
@@ -339,9 +345,9 @@ impl Node {
         self.drops.count(dropped.to_string(), now);
     }
 
-    /// Sends a data message (MESSAGE) to a worker, never queueing it: on
+    /// Sends a message to a worker, never queueing it: on
     /// [`Delivery::Blocked`] the caller keeps it. Messages already waiting
-    /// for that worker go first, so order holds.
+    /// for that worker, its open batch included, go first, so order holds.
     pub fn send_data(
         &mut self,
         wire: &mut impl Wire,
@@ -352,14 +358,26 @@ impl Node {
         if self.backlogs.waiting(worker) {
             return Delivery::Blocked;
         }
-        if self.workers.get(worker).is_none() {
+        let Some(version) = self.workers.get(worker).map(|w| w.version) else {
             return Delivery::Gone;
+        };
+        match self.seal(wire, worker, time) {
+            Delivery::Sent => {}
+            other => return other,
         }
-        if self.encode_for(worker.instance, message, time).is_err() {
+        if self
+            .encode_for((worker.instance, version), message, time)
+            .is_err()
+        {
             // Our own message out of its caps: a bug, not the worker's.
             log::error!("cannot encode {:?} for a worker", message.message_type());
             return Delivery::Sent;
         }
+        self.transmit(wire, worker, time)
+    }
+
+    /// Sends what `out` holds to a worker.
+    fn transmit(&mut self, wire: &mut impl Wire, worker: WorkerRef, time: Time) -> Delivery {
         // The routing id is borrowed, not copied: this runs per message.
         let sent = match self.workers.get(worker) {
             Some(w) => wire.send(&w.routing_id, self.out.iter()),
@@ -395,32 +413,42 @@ impl Node {
         message: &Message<'_>,
         time: Time,
     ) {
-        if !self.backlogs.waiting(worker) {
-            if self.send_data(wire, worker, message, time) != Delivery::Blocked {
-                return;
-            }
-        } else if self.encode_for(worker.instance, message, time).is_err() {
+        if self.send_data(wire, worker, message, time) != Delivery::Blocked {
             return;
         }
-        // `out` holds the encoded message either way.
+        // `out` may hold the batch that went into the backlog before it.
+        let Some(version) = self.workers.get(worker).map(|w| w.version) else {
+            return;
+        };
+        if self
+            .encode_for((worker.instance, version), message, time)
+            .is_ok()
+        {
+            self.queue(worker, message.message_type(), time.now);
+        }
+    }
+
+    /// Puts what `out` holds at the end of `worker`'s backlog.
+    fn queue(&mut self, worker: WorkerRef, kind: MessageType, now: Instant) {
         let frames = self.out.iter().map(<[u8]>::to_vec);
         if self.backlogs.push(worker, frames) == Queued::Full {
-            self.over_queue(worker, message.message_type(), time.now);
+            self.over_queue(worker, kind, now);
         }
     }
 
     /// Sends to a peer by routing id, registered or not, best effort:
     /// WELCOME to a pending worker, ERROR UNKNOWN_PEER and the like.
-    /// `recipient` is the instance id the peer signed with (0 if unknown).
+    /// `to` is the instance id the peer signed with (0 if unknown) and the
+    /// protocol version to answer in.
     pub fn send_to_peer(
         &mut self,
         wire: &mut impl Wire,
         routing_id: &[u8],
-        recipient: u64,
+        to: (u64, u8),
         message: &Message<'_>,
         time: Time,
     ) {
-        if self.encode_for(recipient, message, time).is_ok() {
+        if self.encode_for(to, message, time).is_ok() {
             let _ = wire.send(routing_id, self.out.iter());
         }
     }
@@ -491,7 +519,7 @@ impl Node {
     /// Answers a READY from `instance` on `routing_id` with WELCOME: this
     /// node's boot id and parameters. Best effort: a worker repeats READY
     /// until WELCOME comes.
-    fn welcome(&mut self, wire: &mut impl Wire, routing_id: &[u8], instance: u64, time: Time) {
+    fn welcome(&mut self, wire: &mut impl Wire, routing_id: &[u8], to: (u64, u8), time: Time) {
         let name = self.config.name.clone();
         let welcome = Message::Welcome(Welcome {
             boot: self.boot,
@@ -500,7 +528,7 @@ impl Node {
             max_payload: self.config.max_payload,
             node: &name,
         });
-        self.send_to_peer(wire, routing_id, instance, &welcome, time);
+        self.send_to_peer(wire, routing_id, to, &welcome, time);
     }
 
     /// Removes a worker and drops what waited for it (docs/protocol.md
@@ -544,11 +572,18 @@ impl Node {
         }
     }
 
-    fn encode_for(&mut self, recipient: u64, message: &Message<'_>, time: Time) -> Result<(), ()> {
+    /// Encodes `message` into `out` for `to`: (recipient instance id,
+    /// protocol version).
+    fn encode_for(
+        &mut self,
+        (recipient, version): (u64, u8),
+        message: &Message<'_>,
+        time: Time,
+    ) -> Result<(), ()> {
         self.out.clear();
         let encoded = match &mut self.signer {
-            Some(signer) => signer.encode(message, recipient, time.unix_ms, &mut self.out),
-            None => encode(message, &mut self.out),
+            Some(signer) => signer.encode(version, message, recipient, time.unix_ms, &mut self.out),
+            None => encode_in(version, message, &mut self.out),
         };
         encoded.map_err(|_| ())
     }

@@ -13,11 +13,12 @@ use super::testing::{upgrade, RecordingWire, TableConn, TableEdge};
 use super::workers::{WorkerRef, MAX_WORKERS};
 use super::{Delivery, Followup, Node, NodeConfig, Time};
 use crate::access::{PUBLISH, SUBSCRIBE};
+use crate::backend::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use crate::backend::message::{
     AclCommand, AclOp, AuthReply, Close, Data, Disconnect, ErrorCode, Initiator, List, MessageType,
     Payload, Publish, Ready, SendTo, Subscription, Welcome,
 };
-use crate::backend::{decode, encode, Frames, KeyRing, Message, Signer};
+use crate::backend::{decode, encode_in, Frames, KeyRing, Message, Signer, VERSION, VERSION_2};
 use crate::config::WorkerLoss;
 use crate::ws::CloseCode;
 
@@ -51,29 +52,43 @@ const STRANGER_KEYS: &[u8] = b"k9:0123456789abcdef0123456789abcdef\n";
 struct Peer {
     pipe: &'static [u8],
     instance: u64,
+    /// The protocol version it speaks.
+    version: u8,
 }
 
 const A: Peer = Peer {
     pipe: b"pipe-a",
     instance: 0xA1,
+    version: VERSION,
 };
 const B: Peer = Peer {
     pipe: b"pipe-b",
     instance: 0xB1,
+    version: VERSION,
 };
 const C: Peer = Peer {
     pipe: b"pipe-c",
     instance: 0xC1,
+    version: VERSION,
 };
 /// A's worker restarted as a new instance on the same pipe.
 const A2: Peer = Peer {
     pipe: A.pipe,
     instance: 0xA2,
+    version: VERSION,
 };
 /// A's instance, heard on another pipe.
 const A_ELSEWHERE: Peer = Peer {
     pipe: b"pipe-x",
     instance: A.instance,
+    version: VERSION,
+};
+
+/// A version 2 worker (docs/protocol.md section 13).
+const V2: Peer = Peer {
+    pipe: b"pipe-v2",
+    instance: 0xD1,
+    version: VERSION_2,
 };
 
 /// What [`Node::handle`] asked of the caller, owned.
@@ -160,6 +175,8 @@ enum Reply {
         conn: u64,
         payload: Vec<u8>,
     },
+    /// MESSAGES: clients' data, batched (version 2).
+    Batch(Vec<(u64, Vec<u8>)>),
     Disconnect {
         conn: u64,
         code: u16,
@@ -199,6 +216,12 @@ impl From<Message<'_>> for Reply {
                 conn: d.conn,
                 payload: d.payload.as_bytes().to_vec(),
             },
+            Message::Messages(batch) => Reply::Batch(
+                batch
+                    .records()
+                    .map(|(conn, payload)| (conn, payload.as_bytes().to_vec()))
+                    .collect(),
+            ),
             Message::Disconnect(d) => Reply::Disconnect {
                 conn: d.conn,
                 code: d.code.0,
@@ -338,7 +361,7 @@ impl Harness {
             .or_insert_with(|| ring(WORKER_KEYS).signer(peer.instance));
         let mut out = Frames::new();
         signer
-            .encode(message, recipient, at, &mut out)
+            .encode(peer.version, message, recipient, at, &mut out)
             .expect("encodes");
         owned(&out)
     }
@@ -347,7 +370,7 @@ impl Harness {
     /// recipient 0) when the node is signed, unsigned otherwise.
     fn frames(&mut self, peer: Peer, message: &Message<'_>) -> Vec<Vec<u8>> {
         if !self.node.is_signed() {
-            return unsigned(message);
+            return unsigned(peer.version, message);
         }
         let recipient = match message {
             Message::Ready(_) => 0,
@@ -525,9 +548,9 @@ fn owned(frames: &Frames) -> Vec<Vec<u8>> {
     frames.iter().map(<[u8]>::to_vec).collect()
 }
 
-fn unsigned(message: &Message<'_>) -> Vec<Vec<u8>> {
+fn unsigned(version: u8, message: &Message<'_>) -> Vec<Vec<u8>> {
     let mut out = Frames::new();
-    encode(message, &mut out).expect("encodes");
+    encode_in(version, message, &mut out).expect("encodes");
     owned(&out)
 }
 
@@ -743,10 +766,10 @@ fn a_full_worker_table_ignores_ready() {
         let mut h = Harness::with(|config| config.max_workers = cap);
         let services = ["chat"];
         for i in 1..=cap as u64 {
-            h.raw(&i.to_be_bytes(), &unsigned(&ready(i, &services)));
+            h.raw(&i.to_be_bytes(), &unsigned(VERSION, &ready(i, &services)));
         }
         assert_eq!(h.node.workers().len(), cap);
-        let late = unsigned(&ready(A.instance, &services));
+        let late = unsigned(VERSION, &ready(A.instance, &services));
         assert_eq!(h.raw(A.pipe, &late), Outcome::Done);
         assert!(h.replies(A).is_empty(), "no WELCOME");
         assert_eq!(h.worker(A), None);
@@ -1163,7 +1186,7 @@ fn acl_command_is_admin_only_with_an_admin_key() {
     }
 }
 
-/// Section 10: UNSUPPORTED_VERSION (detail "1", signed for recipient 0),
+/// Section 10: UNSUPPORTED_VERSION (detail "1 2", signed for recipient 0),
 /// MALFORMED (registered workers only) and UNKNOWN_PEER (signed for the
 /// sender, even for a previous boot while fresh) are sent at most once per
 /// peer and code per heartbeat interval.
@@ -1172,7 +1195,7 @@ fn errors_are_answered_at_most_once_per_interval() {
     let unsupported = err(
         ErrorCode::UNSUPPORTED_VERSION,
         MessageType::Heartbeat,
-        "1",
+        "1 2",
         &[],
     );
     let why = "fixed-size frame of the wrong length";
@@ -1182,12 +1205,12 @@ fn errors_are_answered_at_most_once_per_interval() {
     let signed_for = |reply: &Reply, to| Some((reply.clone(), Some(to)));
     #[rustfmt::skip]
     let rows: [(&str, NewNode, bool, Build, Answer); 8] = [
-        ("version 2, unregistered",   Harness::new,    false, |_| versioned(2),      unsigned(&unsupported)),
+        ("version 3, unregistered",   Harness::new,    false, |_| versioned(3),      unsigned(&unsupported)),
         ("version 0, registered",     Harness::new,    true,  |_| versioned(0),      unsigned(&unsupported)),
         ("undecodable, registered",   Harness::new,    true,  |_| short_heartbeat(), unsigned(&malformed)),
         ("undecodable, unregistered", Harness::new,    false, |_| short_heartbeat(), None),
         ("a command, unregistered",   Harness::new,    false, |h| h.frames(A, &hi()), unsigned(&unknown)),
-        ("signed: version 2",         Harness::signed, false, |_| versioned(2),      signed_for(&unsupported, 0)),
+        ("signed: version 3",         Harness::signed, false, |_| versioned(3),      signed_for(&unsupported, 0)),
         ("signed: a command, unregistered", Harness::signed, false,
             |h| h.frames(A, &hi()), signed_for(&unknown, A.instance)),
         ("signed: for a previous boot", Harness::signed, false,
@@ -1220,9 +1243,9 @@ fn errors_are_answered_at_most_once_per_interval() {
 fn unverifiable_or_misdirected_messages_are_dropped_unanswered() {
     #[rustfmt::skip]
     let rows: [(&str, NewNode, Build); 7] = [
-        ("WELCOME from a worker",       Harness::new,    |_| unsigned(&node_welcome())),
+        ("WELCOME from a worker",       Harness::new,    |_| unsigned(VERSION, &node_welcome())),
         ("signed, to an unsigned node", Harness::new,    |h| h.sign(A, BOOT, 0, &hi())),
-        ("unsigned, to a signed node",  Harness::signed, |_| unsigned(&hi())),
+        ("unsigned, to a signed node",  Harness::signed, |_| unsigned(VERSION, &hi())),
         ("a bad MAC",                   Harness::signed, |h| forged(h.frames(A, &hi()))),
         ("an unknown key",              Harness::signed, |h| {
             h.use_keys(A, STRANGER_KEYS);
@@ -1675,4 +1698,117 @@ fn a_lost_workers_connections_are_moved_or_closed() {
         assert_eq!(h.conns_of(other), [0; 0], "{name}");
         assert!(h.node.sessions().is_empty(), "{name}");
     }
+}
+
+/// Section 13: a version 2 worker is welcomed in version 2, and the
+/// client messages of a turn reach it as one MESSAGES at the end of the
+/// turn, in order; a v1 worker on the same node gets one MESSAGE each.
+#[test]
+fn a_version_2_worker_gets_a_turn_of_messages_as_one_batch() {
+    let mut h = Harness::new();
+    h.from(V2, &ready(V2.instance, &["chat"]));
+    let sent = h.wire.take(V2.pipe);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0][0], [2, 0x11, 0], "WELCOME in version 2");
+    h.serve("chat", 1);
+    h.serve("chat", 2);
+    assert!(h.message(1, b"a") && h.message(2, b"b") && h.message(1, b"c"));
+    assert!(
+        h.replies(V2).is_empty(),
+        "nothing before the end of the turn"
+    );
+    h.node.flush_batches(&mut h.wire, h.t);
+    let batch = [(1, b"a".to_vec()), (2, b"b".to_vec()), (1, b"c".to_vec())];
+    assert_eq!(h.replies(V2), [Reply::Batch(batch.to_vec())]);
+    h.node.flush_batches(&mut h.wire, h.t);
+    assert!(h.replies(V2).is_empty(), "each batch once");
+    let in_flight = h.node.sessions().get(1).expect("served").in_flight;
+    assert_eq!(in_flight, 2, "batched messages count as handed over");
+}
+
+/// Section 13: a batch goes before any other message to its worker, so
+/// CONNECT, the client's messages and DISCONNECT keep their order; one
+/// that would overflow 64 KiB goes first, and a payload too large for
+/// any batch travels as a v1-layout MESSAGE after the batch before it.
+#[test]
+fn a_batch_goes_before_anything_else_and_when_full() {
+    let mut h = Harness::with(|config| config.max_payload = 1 << 20);
+    h.join(V2, &["chat"]);
+    h.serve("chat", 1);
+    assert!(h.message(1, b"first"));
+    h.open("chat", 2);
+    h.close(1, (CloseCode::NORMAL, Initiator::Client));
+    let replies = h.replies(V2);
+    assert!(
+        matches!(
+            &replies[..],
+            [Reply::Batch(b), Reply::Connect { conn: 2, .. }, Reply::Disconnect { conn: 1, .. }]
+                if *b == [(1, b"first".to_vec())]
+        ),
+        "{replies:?}"
+    );
+    let big = vec![7u8; MAX_BATCHED_PAYLOAD];
+    assert!(h.message(2, b"x") && h.message(2, &big));
+    assert_eq!(h.replies(V2), [Reply::Batch(vec![(2, b"x".to_vec())])]);
+    let huge = vec![8u8; MAX_BATCHED_PAYLOAD + 1];
+    assert!(h.message(2, &huge));
+    let replies = h.replies(V2);
+    assert_eq!(
+        replies,
+        [
+            Reply::Batch(vec![(2, big.clone())]),
+            Reply::Data {
+                conn: 2,
+                payload: huge
+            }
+        ]
+    );
+}
+
+/// Sections 7 and 13: a batch that meets a full pipe waits first in the
+/// worker's backlog; later client messages are not taken (their clients
+/// stop reading) until it went, then `retry` sends them, in order.
+#[test]
+fn a_batch_meeting_a_full_pipe_waits_and_holds_back_the_rest() {
+    let mut h = Harness::new();
+    h.join(V2, &["chat"]);
+    h.serve("chat", 1);
+    assert!(h.message(1, b"a"));
+    h.wire.full.insert(V2.pipe.to_vec());
+    h.node.flush_batches(&mut h.wire, h.t);
+    assert_eq!(h.node.backlog_len(), 1, "the batch waits");
+    assert!(!h.message(1, b"b"), "behind it: not taken");
+    h.wire.full.clear();
+    h.flush();
+    assert_eq!(h.replies(V2), [Reply::Batch(vec![(1, b"a".to_vec())])]);
+    assert_eq!(h.retry(), [1], "reading resumes");
+    h.node.flush_batches(&mut h.wire, h.t);
+    assert_eq!(h.replies(V2), [Reply::Batch(vec![(1, b"b".to_vec())])]);
+}
+
+/// Section 13 SENDS: each record to its connection; records over the
+/// payload cap draw one TOO_BIG and connections not open one
+/// NO_SUCH_CONNECTION, both about 0x36, naming the connections; the rest
+/// are delivered, in order.
+#[test]
+fn sends_delivers_each_record_and_names_what_it_could_not() {
+    let mut h = Harness::new();
+    h.join(V2, &["chat"]);
+    h.edge.open(1, &[]);
+    h.edge.open(2, &[]);
+    let mut batch = BatchBuilder::default();
+    batch.push(1, Payload::Binary(b"one"));
+    batch.push(9, Payload::Binary(b"lost"));
+    batch.push(2, Payload::Binary(&[0; MAX_PAYLOAD as usize + 1]));
+    batch.push(2, Payload::Text("two"));
+    batch.push(1, Payload::Binary(b"three"));
+    assert_eq!(h.from(V2, &Message::Sends(batch.batch())), Outcome::Done);
+    assert_eq!(
+        h.edge.conns[&1].delivered,
+        [b"one".to_vec(), b"three".to_vec()]
+    );
+    assert_eq!(h.edge.conns[&2].delivered, [b"two".to_vec()]);
+    let too_big = err(ErrorCode::TOO_BIG, MessageType::Sends, "", &[2]);
+    let missing = err(ErrorCode::NO_SUCH_CONNECTION, MessageType::Sends, "", &[9]);
+    assert_eq!(h.replies(V2), [too_big, missing]);
 }

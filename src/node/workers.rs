@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::backend::batch::BatchBuilder;
+
 /// Default of [`crate::node::NodeConfig::max_workers`]: most workers one
 /// node registers at once (a READY beyond it is ignored), and most READYs
 /// waiting for their confirmation.
@@ -32,6 +34,10 @@ pub struct Worker {
     pub instance: u64,
     /// Its name, for logs.
     pub name: String,
+    /// The protocol version of its READY, which the node answers in.
+    pub version: u8,
+    /// Client messages waiting for the end of the turn (version 2).
+    pub batch: BatchBuilder,
     services: Vec<String>,
     /// The client connections it holds (connection ids).
     pub conns: HashSet<u64>,
@@ -49,21 +55,25 @@ pub struct Proposal {
     pub instance: u64,
     /// The worker's name.
     pub name: String,
+    /// The protocol version of the READY.
+    pub version: u8,
     /// The services it offers.
     pub services: Vec<String>,
     since: Instant,
 }
 
 impl Proposal {
-    /// What a READY from `instance` said at `now`.
+    /// What a READY from `instance` in `version` said at `now`.
     pub fn new(
         instance: u64,
+        version: u8,
         name: &str,
         services: impl Iterator<Item = String>,
         now: Instant,
     ) -> Proposal {
         Proposal {
             instance,
+            version,
             name: name.to_owned(),
             services: services.collect(),
             since: now,
@@ -115,20 +125,22 @@ impl Workers {
         }
     }
 
-    /// Registers the worker behind `routing_id`, or updates it.
-    pub fn register(
-        &mut self,
-        routing_id: &[u8],
-        instance: u64,
-        name: &str,
-        services: impl Iterator<Item = String>,
-        now: Instant,
-    ) -> Registered {
+    /// Registers the worker behind `routing_id` as its READY `proposal`
+    /// said, or updates it.
+    pub fn register(&mut self, routing_id: &[u8], proposal: &Proposal, now: Instant) -> Registered {
+        let Proposal {
+            instance,
+            version,
+            ref name,
+            ref services,
+            ..
+        } = *proposal;
         if let Some(&key) = self.by_routing_id.get(routing_id) {
             let worker = &mut self.slots[key];
             if worker.instance == instance {
-                worker.services = services.collect();
-                worker.name = name.to_owned();
+                worker.services.clone_from(services);
+                worker.name.clone_from(name);
+                worker.version = version;
                 worker.heard = now;
                 return Registered::Updated(WorkerRef { key, instance });
             }
@@ -143,8 +155,10 @@ impl Workers {
         let key = self.slots.insert(Worker {
             routing_id: routing_id.to_vec(),
             instance,
-            name: name.to_owned(),
-            services: services.collect(),
+            name: name.clone(),
+            version,
+            batch: BatchBuilder::default(),
+            services: services.clone(),
             conns: HashSet::new(),
             heard: now,
             sent: now,
@@ -202,7 +216,7 @@ impl Workers {
     }
 
     /// Mutable access to a registered worker.
-    fn get_mut(&mut self, worker: WorkerRef) -> Option<&mut Worker> {
+    pub(super) fn get_mut(&mut self, worker: WorkerRef) -> Option<&mut Worker> {
         self.slots
             .get_mut(worker.key)
             .filter(|w| w.instance == worker.instance)
@@ -322,17 +336,19 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::message::VERSION;
 
-    fn services<'a>(names: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
-        names.iter().map(|s| s.to_string())
+    fn ready(instance: u64, name: &str, services: &[&str], now: Instant) -> Proposal {
+        let services = services.iter().map(|s| s.to_string());
+        Proposal::new(instance, VERSION, name, services, now)
     }
 
     #[test]
     fn assigns_to_the_least_loaded_then_least_recent_worker() {
         let now = Instant::now();
         let mut table = Workers::default();
-        let a = table.register(b"a", 1, "a", services(&["chat"]), now);
-        let b = table.register(b"b", 2, "b", services(&["chat", "other"]), now);
+        let a = table.register(b"a", &ready(1, "a", &["chat"], now), now);
+        let b = table.register(b"b", &ready(2, "b", &["chat", "other"], now), now);
         let (Registered::New(a), Registered::New(b)) = (a, b) else {
             panic!()
         };
@@ -352,11 +368,11 @@ mod tests {
     fn a_removed_worker_is_never_confused_with_its_slot_successor() {
         let now = Instant::now();
         let mut table = Workers::default();
-        let Registered::New(old) = table.register(b"x", 7, "x", services(&["s"]), now) else {
+        let Registered::New(old) = table.register(b"x", &ready(7, "x", &["s"], now), now) else {
             panic!()
         };
         assert!(table.remove(old).is_some());
-        let Registered::New(new) = table.register(b"y", 8, "y", services(&["s"]), now) else {
+        let Registered::New(new) = table.register(b"y", &ready(8, "y", &["s"], now), now) else {
             panic!()
         };
         assert!(table.get(old).is_none());
@@ -368,10 +384,10 @@ mod tests {
     fn ready_again_updates_services_and_keeps_connections() {
         let now = Instant::now();
         let mut table = Workers::default();
-        table.register(b"w", 1, "w", services(&["a"]), now);
+        table.register(b"w", &ready(1, "w", &["a"], now), now);
         let worker = table.assign("a", 5).unwrap();
         assert_eq!(
-            table.register(b"w", 1, "w", services(&["b"]), now),
+            table.register(b"w", &ready(1, "w", &["b"], now), now),
             Registered::Updated(worker)
         );
         assert!(table.get(worker).unwrap().conns.contains(&5));
@@ -382,7 +398,7 @@ mod tests {
     fn a_proposed_worker_registers_only_when_its_instance_confirms() {
         let now = Instant::now();
         let mut table = Workers::default();
-        table.propose(b"p", Proposal::new(7, "p", services(&["s"]), now));
+        table.propose(b"p", ready(7, "p", &["s"], now));
         assert_eq!(table.assign("s", 1), None, "pending gets no clients");
         assert_eq!(table.confirm(b"p", 8), None, "another sender");
         assert_eq!(table.confirm(b"q", 7), None, "another pipe");
@@ -398,13 +414,13 @@ mod tests {
     fn unconfirmed_readys_expire_and_stay_bounded() {
         let t0 = Instant::now();
         let mut table = Workers::default();
-        table.propose(b"old", Proposal::new(1, "old", services(&["s"]), t0));
+        table.propose(b"old", ready(1, "old", &["s"], t0));
         let later = t0 + Duration::from_secs(5);
         table.expire_pending(later, Duration::from_secs(3));
         assert_eq!(table.confirm(b"old", 1), None);
         for i in 0..(MAX_WORKERS as u64 + 10) {
             let at = t0 + Duration::from_millis(i);
-            let proposal = Proposal::new(i + 1, "w", services(&["s"]), at);
+            let proposal = ready(i + 1, "w", &["s"], at);
             table.propose(&i.to_be_bytes(), proposal);
         }
         assert_eq!(table.pending(), MAX_WORKERS);
@@ -417,7 +433,7 @@ mod tests {
     fn silence_and_quiet_with_virtual_time() {
         let t0 = Instant::now();
         let mut table = Workers::default();
-        let Registered::New(w) = table.register(b"w", 1, "w", services(&["a"]), t0) else {
+        let Registered::New(w) = table.register(b"w", &ready(1, "w", &["a"], t0), t0) else {
             panic!()
         };
         let second = Duration::from_secs(1);

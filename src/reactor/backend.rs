@@ -116,6 +116,8 @@ impl Reactor {
     /// Once a turn: reads what workers sent, retries full pipes, and
     /// handles workers found gone.
     pub(super) fn service_backend(&mut self) {
+        // This turn's client messages go before the replies are read.
+        self.flush_batches();
         let mut parts = Vec::new();
         for _ in 0..MESSAGES_PER_TURN {
             let Some(backend) = self.backend.as_mut() else {
@@ -145,8 +147,18 @@ impl Reactor {
             for conn in resumed {
                 self.with_conn(ConnId::from_wire(conn), |c, sh| c.resume(sh));
             }
+            self.flush_batches();
         }
         self.bury_lost_workers();
+    }
+
+    /// The end of a turn for batches: every open one goes to its worker
+    /// (docs/protocol.md section 13).
+    fn flush_batches(&mut self) {
+        if let Some(backend) = self.backend.as_mut() {
+            let time = backend.at(Instant::now());
+            backend.node.flush_batches(&mut backend.link, time);
+        }
     }
 
     /// Heartbeats, liveness, and a retry of full pipes.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use averyws::backend::message::{ErrorCode, ErrorReply, List, Payload, Ready, SendTo};
-use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer};
+use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer, VERSION};
 
 /// How long to wait for a message that should come.
 const LIMIT: Duration = Duration::from_secs(8);
@@ -135,7 +135,7 @@ pub fn error_of(frames: &[Vec<u8>]) -> (ErrorCode, String, Vec<u64>) {
 pub fn signed(signer: &mut Signer, message: &Message<'_>, recipient: u64) -> Vec<Vec<u8>> {
     let mut out = Frames::new();
     signer
-        .encode(message, recipient, unix_ms(), &mut out)
+        .encode(VERSION, message, recipient, unix_ms(), &mut out)
         .expect("encode");
     owned(&out)
 }
