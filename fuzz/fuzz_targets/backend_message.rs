@@ -16,7 +16,7 @@
 
 use averyws::backend::codec::parse_head;
 use averyws::backend::signing::{KeyRing, ReplayPolicy, Verifier};
-use averyws::backend::{decode, encode, Frames, MAX_FRAMES};
+use averyws::backend::{decode, encode_in, Frames, MAX_FRAMES};
 use libfuzzer_sys::fuzz_target;
 
 /// The key, ids and clock the seeds were signed with.
@@ -56,9 +56,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let signed = head.is_ok_and(|head| head.signed);
+    // `decode` accepted it, so the version is one it speaks.
+    let version = head.map_or(0, |head| head.version);
 
     let mut out = Frames::new();
-    encode(&message, &mut out).expect("what decodes encodes");
+    encode_in(version, &message, &mut out).expect("what decodes encodes");
     let encoded: Vec<&[u8]> = out.iter().collect();
     assert_eq!(decode(&encoded), Ok(message));
     if !signed {
@@ -68,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
     let mut signer = ring.signer(SENDER);
     let mut signed_out = Frames::new();
     signer
-        .encode(&message, ME, NOW, &mut signed_out)
+        .encode(version, &message, ME, NOW, &mut signed_out)
         .expect("what encodes signs");
     let signed_frames: Vec<&[u8]> = signed_out.iter().collect();
     let mut fresh = Verifier::new(ring, ME, ReplayPolicy::default());

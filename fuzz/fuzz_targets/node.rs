@@ -12,6 +12,9 @@
 //!   holds it, and a dead worker's connections come back resolved: moved
 //!   to a worker that holds them, or to be closed with no worker named.
 //!
+//! Peers 0 and 1 speak protocol version 1, peers 2 and 3 version 2
+//! (batches both ways, flushed at the end of a "turn" step).
+//!
 //! Input layout: byte 0 picks an unsigned (even) or a signed node; then
 //! each step is an opcode byte and the parameter bytes it reads.
 #![no_main]
@@ -22,7 +25,8 @@ use std::time::{Duration, Instant};
 use averyws::backend::message::{
     AuthReply, Close, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
 };
-use averyws::backend::{encode, Frames, KeyRing, Signer};
+use averyws::backend::batch::BatchBuilder;
+use averyws::backend::{encode_in, Frames, KeyRing, Signer, VERSION, VERSION_2};
 use averyws::config::WorkerLoss;
 use averyws::node::channels::MAX_CHANNELS_PER_CONN;
 use averyws::node::connections::{Outcome, Resolved};
@@ -109,9 +113,9 @@ impl World {
                     Message::Ready(_) => 0,
                     _ => self.node.boot(),
                 };
-                signer.encode(message, to, self.time.unix_ms, &mut out)
+                signer.encode(version(p), message, to, self.time.unix_ms, &mut out)
             }
-            None => encode(message, &mut out),
+            None => encode_in(version(p), message, &mut out),
         };
         if encoded.is_ok() {
             let frames: Vec<Vec<u8>> = out.iter().map(<[u8]>::to_vec).collect();
@@ -175,7 +179,7 @@ impl World {
         let p = input.byte() % PEERS;
         let conn = u64::from(input.byte()) % CONNS + 1;
         let text = "hello";
-        match input.byte() % 18 {
+        match input.byte() % 20 {
             0 => {
                 let bits = input.byte();
                 let services: Vec<&str> = SERVICES
@@ -292,6 +296,15 @@ impl World {
                 self.node
                     .recheck_subscriptions(&mut self.wire, &self.edge, self.time);
             }
+            17 => {
+                let mut batch = BatchBuilder::default();
+                for _ in 0..input.byte() % 4 + 1 {
+                    let to = u64::from(input.byte()) % CONNS + 1;
+                    batch.push(to, Payload::Binary(input.bytes(80)));
+                }
+                self.from(p, &Message::Sends(batch.batch()));
+            }
+            18 => self.node.flush_batches(&mut self.wire, self.time),
             _ => {
                 let payload = Payload::Binary(input.bytes(16));
                 let _ = self.node.message(&mut self.wire, conn, payload, self.time);
@@ -333,6 +346,15 @@ impl World {
             *per_conn.entry(conn).or_default() += 1;
         }
         assert!(per_conn.values().all(|&n| n <= MAX_CHANNELS_PER_CONN));
+    }
+}
+
+/// The protocol version peer `p` speaks.
+fn version(p: u8) -> u8 {
+    if p < 2 {
+        VERSION
+    } else {
+        VERSION_2
     }
 }
 
