@@ -587,6 +587,57 @@ fn python_worker_signs_verifies_and_ignores_forgeries() {
     python_worker(Some(KEYS));
 }
 
+/// Section 13 in Python: against a version 2 node the worker registers in
+/// version 2 and echoes a MESSAGES batch as one SENDS, records in order;
+/// signed and unsigned.
+#[test]
+fn python_worker_echoes_a_batch_in_one_sends() {
+    if !python_with_zmq() {
+        return;
+    }
+    for keys in [None, Some(KEYS)] {
+        let ring = keys.map(|text| KeyRing::parse(text).expect("keys"));
+        let mut node = FakeNode::v2(ring.as_ref(), BOOT);
+        let key_file = keys.map(TempFile::new);
+        let mut args = vec![
+            PYTHON_WORKER.to_owned(),
+            "--connect".into(),
+            node.endpoint.clone(),
+        ];
+        if let Some(file) = &key_file {
+            args.extend(["--key-file".into(), file.0.display().to_string()]);
+        }
+        let python = Python::spawn(&args);
+        let ready = node.wait_for(MessageType::Ready, LIMIT);
+        assert_eq!(ready.frames[0][0], 2, "READY in v2");
+        let me = ready.with(|message| match message {
+            Message::Ready(ready) => ready.instance,
+            _ => unreachable!(),
+        });
+        node.send(&ready.peer, &welcome_with(BOOT, 200, 25, 65536), me);
+        let records = [
+            (7, Payload::Text("hé")),
+            (8, Payload::Binary(&[0, 255])),
+            (7, Payload::Text("")),
+        ];
+        let mut batch = BatchBuilder::default();
+        for (conn, payload) in records {
+            batch.push(conn, payload);
+        }
+        node.send(&ready.peer, &Message::Messages(batch.batch()), me);
+        let sends = node.wait_for(MessageType::Sends, LIMIT);
+        assert_eq!(sends.frames[0][0], 2);
+        sends.with(|message| {
+            let Message::Sends(replies) = message else {
+                unreachable!()
+            };
+            let replies: Vec<_> = replies.records().collect();
+            assert_eq!(replies, records, "{}", python.log());
+        });
+        assert_eq!(node.refused_versions, 0);
+    }
+}
+
 /// Run `examples/python/echo_worker.py` against a ROUTER: READY, WELCOME,
 /// echo, heartbeats, UNKNOWN_PEER, and BYE on SIGTERM; with `keys`,
 /// everything signed and a forged WELCOME ignored.
@@ -621,6 +672,11 @@ fn python_worker(keys: Option<&[u8]>) {
     );
     assert_ne!(me, 0);
     assert_eq!(ready.frames[0][2], u8::from(keys.is_some()), "SIGNED flag");
+    assert_eq!(
+        (ready.frames[0][0], node.refused_versions),
+        (1, 1),
+        "READY in v1 after the v1-only node refused v2"
+    );
     // Heartbeats every 200 ms; liveness 25 forgives this test's thread
     // seconds off the CPU between the messages it sends.
     let welcome = welcome_with(BOOT, 200, 25, 65536);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """An averyws backend worker in Python: every client message goes back to
-the connection it came from (docs/protocol.md, backend protocol v1).
+the connection it came from (docs/protocol.md, backend protocol v2 with
+v1 fallback).
 
     python3 examples/python/echo_worker.py --connect tcp://127.0.0.1:7100 \\
         --service worker-echo [--key-file FILE]
@@ -14,8 +15,11 @@ It does what section 12's sketch leaves out: every node, heartbeats both
 ways, node death and restart with the Paranoid Pirate backoff (1 s doubling
 to 32 s), every key of the key file for verification, a replay window per
 sender, and dropping (counted, logged at most once per reason and node
-every 10 s) what does not check out. Python 3.11; pyzmq is the only
-package beyond the standard library (pip install pyzmq).
+every 10 s) what does not check out. Each link starts in protocol version 2
+(section 13: a batch of client messages in one MESSAGES, echoed as one
+SENDS) and falls back to version 1 when the node answers READY with ERROR
+UNSUPPORTED_VERSION. Python 3.11; pyzmq is the only package beyond the
+standard library (pip install pyzmq).
 """
 
 import argparse
@@ -32,13 +36,15 @@ import time
 
 import zmq
 
-VERSION = 1
+V1, V2 = 1, 2
 FLAG_SIGNED = 0x01
 HEARTBEAT, BYE, READY, WELCOME, ERROR = 0x01, 0x02, 0x10, 0x11, 0x12
-CONNECT, MESSAGE, DISCONNECT, SEND = 0x20, 0x21, 0x22, 0x30
-FROM_NODE = {HEARTBEAT, BYE, WELCOME, ERROR, CONNECT, MESSAGE, DISCONNECT}
-UNKNOWN_PEER, RESERVED_SERVICE = 2, 3
+CONNECT, MESSAGE, DISCONNECT, MESSAGES, SEND, SENDS = 0x20, 0x21, 0x22, 0x24, 0x30, 0x36
+FROM_NODE = {V1: {HEARTBEAT, BYE, WELCOME, ERROR, CONNECT, MESSAGE, DISCONNECT}}
+FROM_NODE[V2] = FROM_NODE[V1] | {MESSAGES}
+UNSUPPORTED_VERSION, UNKNOWN_PEER, RESERVED_SERVICE = 1, 2, 3
 TEXT, BINARY = 1, 2
+RECORD = struct.Struct(">QBI")  # section 13: conn, kind, length, then the payload
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7100"
 DEFAULT_SERVICE = "worker-echo"
@@ -149,6 +155,7 @@ class Node:
         self.endpoint = endpoint
         self.sock = None
         self.info = None          # WELCOME: boot, heartbeat, liveness, max_payload, name
+        self.version = V2         # until the node says it speaks only 1
         self.heard = self.sent = time.monotonic()
         self.backoff = RECONNECT_INITIAL
         self.retry_at = 0.0
@@ -187,13 +194,13 @@ class Worker:
         sock.sndtimeo = SEND_TIMEOUT_MS
         sock.maxmsgsize = MAX_FRAME_BYTES
         sock.connect(node.endpoint)
-        node.sock, node.info = sock, None
+        node.sock, node.info, node.version = sock, None, V2
         node.heard = node.sent = time.monotonic()
         self.send_ready(node)
 
     def send(self, node, kind, body, block=False):
         """Send one message (signed with a key file); whether it went."""
-        frames = [bytes([VERSION, kind, FLAG_SIGNED if self.keys else 0]), *body]
+        frames = [bytes([node.version, kind, FLAG_SIGNED if self.keys else 0]), *body]
         if self.keys:
             recipient = 0 if kind == READY else node.info["boot"]
             self.sequence += 1
@@ -232,11 +239,11 @@ class Worker:
         if len(frames) > MAX_FRAMES:
             raise Drop("too many frames")
         head = frames[0]
-        if not head or head[0] != VERSION:
+        if not head or head[0] not in FROM_NODE:
             raise Drop("unknown version")
         if len(head) != 3:
             raise Drop("bad header")
-        if head[1] not in FROM_NODE:
+        if head[1] not in FROM_NODE[head[0]]:
             raise Drop("type a node may not send")
         if head[2] & ~FLAG_SIGNED:
             raise Drop("unknown flags")
@@ -257,7 +264,10 @@ class Worker:
         if not hmac.compare_digest(mac(secret, frames[:-1] + [sig[:-MAC_LEN]]), sig[-MAC_LEN:]):
             raise Drop("bad signature")
         sender, recipient, sequence, timestamp = struct.unpack(">QQQQ", sig[1 + k:33 + k])
-        if recipient != self.instance:   # a node never sends READY
+        # A node never sends READY; a v1-only node signs its refusal of
+        # our v2 READY for recipient 0 (section 10).
+        refusal = head[1] == ERROR and frames[1][:2] == struct.pack(">H", UNSUPPORTED_VERSION)
+        if recipient != self.instance and not (recipient == 0 and refusal):
             raise Drop("wrong recipient")
         now = now_ms()
         if abs(timestamp - now) > SKEW_MS:
@@ -296,6 +306,11 @@ class Worker:
             node.info = parsed
             # Section 4: a signed node registers us once we sign for its boot.
             self.send(node, HEARTBEAT, [struct.pack(">Q", self.instance)])
+        elif kind == ERROR and parsed["code"] == UNSUPPORTED_VERSION and known is None:
+            if node.version == V2 and "1" in parsed["detail"].split():
+                log.info("%s: node speaks protocol 1 only: no batches", node.endpoint)
+                node.version = V1
+                self.send_ready(node)
         elif kind == ERROR and parsed["code"] == UNKNOWN_PEER:
             if known is not None:         # else the READY keepalive is coming
                 self.restart(node, "ERROR UNKNOWN_PEER")
@@ -314,6 +329,21 @@ class Worker:
                      parsed["code"], parsed["reason"])
         elif kind == MESSAGE:
             self.echo(node, parsed)
+        elif kind == MESSAGES:
+            self.echo_batch(node, parsed)
+
+    def echo_batch(self, node, batch):
+        """A SENDS record has a MESSAGES record's layout: the batch goes back
+        as it came, less any record over max_payload."""
+        limit = node.info["max_payload"]
+        frame = batch["frame"]
+        if any(len(payload) > limit for _, _, payload in batch["records"]):
+            log.warning("%s: a message over max_payload, not echoed", node.endpoint)
+            frame = b"".join(RECORD.pack(conn, kind, len(payload)) + payload
+                             for conn, kind, payload in batch["records"]
+                             if len(payload) <= limit)
+        if frame:
+            self.send(node, SENDS, [frame], block=True)
 
     def echo(self, node, message):
         payload = message["payload"]
@@ -459,6 +489,21 @@ def decode(kind, body):
         if payload_kind == TEXT:
             text(body[1], 0, len(body[1]), "text payload")
         return {"conn": conn, "kind": payload_kind, "payload": body[1]}
+    if kind == MESSAGES:
+        need(len(body) == 1 and 1 <= len(body[0]) <= 65536, "records frame")
+        frame, records, at = body[0], [], 0
+        while at < len(frame):
+            need(len(frame) - at >= RECORD.size, "record cut short")
+            conn, payload_kind, length = RECORD.unpack_from(frame, at)
+            at += RECORD.size
+            need(conn != 0 and payload_kind in (TEXT, BINARY), "record meta")
+            need(length <= len(frame) - at, "record cut short")
+            payload = frame[at:at + length]
+            at += length
+            if payload_kind == TEXT:
+                text(payload, 0, length, "text payload")
+            records.append((conn, payload_kind, payload))
+        return {"frame": frame, "records": records}
     if kind == DISCONNECT:
         need(len(body) == 2 and len(body[0]) == 11)
         conn, code, initiator = struct.unpack(">QHB", body[0])
