@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! cargo bench --bench load -- echo --connections 100 --inflight 16 --size 32 --seconds 10
+//! cargo bench --bench load -- compare --seconds 5            # built-in echo vs the Rust worker
+//! cargo bench --bench load -- --python compare --seconds 5   # ... vs the Python worker
 //! cargo bench --bench load -- handshake --count 2000
 //! cargo bench --bench load -- idle --connections 10000
 //! ```
@@ -52,12 +54,18 @@ struct Args {
     /// instead of loopback tcp://
     #[argh(switch)]
     ipc: bool,
+    /// the worker is examples/python/echo_worker.py (python3 with pyzmq,
+    /// its own process on the client's CPU) instead of the Rust one;
+    /// implies --worker
+    #[argh(switch)]
+    python: bool,
 }
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
 enum Mode {
     Echo(EchoArgs),
+    Compare(CompareArgs),
     Handshake(HandshakeArgs),
     Idle(IdleArgs),
 }
@@ -76,6 +84,25 @@ struct EchoArgs {
     #[argh(option, default = "32")]
     size: usize,
     /// measured seconds after a one-second warm-up (default 10)
+    #[argh(option, default = "10")]
+    seconds: u64,
+}
+
+/// The built-in echo, then the worker path, on one server: both rates,
+/// their ratio, and CPU per message of averyws and of the worker.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "compare")]
+struct CompareArgs {
+    /// concurrent connections (default 100)
+    #[argh(option, default = "100")]
+    connections: usize,
+    /// messages in flight per connection (default 16)
+    #[argh(option, default = "16")]
+    inflight: usize,
+    /// payload bytes per message, at least 8 (default 32)
+    #[argh(option, default = "32")]
+    size: usize,
+    /// measured seconds of each run after a one-second warm-up (default 10)
     #[argh(option, default = "10")]
     seconds: u64,
 }
@@ -112,7 +139,9 @@ fn main() {
             std::process::exit(if early.status.is_ok() { 0 } else { 2 });
         }
     };
-    let backend = args.worker.then(|| {
+    let compare = matches!(args.mode, Mode::Compare(_));
+    let worker_path = args.worker || args.python || compare;
+    let backend = worker_path.then(|| {
         if args.ipc {
             let dir = std::env::temp_dir();
             format!(
@@ -129,11 +158,43 @@ fn main() {
         None => Target::spawn(backend.as_deref()),
     };
     pin_to_cpu(1);
-    let _worker = backend.map(|endpoint| EchoWorker::start(&endpoint));
-    let default_path = if args.worker { "/worker-echo" } else { "/echo" };
+    let worker = backend.map(|endpoint| EchoWorker::start(&endpoint, args.python));
+    let default_path = if worker_path { "/worker-echo" } else { "/echo" };
     let path = args.path.as_deref().unwrap_or(default_path);
     match args.mode {
-        Mode::Echo(echo) => run_echo(&server, path, &echo),
+        Mode::Echo(echo) => {
+            run_echo(&server, worker.as_ref(), path, &echo);
+        }
+        Mode::Compare(c) => {
+            let echo = EchoArgs {
+                connections: c.connections,
+                inflight: c.inflight,
+                size: c.size,
+                seconds: c.seconds,
+            };
+            println!("built-in /echo:");
+            let edge = run_echo(&server, None, "/echo", &echo);
+            println!(
+                "through the {} worker:",
+                if args.python { "Python" } else { "Rust" }
+            );
+            let relayed = run_echo(&server, worker.as_ref(), path, &echo);
+            let per = |run: &EchoRun| run.server_cpu_ns.map(|ns| ns as f64 / run.messages as f64);
+            println!(
+                "compare: worker path {:.0} msg/s = {:.2}x the built-in echo's {:.0} msg/s",
+                relayed.rate,
+                relayed.rate / edge.rate,
+                edge.rate
+            );
+            if let (Some(relay), Some(echoed)) = (per(&relayed), per(&edge)) {
+                println!(
+                    "compare: averyws CPU {:.3} µs per relayed message = {:.2}x its {:.3} µs per echoed one",
+                    relay / 1000.0,
+                    relay / echoed,
+                    echoed / 1000.0
+                );
+            }
+        }
         Mode::Handshake(hs) => run_handshakes(&server, path, &hs),
         Mode::Idle(idle) => run_idle(&server, path, &idle),
     }
@@ -148,15 +209,63 @@ fn free_endpoint() -> String {
     format!("tcp://127.0.0.1:{port}")
 }
 
-/// The reference echo worker, run on a thread of this process until
-/// dropped.
-struct EchoWorker {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// The reference echo worker until dropped: the Rust one on a thread of
+/// this process, or the Python one in a process of its own.
+enum EchoWorker {
+    Rust {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    Python(Child),
 }
 
 impl EchoWorker {
-    fn start(endpoint: &str) -> EchoWorker {
+    fn start(endpoint: &str, python: bool) -> EchoWorker {
+        let worker = if python {
+            Self::python(endpoint)
+        } else {
+            Self::rust(endpoint)
+        };
+        // Let it register before clients arrive.
+        std::thread::sleep(Duration::from_millis(500));
+        worker
+    }
+
+    fn python(endpoint: &str) -> EchoWorker {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/python/echo_worker.py"
+        );
+        let child = Command::new("taskset")
+            .args(["-c", "1", "python3", script, "--connect", endpoint])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start python3 examples/python/echo_worker.py");
+        EchoWorker::Python(child)
+    }
+
+    /// Nanoseconds the worker has spent on a CPU: the Python process's
+    /// threads, or every thread of this process but the client's (the
+    /// main thread): the worker's and its ZeroMQ I/O thread.
+    fn cpu_ns(&self) -> Option<u64> {
+        let (pid, skip) = match self {
+            EchoWorker::Python(child) => (child.id(), None),
+            EchoWorker::Rust { .. } => (std::process::id(), Some(std::process::id())),
+        };
+        let mut total = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let task = task.ok()?;
+            if skip.is_some_and(|tid| task.file_name().to_str() == Some(&tid.to_string())) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(total)
+    }
+
+    fn rust(endpoint: &str) -> EchoWorker {
         use averyws::backend::worker::{echo, Config, Worker};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let config = Config::new(vec![endpoint.to_owned()], vec!["worker-echo".to_owned()]);
@@ -170,9 +279,7 @@ impl EchoWorker {
             }
             worker.bye();
         });
-        // Let it register before clients arrive.
-        std::thread::sleep(Duration::from_millis(500));
-        EchoWorker {
+        EchoWorker::Rust {
             stop,
             thread: Some(thread),
         }
@@ -181,9 +288,17 @@ impl EchoWorker {
 
 impl Drop for EchoWorker {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        match self {
+            EchoWorker::Rust { stop, thread } => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            EchoWorker::Python(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
@@ -203,11 +318,12 @@ impl Target {
             TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
         let cert = dir.0.join("cert.pem");
-        // The embedded default ACL only opens /echo.
+        // The embedded default ACL only opens /echo; this one opens both.
         let acl = dir.0.join("worker-echo.acl");
         std::fs::write(
             &acl,
-            "allow guest /worker-echo connect\nallow guest worker-echo send\n",
+            "allow guest /echo connect\nallow guest echo send\n\
+             allow guest /worker-echo connect\nallow guest worker-echo send\n",
         )
         .expect("write the ACL");
         let mut command = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
@@ -225,7 +341,10 @@ impl Target {
             .args(["--max-connections-per-ip", "0"])
             .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])
             .args(backend.map_or(Vec::new(), |endpoint| {
+                // A --route replaces the default /echo: keep it, for compare.
                 vec![
+                    "--route",
+                    "/echo=echo",
                     "--route",
                     "/worker-echo=worker-echo",
                     "--backend-bind",
@@ -501,7 +620,14 @@ fn frame_len(buf: &[u8]) -> Option<(usize, usize)> {
     (buf.len() >= header + len).then_some((len, header))
 }
 
-fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
+/// What one echo run measured.
+struct EchoRun {
+    rate: f64,
+    messages: u64,
+    server_cpu_ns: Option<u64>,
+}
+
+fn run_echo(target: &Target, worker: Option<&EchoWorker>, path: &str, args: &EchoArgs) -> EchoRun {
     assert!(
         args.size >= 8,
         "--size must be at least 8 (the send timestamp)"
@@ -539,6 +665,7 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
     let deadline = warm_up + measured;
     let (mut measuring, mut cpu_start, mut wall_start, mut received_start) =
         (false, None, start, 0u64);
+    let mut worker_cpu_start = None;
     loop {
         let elapsed = start.elapsed();
         if elapsed >= deadline {
@@ -547,6 +674,7 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
         if !measuring && elapsed >= warm_up {
             measuring = true;
             cpu_start = target.cpu_ns();
+            worker_cpu_start = worker.and_then(EchoWorker::cpu_ns);
             wall_start = Instant::now();
             received_start = clients.iter().map(|c| c.received).sum();
             latencies_ns.clear();
@@ -577,6 +705,10 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
+    let worker_cpu = match (worker_cpu_start, worker.and_then(EchoWorker::cpu_ns)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     latencies_ns.sort_unstable();
     let pct = |p: f64| {
         latencies_ns
@@ -604,6 +736,18 @@ fn run_echo(target: &Target, path: &str, args: &EchoArgs) {
             cpu as f64 / 1000.0 / messages.max(1) as f64,
             cpu as f64 / wall.as_nanos() as f64 * 100.0
         );
+    }
+    if let Some(cpu) = worker_cpu {
+        println!(
+            "echo: worker CPU {:.3} µs per message ({:.0}% of one core)",
+            cpu as f64 / 1000.0 / messages.max(1) as f64,
+            cpu as f64 / wall.as_nanos() as f64 * 100.0
+        );
+    }
+    EchoRun {
+        rate: messages as f64 / wall.as_secs_f64(),
+        messages: messages.max(1),
+        server_cpu_ns: cpu,
     }
 }
 
