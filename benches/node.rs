@@ -27,7 +27,9 @@ impl Wire for Discard {
         _routing_id: &[u8],
         frames: impl ExactSizeIterator<Item = &'a [u8]>,
     ) -> Result<(), Refused> {
-        frames.for_each(|frame| drop(black_box(frame)));
+        frames.for_each(|frame| {
+            black_box(frame);
+        });
         Ok(())
     }
 }
