@@ -11,7 +11,8 @@
 //! (default `lobby`): the worker SUBSCRIBEs its connection to channel
 //! `rooms/NAME`. Each message it sends is PUBLISHed to `rooms/NAME` on every
 //! node, leaving the sender out on its own node, so room members on all
-//! nodes get it once. SIGINT or SIGTERM sends BYE to every node and exits.
+//! nodes get it once; each copy names the sender's user and roles, so
+//! every (protocol v2) node checks that the sender may `publish` there. SIGINT or SIGTERM sends BYE to every node and exits.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -32,10 +33,17 @@ fn main() -> ExitCode {
     worker::cli_main("chat_worker", "chat", Chat::default())
 }
 
-/// The channel of every connection this worker was assigned.
+/// The room of every connection this worker was assigned.
 #[derive(Default)]
 struct Chat {
-    channels: HashMap<(NodeId, u64), String>,
+    channels: HashMap<(NodeId, u64), Member>,
+}
+
+/// A connection in a room: its channel, and its CONNECT, whose user and
+/// roles every node checks its publishes against.
+struct Member {
+    channel: String,
+    connect: Connected,
 }
 
 impl Handler for Chat {
@@ -47,11 +55,12 @@ impl Handler for Chat {
                 conn,
                 payload,
             } => {
-                let Some(channel) = self.channels.get(&(node, conn)) else {
+                let Some(member) = self.channels.get(&(node, conn)) else {
                     debug!("{node}: message from {conn}, which is in no room");
                     return;
                 };
-                if let Err(why) = worker.publish(channel, Some((node, conn)), payload.as_payload())
+                let channel = &member.channel;
+                if let Err(why) = worker.publish_as(channel, &member.connect, payload.as_payload())
                 {
                     warn!("{node}: publish to {channel} failed: {why}");
                 }
@@ -101,7 +110,9 @@ impl Chat {
         match worker.subscribe(node, conn, &channel) {
             Ok(()) => {
                 info!("{node}: {conn} ({}) joins {channel}", connect.peer);
-                self.channels.insert((node, conn), channel);
+                let connect = connect.clone();
+                self.channels
+                    .insert((node, conn), Member { channel, connect });
             }
             Err(why) => warn!("{node}: subscribing {conn} to {channel} failed: {why}"),
         }

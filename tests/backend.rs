@@ -388,6 +388,42 @@ fn a_publish_reaches_subscribers_on_both_nodes_once() {
     }
 }
 
+/// docs/protocol.md section 13: every copy of a client's publish names
+/// its author, so a node whose ACL does not let that user publish on the
+/// channel delivers none of it and says so (ERROR FORBIDDEN, which the chat
+/// worker logs); under v1 that copy was delivered unchecked.
+#[test]
+fn a_node_whose_acl_refuses_the_author_delivers_no_copy() {
+    let dir = TempDir::new();
+    let strict = dir.path().join("no-publish.acl");
+    std::fs::write(&strict, "allow guest * connect,send,subscribe\n").expect("ACL file");
+    let strict = strict.to_str().expect("UTF-8 path");
+    let (ep_a, ep_b) = (free_endpoint(), free_endpoint());
+    let node_a = node(&ep_a, &["--route", "/chat=chat"]);
+    let node_b = node(&ep_b, &["--route", "/chat=chat", "--acl", strict]);
+    let args = ["--connect", &ep_a, "--connect", &ep_b, "--service", "chat"];
+    let worker = Proc::example("chat_worker", &args);
+    let tag = [worker.ready_tag()];
+    wait_ready(&node_a, 0, &tag);
+    wait_ready(&node_b, 0, &tag);
+    let mut on_a = [node_a.ws("/chat"), node_a.ws("/chat")];
+    let mut bob = node_b.ws("/chat");
+    for ws in on_a.iter().chain([&bob]) {
+        let peer = format!("(127.0.0.1:{}) joins", port(ws));
+        eventually(LIMIT, || worker.line(&peer)).unwrap_or_else(|| panic!("{peer}"));
+    }
+    sync_room(&mut on_a);
+    on_a[0].send(Ws::Text("from A".into())).expect("send");
+    assert_eq!(
+        next_chat(&mut on_a[1]),
+        "from A",
+        "node A lets guests publish"
+    );
+    let refused = "not allowed into rooms/lobby: []";
+    eventually(LIMIT, || worker.line(refused)).expect("node B refused the copy");
+    assert_silent(&mut bob);
+}
+
 #[test]
 fn a_stalled_worker_pauses_its_client_and_loses_nothing() {
     const SIZE: usize = 1024;

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use averyws::backend::message::{
-    AuthReply, Close, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
+    AuthReply, Author, Close, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
 };
 use averyws::backend::batch::BatchBuilder;
 use averyws::backend::{encode_in, Frames, KeyRing, Signer, VERSION, VERSION_2};
@@ -92,10 +92,13 @@ impl World {
             .filter(|_| signed)
             .map(|p| (p, ring.signer(instance(p))))
             .collect();
+        let mut edge = TableEdge::default();
+        let grant = ("u".to_owned(), "a".to_owned(), "publish".to_owned());
+        edge.author_grants.insert(grant);
         World {
             node: Node::new(config, 0x0b00_7000),
             wire: RecordingWire::default(),
-            edge: TableEdge::default(),
+            edge,
             time: Time {
                 now: Instant::now(),
                 unix_ms: 1_700_000_000_000,
@@ -216,9 +219,16 @@ impl World {
             }
             4 => {
                 let except = u64::from(input.byte()) % (CONNS + 1);
+                // Version 2 peers may name an author (v1 cannot carry one).
+                let roles = ["r"];
+                let author = (version(p) == VERSION_2 && input.byte() % 2 == 0).then(|| Author {
+                    user: ["", "u"][usize::from(input.byte() % 2)],
+                    roles: List::from(&roles[..usize::from(input.byte() % 2)]),
+                });
                 let publish = Publish {
                     channel: CHANNELS[usize::from(input.byte() % 2)],
                     except: (except != 0).then_some(except),
+                    author,
                     payload: Payload::Binary(input.bytes(80)),
                 };
                 self.from(p, &Message::Publish(publish));

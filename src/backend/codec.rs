@@ -17,10 +17,10 @@
 
 use super::batch::Batch;
 use super::message::{
-    is_name, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Close, Connect, Data,
-    Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message, MessageType,
-    Payload, Publish, Ready, SendTo, Subscription, Welcome, ACL_ARGS, CONNECT_REASSIGNED,
-    FLAG_SIGNED, MAX_FRAMES, VERSION, VERSION_2,
+    is_name, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Author, Close, Connect,
+    Data, Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message,
+    MessageType, Payload, Publish, Ready, SendTo, Subscription, Welcome, ACL_ARGS,
+    CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, PUBLISH_AUTHORED, VERSION, VERSION_2,
 };
 use crate::ws::CloseCode;
 
@@ -175,19 +175,7 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
             let payload = body.payload(kind)?;
             Message::Send(SendTo { conns, payload })
         }
-        MessageType::Publish => {
-            let mut meta = body.meta()?;
-            let kind = meta.u8()?;
-            let except = meta.u64()?;
-            meta.end()?;
-            let channel = body.string(Field::Channel)?;
-            let payload = body.payload(kind)?;
-            Message::Publish(Publish {
-                channel,
-                except: (except != 0).then_some(except),
-                payload,
-            })
-        }
+        MessageType::Publish => Message::Publish(decode_publish(head.version, &mut body)?),
         MessageType::Subscribe => Message::Subscribe(decode_subscription(&mut body)?),
         MessageType::Unsubscribe => Message::Unsubscribe(decode_subscription(&mut body)?),
         MessageType::Close => {
@@ -284,12 +272,7 @@ pub(super) fn encode_with_flags(
             put_conn_ids(out, Field::Targets, &send.conns)?;
             put_payload(out, &send.payload)?;
         }
-        Message::Publish(publish) => {
-            let except = publish.except.map(conn_id).transpose()?.unwrap_or(0);
-            out.push_parts(&[&[kind_byte(&publish.payload)], &except.to_be_bytes()]);
-            put_string(out, Field::Channel, publish.channel)?;
-            put_payload(out, &publish.payload)?;
-        }
+        Message::Publish(publish) => encode_publish(version, publish, out)?,
         Message::Subscribe(subscription) | Message::Unsubscribe(subscription) => {
             out.push(&conn_id(subscription.conn)?.to_be_bytes());
             put_string(out, Field::Channel, subscription.channel)?;
@@ -574,6 +557,69 @@ fn decode_auth<'a>(body: &mut Body<'a>) -> Result<Auth<'a>, DecodeError> {
         query: body.string(Field::Query)?,
         headers: body.headers(headers)?,
     })
+}
+
+/// PUBLISH: v1's meta is kind and except; version 2's adds the author's
+/// flags and role count, and the author's frames after the payload.
+fn decode_publish<'a>(version: u8, body: &mut Body<'a>) -> Result<Publish<'a>, DecodeError> {
+    let mut meta = body.meta()?;
+    let kind = meta.u8()?;
+    let except = meta.u64()?;
+    let (flags, roles) = match version {
+        VERSION => (0, 0),
+        _ => (meta.u8()?, usize::from(meta.u8()?)),
+    };
+    meta.end()?;
+    if flags & !PUBLISH_AUTHORED != 0 {
+        return Err(DecodeError::UnknownFlags(flags));
+    }
+    let authored = flags & PUBLISH_AUTHORED != 0;
+    check_len(Field::Roles, roles)?;
+    if !authored && roles != 0 {
+        return Err(DecodeError::FrameCount);
+    }
+    let channel = body.string(Field::Channel)?;
+    let payload = body.payload(kind)?;
+    let author = if authored {
+        Some(Author {
+            user: body.string(Field::User)?,
+            roles: body.strings(Field::Role, roles)?,
+        })
+    } else {
+        None
+    };
+    Ok(Publish {
+        channel,
+        except: (except != 0).then_some(except),
+        author,
+        payload,
+    })
+}
+
+fn encode_publish(version: u8, publish: &Publish<'_>, out: &mut Frames) -> Result<(), DecodeError> {
+    let except = publish.except.map(conn_id).transpose()?.unwrap_or(0);
+    let kind = kind_byte(&publish.payload);
+    match (version, &publish.author) {
+        // v1 cannot carry an author: decode would never give one.
+        (VERSION, Some(_)) => return Err(DecodeError::UnknownFlags(PUBLISH_AUTHORED)),
+        (VERSION, None) => out.push_parts(&[&[kind], &except.to_be_bytes()]),
+        (_, author) => {
+            let flags = if author.is_some() {
+                PUBLISH_AUTHORED
+            } else {
+                0
+            };
+            let roles = author.map_or(Ok(0), |a| count_byte(Field::Roles, a.roles.len()))?;
+            out.push_parts(&[&[kind], &except.to_be_bytes(), &[flags, roles]]);
+        }
+    }
+    put_string(out, Field::Channel, publish.channel)?;
+    put_payload(out, &publish.payload)?;
+    if let Some(author) = &publish.author {
+        put_string(out, Field::User, author.user)?;
+        put_strings(out, Field::Role, &author.roles)?;
+    }
+    Ok(())
 }
 
 fn decode_auth_reply<'a>(body: &mut Body<'a>) -> Result<AuthReply<'a>, DecodeError> {
@@ -1008,11 +1054,13 @@ mod tests {
             Message::Publish(Publish {
                 channel: "rooms/lobby",
                 except: Some(42),
+                author: None,
                 payload: Payload::Text("hi all"),
             }),
             Message::Publish(Publish {
                 channel: "t",
                 except: None,
+                author: None,
                 payload: Payload::Binary(b""),
             }),
             Message::Subscribe(Subscription {
@@ -1157,6 +1205,72 @@ mod tests {
             assert_eq!(again, frames, "{message:?}");
         }
         assert_eq!(types.len(), 17, "every message type is sampled");
+    }
+
+    /// Version 2: every v1 sample (PUBLISH with or without an author),
+    /// MESSAGES and SENDS round-trip; v1 refuses what it cannot carry.
+    #[test]
+    fn version_2_round_trips_and_v1_refuses_its_additions() {
+        let mut batch = crate::backend::batch::BatchBuilder::default();
+        batch.push(7, Payload::Text("hi"));
+        let roles = ["admin", "ops"];
+        let authored = Message::Publish(Publish {
+            channel: "rooms/lobby",
+            except: None,
+            author: Some(Author {
+                user: "alice",
+                roles: List::from(&roles[..]),
+            }),
+            payload: Payload::Text("hi all"),
+        });
+        let guest = Message::Publish(Publish {
+            channel: "t",
+            except: Some(3),
+            author: Some(Author {
+                user: "",
+                roles: List::from(&[][..]),
+            }),
+            payload: Payload::Binary(b""),
+        });
+        let v2_only = [
+            Message::Messages(batch.batch()),
+            Message::Sends(batch.batch()),
+            authored,
+            guest,
+        ];
+        let mut out = Frames::new();
+        for message in samples().into_iter().chain(v2_only) {
+            encode_in(VERSION_2, &message, &mut out).expect("encodable in v2");
+            let frames: Vec<&[u8]> = out.iter().collect();
+            assert_eq!(frames[0][0], VERSION_2);
+            assert_eq!(decode(&frames), Ok(message), "{message:?}");
+        }
+        for message in v2_only {
+            assert!(
+                encode_in(VERSION, &message, &mut out).is_err(),
+                "{message:?}"
+            );
+        }
+        encode_in(VERSION_2, &authored, &mut out).expect("encodable");
+        let frames: Vec<Vec<u8>> = out.iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(frames[1][9..], [PUBLISH_AUTHORED, 2], "flags and roles");
+        assert_eq!(frames.len(), 1 + 3 + 1 + 2);
+        let bad = |edit: fn(&mut Vec<Vec<u8>>)| {
+            let mut frames = frames.clone();
+            edit(&mut frames);
+            decode_owned(&frames)
+        };
+        assert_eq!(bad(|f| f[1][9] = 2), Err(DecodeError::UnknownFlags(2)));
+        assert_eq!(
+            bad(|f| f[1][10] = 33),
+            Err(DecodeError::Length(Field::Roles))
+        );
+        assert_eq!(bad(|f| f[1][10] = 3), Err(DecodeError::FrameCount));
+        assert_eq!(
+            bad(|f| f[1][9] = 0),
+            Err(DecodeError::FrameCount),
+            "roles without the flag"
+        );
     }
 
     #[test]
@@ -1391,6 +1505,7 @@ mod tests {
         Message::Publish(Publish {
             channel: "c",
             except: None,
+            author: None,
             payload: Payload::Text("x"),
         })
     }
@@ -1575,6 +1690,7 @@ mod tests {
                 Message::Publish(Publish {
                     channel: "c",
                     except: Some(0),
+                    author: None,
                     payload: Payload::Text(""),
                 }),
                 ZeroConnId,

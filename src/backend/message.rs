@@ -25,6 +25,9 @@ pub const FLAG_SIGNED: u8 = 0x01;
 /// CONNECT flag: the connection was moved here from a worker that died.
 pub const CONNECT_REASSIGNED: u8 = 0x01;
 
+/// Version 2 PUBLISH flag: author frames follow the payload.
+pub const PUBLISH_AUTHORED: u8 = 0x01;
+
 /// Service names a worker may not claim: the built-in routes.
 pub const RESERVED_SERVICES: &[&str] = &["echo"];
 
@@ -352,8 +355,21 @@ pub struct Publish<'a> {
     pub channel: &'a str,
     /// A connection to leave out (typically the one the message came from).
     pub except: Option<u64>,
+    /// Whose message it is, for every node's `publish` check (version 2
+    /// only; docs/protocol.md section 13).
+    pub author: Option<Author<'a>>,
     /// The message.
     pub payload: Payload<'a>,
+}
+
+/// The client a version 2 PUBLISH is on behalf of, as its CONNECT named
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Author<'a> {
+    /// The user; empty for a guest.
+    pub user: &'a str,
+    /// The user's roles, at most [`MAX_ROLES`].
+    pub roles: List<'a, &'a str>,
 }
 
 /// SUBSCRIBE and UNSUBSCRIBE.

@@ -73,7 +73,7 @@ use log::{debug, error, info, warn};
 use super::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use super::codec::{decode, encode_in, parse_head, DecodeError, Frames};
 use super::message::{
-    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Close,
+    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Author, Close,
     ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
     Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES, VERSION, VERSION_2,
 };
@@ -624,21 +624,55 @@ impl Worker {
     }
 
     /// PUBLISH `payload` on `channel` to every registered node (section
-    /// 8), leaving out connection `except.1` on node `except.0` only.
-    /// Returns how many nodes it went to; a node that is down or full is
-    /// logged and skipped, since it cannot reach its subscribers anyway.
+    /// 8) on the worker's own authority, leaving out connection `except.1`
+    /// on node `except.0` only. Returns how many nodes it went to; a node
+    /// that is down or full is logged and skipped, since it cannot reach
+    /// its subscribers anyway.
     pub fn publish(
         &mut self,
         channel: &str,
         except: Option<(NodeId, u64)>,
         payload: Payload<'_>,
     ) -> Result<usize, WorkerError> {
+        self.publish_to_all(channel, except, None, payload)
+    }
+
+    /// PUBLISH a message of client `from` on `channel`, leaving `from`
+    /// out: every version 2 node checks that `from`'s user and roles may
+    /// `publish` there (section 13); a v1 node only checks on the node
+    /// holding `from`. Returns how many nodes it went to, as
+    /// [`Worker::publish`] does.
+    pub fn publish_as(
+        &mut self,
+        channel: &str,
+        from: &Connected,
+        payload: Payload<'_>,
+    ) -> Result<usize, WorkerError> {
+        let roles: Vec<&str> = from.roles.iter().map(String::as_str).collect();
+        let author = Author {
+            user: &from.user,
+            roles: List::from(&roles[..]),
+        };
+        let except = Some((from.node, from.conn));
+        self.publish_to_all(channel, except, Some(author), payload)
+    }
+
+    fn publish_to_all(
+        &mut self,
+        channel: &str,
+        except: Option<(NodeId, u64)>,
+        author: Option<Author<'_>>,
+        payload: Payload<'_>,
+    ) -> Result<usize, WorkerError> {
         let mut reached = 0;
         for index in 0..self.nodes.len() {
             let node = NodeId(index);
+            // Version 1 has no author to carry.
+            let v2 = self.nodes[index].version >= VERSION_2;
             let message = Message::Publish(Publish {
                 channel,
                 except: except.filter(|(on, _)| *on == node).map(|(_, conn)| conn),
+                author: author.filter(|_| v2),
                 payload,
             });
             match self.command(node, &message, Some(payload)) {

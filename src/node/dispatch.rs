@@ -13,8 +13,8 @@ use super::{Dropped, Edge, Followup, Lost, Node, Time, Wire};
 use crate::access;
 use crate::backend::codec::decode;
 use crate::backend::message::{
-    is_reserved_service, Batch, ErrorCode, ErrorReply, Message, MessageType, Payload, Ready,
-    FLAG_SIGNED, MAX_CONN_IDS, VERSION, VERSIONS_SPOKEN, VERSION_2,
+    is_reserved_service, Batch, ErrorCode, ErrorReply, Message, MessageType, Payload, Publish,
+    Ready, FLAG_SIGNED, MAX_CONN_IDS, VERSION, VERSIONS_SPOKEN, VERSION_2,
 };
 use crate::backend::signing::{Verified, VerifyError};
 
@@ -245,13 +245,8 @@ impl Node {
                 if self.too_big(wire, worker, about, publish.payload, time) {
                     return Followup::Done;
                 }
-                // A publish on behalf of a client here (named in `except`)
-                // needs that client's `publish` permission on the channel.
-                let author = publish.except;
-                let refused = author
-                    .filter(|&a| edge.permits(a, publish.channel, access::PUBLISH) == Some(false));
-                if let Some(author) = refused {
-                    let conns = [author];
+                if !may_publish(edge, &publish) {
+                    let conns: Vec<u64> = publish.except.into_iter().collect();
                     let reply = error(ErrorCode::FORBIDDEN, about, publish.channel, &conns);
                     self.send_control(wire, worker, &reply, time);
                     return Followup::Done;
@@ -427,6 +422,22 @@ impl Node {
             let reply = error(code, about, detail, &[]);
             self.send_to_peer(wire, routing_id, to, &reply, time);
         }
+    }
+}
+
+/// Whether a PUBLISH may go out (docs/protocol.md sections 3 and 13): on
+/// behalf of a client here (named in `except`), that client's own
+/// `publish` permission decides; else the author's a version 2 PUBLISH
+/// names; else the worker publishes on its own authority.
+fn may_publish(edge: &impl Edge, publish: &Publish<'_>) -> bool {
+    let channel = publish.channel;
+    let here = publish
+        .except
+        .and_then(|conn| edge.permits(conn, channel, access::PUBLISH));
+    match (here, &publish.author) {
+        (Some(allowed), _) => allowed,
+        (None, Some(author)) => edge.author_may(author, channel, access::PUBLISH),
+        (None, None) => true,
     }
 }
 

@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::backend::codec::{encode_in, Frames};
-use crate::backend::message::{AclCommand, AuthReply, Message, MessageType, Payload, Welcome};
+use crate::backend::message::{
+    AclCommand, AuthReply, Author, Message, MessageType, Payload, Welcome,
+};
 use crate::backend::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::config::WorkerLoss;
 use crate::logging::LogBudget;
@@ -120,6 +122,9 @@ pub trait Edge {
     /// Whether the connection's user holds `permission` on `resource`;
     /// `None` for a connection not open here.
     fn permits(&self, conn: u64, resource: &str, permission: &str) -> Option<bool>;
+    /// Whether a client holding `author`'s user and roles (a version 2
+    /// PUBLISH names them) holds `permission` on `resource`.
+    fn author_may(&self, author: &Author<'_>, resource: &str, permission: &str) -> bool;
     /// True while the connection is open (upgraded, not closing).
     fn is_open(&self, conn: u64) -> bool;
 }

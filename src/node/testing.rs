@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Edge, Refused, Wire};
-use crate::backend::message::{Auth, List, Payload};
+use crate::backend::message::{Auth, Author, List, Payload};
 
 /// Records what the node sends; refuses peers the test says are full or
 /// gone.
@@ -65,6 +65,9 @@ pub struct TableConn {
 pub struct TableEdge {
     /// The connections.
     pub conns: HashMap<u64, TableConn>,
+    /// (user or role, resource, permission) the ACL grants to authors of
+    /// version 2 PUBLISHes.
+    pub author_grants: HashSet<(String, String, String)>,
 }
 
 impl TableEdge {
@@ -102,6 +105,18 @@ impl Edge for TableEdge {
 
     fn is_open(&self, conn: u64) -> bool {
         self.conns.get(&conn).is_some_and(|c| c.open)
+    }
+
+    fn author_may(&self, author: &Author<'_>, resource: &str, permission: &str) -> bool {
+        let granted = |holder: &str| {
+            let grant = (
+                holder.to_owned(),
+                resource.to_owned(),
+                permission.to_owned(),
+            );
+            self.author_grants.contains(&grant)
+        };
+        granted(author.user) || author.roles.iter().any(granted)
     }
 }
 

@@ -15,8 +15,8 @@ use super::{Delivery, Followup, Node, NodeConfig, Time};
 use crate::access::{PUBLISH, SUBSCRIBE};
 use crate::backend::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use crate::backend::message::{
-    AclCommand, AclOp, AuthReply, Close, Data, Disconnect, ErrorCode, Initiator, List, MessageType,
-    Payload, Publish, Ready, SendTo, Subscription, Welcome,
+    AclCommand, AclOp, AuthReply, Author, Close, Data, Disconnect, ErrorCode, Initiator, List,
+    MessageType, Payload, Publish, Ready, SendTo, Subscription, Welcome,
 };
 use crate::backend::{decode, encode_in, Frames, KeyRing, Message, Signer, VERSION, VERSION_2};
 use crate::config::WorkerLoss;
@@ -611,6 +611,7 @@ fn publish<'a>(channel: &'a str, except: u64, payload: &'a [u8]) -> Message<'a> 
     Message::Publish(Publish {
         channel,
         except: (except != 0).then_some(except),
+        author: None,
         payload: Payload::Binary(payload),
     })
 }
@@ -1697,6 +1698,54 @@ fn a_lost_workers_connections_are_moved_or_closed() {
         assert_eq!(disconnected, moved, "{name}: B told of the close");
         assert_eq!(h.conns_of(other), [0; 0], "{name}");
         assert!(h.node.sessions().is_empty(), "{name}");
+    }
+}
+
+/// An author's user and roles.
+type Claim = (&'static str, &'static [&'static str]);
+
+/// Section 13 PUBLISH: an authored copy whose client is on another node
+/// (`except` not open here) is checked against the author's user and
+/// roles; a client open here is judged by its own identity, whatever the
+/// author frames claim.
+#[test]
+fn an_authored_publish_is_checked_on_every_node() {
+    let forbidden = |conns: &[u64]| err(ErrorCode::FORBIDDEN, MessageType::Publish, "room", conns);
+    #[rustfmt::skip]
+    let rows: [(&str, u64, Claim, Ids, Replies); 6] = [
+        ("a user granted",                  9, ("alice", &[]),       &[2, 3], vec![]),
+        ("a role granted",                  9, ("bob",   &["ops"]),  &[2, 3], vec![]),
+        ("neither",                         9, ("bob",   &["dev"]),  &[],     vec![forbidden(&[9])]),
+        ("a guest, except 0",               0, ("",      &[]),       &[],     vec![forbidden(&[])]),
+        ("the client here may not",         2, ("alice", &["ops"]),  &[],     vec![forbidden(&[2])]),
+        ("the client here may, author not", 1, ("bob",   &[]),       &[2, 3], vec![]),
+    ];
+    for (name, except, (user, roles), received, replies) in rows {
+        let mut h = Harness::new();
+        h.join(V2, &["chat"]);
+        h.edge.open(1, &[("room", SUBSCRIBE), ("room", PUBLISH)]);
+        for conn in [2, 3] {
+            h.edge.open(conn, &[("room", SUBSCRIBE)]);
+        }
+        for conn in [2, 3] {
+            h.from(V2, &subscribe(conn, "room"));
+        }
+        for holder in ["alice", "ops"] {
+            let grant = (holder.to_owned(), "room".to_owned(), PUBLISH.to_owned());
+            h.edge.author_grants.insert(grant);
+        }
+        let message = Message::Publish(Publish {
+            channel: "room",
+            except: (except != 0).then_some(except),
+            author: Some(Author {
+                user,
+                roles: List::from(roles),
+            }),
+            payload: Payload::Binary(b"hi"),
+        });
+        assert_eq!(h.from(V2, &message), Outcome::Done, "{name}");
+        assert_eq!(h.received(b"hi"), received, "{name}");
+        assert_eq!(h.replies(V2), replies, "{name}");
     }
 }
 

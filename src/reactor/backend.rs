@@ -15,10 +15,10 @@ use slab::Slab;
 use super::timers::Timer;
 use super::token::ConnId;
 use super::{Reactor, Slot};
-use crate::access::Access;
+use crate::access::{Access, Identity};
 use crate::backend::cidr::Allowlist;
 use crate::backend::link::{random_nonzero, Backend, Link, LinkConfig};
-use crate::backend::message::{Message, Payload};
+use crate::backend::message::{Author, Message, Payload};
 use crate::backend::signing::KeyRing;
 use crate::backend::zap::{self, ZapHandler};
 use crate::cli::is_local_endpoint;
@@ -326,5 +326,16 @@ impl Edge for Conns<'_> {
 
     fn is_open(&self, conn: u64) -> bool {
         self.conn(conn).is_some_and(Conn::is_open)
+    }
+
+    /// The author is judged as a client holding its user and roles would
+    /// be; an empty user is a guest.
+    fn author_may(&self, author: &Author<'_>, resource: &str, permission: &str) -> bool {
+        let identity = if author.user.is_empty() {
+            Identity::guest()
+        } else {
+            Identity::delegated(author.user, author.roles.iter())
+        };
+        identity.may(self.access.acl(), resource, permission)
     }
 }
