@@ -147,8 +147,11 @@ impl Reactor {
             for conn in resumed {
                 self.with_conn(ConnId::from_wire(conn), |c, sh| c.resume(sh));
             }
-            self.flush_batches();
         }
+        // What resumed clients sent since: nothing waits for a later turn,
+        // which may be a heartbeat away. A worker found gone by it is
+        // buried now.
+        self.flush_batches();
         self.bury_lost_workers();
     }
 
