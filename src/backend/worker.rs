@@ -9,7 +9,9 @@
 //! [`Worker::send`] to one connection of a version 2 node joins that
 //! node's open batch (SENDS), which goes when full, before any other
 //! command to that node, and before the worker reads or waits for more
-//! input (docs/protocol.md section 13).
+//! input (docs/protocol.md section 13). A batch the node's pipe does not
+//! take within [`Config::send_timeout`] is logged as lost, as a failed
+//! [`Worker::send`] would have been reported to its caller.
 //!
 //! Each link starts in protocol version 2 and falls back to version 1
 //! when the node answers READY with ERROR UNSUPPORTED_VERSION.
