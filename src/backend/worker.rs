@@ -794,20 +794,28 @@ impl Worker {
             return Err(WorkerError::Invalid(DecodeError::ZeroConnId));
         }
         if !self.nodes[node.0].batch.fits(len) {
-            self.flush(node.0, true)?;
+            self.flush(node.0)?;
         }
         self.nodes[node.0].batch.push(conn, payload);
         Ok(())
     }
 
-    /// Sends node `index`'s open batch, if any, as one SENDS.
-    fn flush(&mut self, index: usize, wait: bool) -> Result<(), WorkerError> {
+    /// Sends node `index`'s open batch, if any, as one SENDS, waiting up
+    /// to the send timeout for a full pipe as a [`Worker::send`] does,
+    /// whatever the message that follows it: replies matter more than a
+    /// heartbeat that would not wait. A batch that does not go is logged.
+    fn flush(&mut self, index: usize) -> Result<(), WorkerError> {
         if self.nodes[index].batch.is_empty() {
             return Ok(());
         }
         let mut batch = std::mem::take(&mut self.nodes[index].batch);
-        let sent = self.transmit_now(index, &Message::Sends(batch.batch()), wait);
-        // Sent or not, it is done with: a failure is the caller's to see.
+        let sent = self.transmit_now(index, &Message::Sends(batch.batch()), true);
+        if let Err(why) = &sent {
+            warn!(
+                "{}: a batch of replies lost: {why}",
+                self.nodes[index].endpoint
+            );
+        }
         batch.clear();
         self.nodes[index].batch = batch;
         sent
@@ -816,9 +824,8 @@ impl Worker {
     /// Sends every node's open batch: the worker is about to read or wait.
     fn flush_all(&mut self) {
         for index in 0..self.nodes.len() {
-            if let Err(why) = self.flush(index, true) {
-                warn!("{}: replies lost: {why}", self.nodes[index].endpoint);
-            }
+            // A failure was logged by `flush`, and no caller waits for it.
+            let _ = self.flush(index);
         }
     }
 
@@ -859,7 +866,7 @@ impl Worker {
         message: &Message<'_>,
         wait: bool,
     ) -> Result<(), WorkerError> {
-        self.flush(index, wait)?;
+        self.flush(index)?;
         self.transmit_now(index, message, wait)
     }
 
