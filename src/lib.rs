@@ -5,7 +5,7 @@
 //! fuzz targets and benches reach the same code: the sans-IO protocol parts
 //! in [`ws`], and the I/O shell around them.
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // allowed only in `sys`, for getsockopt(TCP_INFO)
+#![deny(unsafe_code)] // allowed only in `sys`: getsockopt(TCP_INFO), X25519
 
 pub mod access;
 pub mod auth;

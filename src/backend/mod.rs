@@ -8,6 +8,8 @@
 //!   ([`encode`] into a reusable [`Frames`]).
 //! - [`signing`]: the key file, [`Signer`], [`Verifier`].
 //! - [`replay`]: the per-sender replay window behind the verifier.
+//! - [`curve`]: the CURVE keys a signed link's handshake uses, derived
+//!   from the key file.
 //!
 //! Nothing here touches a socket or a clock. A receiver handles one
 //! multipart message (the ROUTER's routing-id frame removed) like this,
@@ -26,6 +28,7 @@
 pub mod batch;
 pub mod cidr;
 pub mod codec;
+pub mod curve;
 pub mod link;
 pub mod message;
 pub mod replay;

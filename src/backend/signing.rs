@@ -32,6 +32,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::curve::KeyPair;
 use super::codec::{encode_with_flags, parse_head, DecodeError, Frames};
 use super::message::{is_name, ErrorCode, Field, Message, MessageType, FLAG_SIGNED};
 use super::replay::ReplayTable;
@@ -164,6 +165,18 @@ impl KeyRing {
             me,
             next_sequence: 1,
         }
+    }
+
+    /// The CURVE client keypair of the signing key, the one a worker
+    /// connects with ([`super::curve`]).
+    pub fn curve_client(&self) -> KeyPair {
+        KeyPair::client(&self.first.mac)
+    }
+
+    /// The CURVE client public keys of every key, the ones the node's ZAP
+    /// handler admits.
+    pub fn curve_clients(&self) -> Vec<[u8; 32]> {
+        self.keys().map(|key| KeyPair::client(&key.mac).public).collect()
     }
 
     fn keys(&self) -> impl Iterator<Item = &Key> {
