@@ -170,6 +170,12 @@ pub struct Args {
     #[argh(switch)]
     pub backend_insecure: bool,
 
+    /// keep a signed backend link's handshake NULL instead of CURVE, for
+    /// workers that cannot do CURVE yet (a peer without a key can then
+    /// hold the node's memory: docs/protocol.md section 2)
+    #[argh(switch)]
+    pub backend_no_curve: bool,
+
     /// what happens to a dead worker's connections: reassign (another
     /// worker gets them; none left: close 1013) or close (1012)
     #[argh(option, default = "String::from(\"reassign\")")]
@@ -470,6 +476,11 @@ impl Args {
         if !self.backend_admin_key.is_empty() && self.backend_key_file.is_none() {
             return Err("--backend-admin-key needs --backend-key-file".into());
         }
+        if self.backend_no_curve && self.backend_key_file.is_none() {
+            return Err(
+                "--backend-no-curve needs --backend-key-file (unsigned links are NULL)".into(),
+            );
+        }
         let wants_workers = routes
             .iter()
             .any(|r| matches!(r.service, Service::Worker(_)))
@@ -528,6 +539,7 @@ impl Args {
             binds,
             key_file: self.backend_key_file.clone(),
             admin_keys: self.backend_admin_key.clone(),
+            curve: !self.backend_no_curve,
             allow,
             worker_loss,
             node_name,
@@ -629,6 +641,10 @@ mod tests {
             (&["--token-query-param", "a&b"], "--token-query-param"),
             (&["--jwt-leeway-s", "-1"], "jwt-leeway-s"),
             (&["--backend-admin-key", "k1"], "needs --backend-key-file"),
+            (
+                &["--route", "/c=chat", "--backend-no-curve"],
+                "--backend-no-curve needs --backend-key-file",
+            ),
         ];
         for (args, needle) in table {
             let line = usage(args);

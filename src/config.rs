@@ -148,6 +148,11 @@ pub struct Backend {
     pub key_file: Option<PathBuf>,
     /// Key ids whose signed messages may administer the ACL.
     pub admin_keys: Vec<String>,
+    /// With a key file, the link's handshake is CURVE with keys derived
+    /// from it (docs/protocol.md section 1), so a peer without a key
+    /// never sends a frame. Default true; false (`--backend-no-curve`)
+    /// keeps NULL for workers that cannot do CURVE yet. Unused unsigned.
+    pub curve: bool,
     /// Peer networks allowed to connect to `tcp://` endpoints; none =
     /// loopback only (`Allowlist::from_config`).
     pub allow: Vec<crate::backend::cidr::Cidr>,

@@ -630,6 +630,43 @@ fn the_python_worker_echoes_text_and_binary() {
     }
 }
 
+/// `--backend-no-curve`, for migrating workers that cannot do CURVE: a
+/// signed link on the NULL handshake serves the reference workers run with
+/// `--no-curve` (Rust, and Python where pyzmq is), while a CURVE worker's
+/// handshake cannot succeed there: it is never registered.
+#[test]
+fn a_signed_node_without_curve_serves_workers_without_it() {
+    let dir = TempDir::new();
+    let endpoint = free_endpoint();
+    let (mut node_args, worker_args) = link_args(&dir, &endpoint, true);
+    node_args.push("--backend-no-curve".to_owned());
+    let server = node(&endpoint, &node_args);
+    let warning = log_line(&server, 0, "--backend-no-curve: the handshake is NULL");
+    assert!(warning.contains(" WARN "), "{warning}");
+    log_line(&server, 0, "messages signed, handshake NULL");
+    let curve_worker = Proc::example("echo_worker", &worker_args);
+    let mut null_args = worker_args.clone();
+    null_args.push("--no-curve".to_owned());
+    let mut workers = vec![Proc::example("echo_worker", &null_args)];
+    if python_with_zmq() {
+        workers.push(Proc::python(&null_args));
+    }
+    for worker in &workers {
+        wait_ready(&server, 0, &[&worker.ready_tag()]);
+    }
+    for round in 0..2 * workers.len() {
+        let mut ws = server.ws("/w");
+        let text = format!("unsigned handshake {round}");
+        assert_eq!(say(&mut ws, &text), text);
+    }
+    let log = server.log();
+    let tag = curve_worker.ready_tag();
+    assert!(
+        !log.iter().any(|line| line.contains(&tag)),
+        "a CURVE worker registered with a NULL node: {log:#?}"
+    );
+}
+
 #[test]
 fn close_unknown_connections_and_reserved_services_answer_as_documented() {
     let endpoint = free_endpoint();

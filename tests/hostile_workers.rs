@@ -1,11 +1,12 @@
-//! Peers of the backend link that mean harm (docs/protocol.md sections 6,
-//! 7, 9 and 10): a worker that never reads its replies, a peer that
-//! announces a frame it could never be allowed to send, a READY captured
-//! and replayed to another node, a key holder who claims another worker's
-//! sender id, and a live subscription that outlives the ACL grant behind
-//! it. Each test runs the real binary on loopback against real ZeroMQ
-//! sockets (or, for the oversized frame, ZMTP written by hand on TCP);
-//! floods are bounded in count and time, and memory is the node's
+//! Peers of the backend link that mean harm (docs/protocol.md sections 1,
+//! 2, 6, 7, 9 and 10): a worker that never reads its replies, a peer that
+//! announces a frame it could never be allowed to send, one that starts a
+//! multipart message it never ends, a READY captured and replayed to
+//! another node, a key holder who claims another worker's sender id, and
+//! a live subscription that outlives the ACL grant behind it. Each test
+//! runs the real binary on loopback against real ZeroMQ sockets (or, for
+//! the oversized frame and the endless message, ZMTP written by hand on
+//! TCP); floods are bounded in count and time, and memory is the node's
 //! `VmRSS` read from /proc.
 
 mod common;
@@ -15,6 +16,7 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use averyws::backend::curve;
 use averyws::backend::message::{ErrorCode, MessageType};
 use averyws::backend::worker::{Event, Worker};
 use averyws::backend::Message;
@@ -85,65 +87,71 @@ fn a_worker_that_never_reads_cannot_grow_the_node() {
     assert_eq!(say(&mut server.ws("/echo"), "still here"), "still here");
 }
 
-/// Attack: a peer that holds no key (the node has a key file) does the
-/// ZMTP 3.0 handshake by hand, announces a 4 GiB frame and streams filler
-/// behind it, up to 300 MiB within 20 s. Expected: the node cuts it off as
-/// soon as it reads the frame's header (ZMQ_MAXMSGSIZE), so a write fails
-/// or the stream ends long before 300 MiB, and the node's memory grows by
-/// at most 32 MiB.
+/// Attack: a peer on an unsigned (loopback) link does the ZMTP 3.0
+/// handshake by hand, announces a 4 GiB frame and streams filler behind
+/// it, up to 300 MiB within 20 s. Expected: the node cuts it off as soon
+/// as it reads the frame's header (ZMQ_MAXMSGSIZE), so a write fails or
+/// the stream ends long before 300 MiB, and the node's memory grows by at
+/// most 32 MiB. (On a signed link the peer does not get this far: see
+/// the next test.)
 #[test]
 fn an_oversized_frame_from_an_unauthenticated_peer_is_cut_off() {
-    const GROWTH: u64 = 32 * MIB;
-    const MOST: u64 = 300 << 20;
     let dir = TempDir::new();
-    let server = node("tcp://127.0.0.1:0", &link_args(&dir, "", true).0);
-    let endpoint = bound_endpoint(&server);
-    let mut peer = TcpStream::connect(endpoint.strip_prefix("tcp://").unwrap()).expect("connect");
-    peer.set_read_timeout(Some(LIMIT)).unwrap();
-    peer.set_write_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    peer.write_all(&zmtp_greeting()).expect("greeting");
-    peer.write_all(&zmtp_ready()).expect("READY");
-    // The node's greeting and READY: the handshake (and ZAP) let us in.
-    let mut greeting = [0u8; 64];
-    peer.read_exact(&mut greeting).expect("the node's greeting");
-    assert_eq!((greeting[0], greeting[9], greeting[10]), (0xFF, 0x7F, 3));
-    let (flags, command) = zmtp_frame(&mut peer);
-    assert!(
-        flags & 0x04 != 0 && command.starts_with(b"\x05READY"),
-        "{command:?}"
-    );
-
-    let before = rss(&server);
+    let server = node("tcp://127.0.0.1:0", &link_args(&dir, "", false).0);
+    let mut peer = zmtp_peer(&server);
+    let (mechanism, _) = zmtp_handshake(&mut peer);
+    assert_eq!(mechanism, "NULL");
     let mut header = vec![0x02];
     header.extend_from_slice(&(4u64 << 30).to_be_bytes());
     peer.write_all(&header).expect("frame header");
-    let (start, filler, mut written) = (Instant::now(), vec![0x55; 64 << 10], 0u64);
-    let mut peak = before;
-    let cut = loop {
-        if written >= MOST || start.elapsed() > Duration::from_secs(20) || peak - before > GROWTH {
-            break None;
-        }
-        match peer.write(&filler) {
-            Ok(n) => written += n as u64,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => break Some(e),
-        }
-        peak = peak.max(rss(&server));
-    };
-    let peak = peak.max(rss(&server));
+    stream_until_cut(&server, &mut peer, &[0x55; 64 << 10]);
+}
+
+/// Attack: a peer that holds no key sends a signed node one endless
+/// multipart message: 64 KiB frames, each with MORE set, up to 300 MiB
+/// within 20 s (libzmq would hold them all: docs/protocol.md section 2).
+/// Expected: the node's greeting offers CURVE, so the peer's NULL
+/// handshake fails and the node closes the connection before it holds a
+/// frame; its memory grows by at most 32 MiB. A peer that does CURVE
+/// with a key of its own is refused by ZAP (logged). Control: a worker
+/// with the key file's CURVE key is welcomed.
+#[test]
+fn a_peer_without_a_key_cannot_start_an_endless_message() {
+    let dir = TempDir::new();
+    let server = node("tcp://127.0.0.1:0", &link_args(&dir, "", true).0);
+    let endpoint = bound_endpoint(&server);
+    let mut peer = zmtp_peer(&server);
+    let (mechanism, _) = zmtp_handshake(&mut peer);
+    assert_eq!(mechanism, "CURVE", "a signed node must offer CURVE");
+    let mut frame = vec![0x03];
+    frame.extend_from_slice(&(64u64 << 10).to_be_bytes());
+    frame.resize(frame.len() + (64 << 10), 0x55);
+    stream_until_cut(&server, &mut peer, &frame);
+
+    let mark = server.log_len();
+    let stranger = zmq::Context::new();
+    let dealer = stranger.socket(zmq::DEALER).expect("dealer");
+    dealer.set_linger(0).expect("linger");
+    let own = zmq::CurveKeyPair::new().expect("keypair");
+    curve::connect_as(
+        &dealer,
+        &curve::KeyPair {
+            public: own.public_key,
+            secret: own.secret_key,
+        },
+    )
+    .expect("CURVE client");
+    dealer.connect(&endpoint).expect("connect");
+    dealer.send("hello", zmq::DONTWAIT).expect("queue");
+    let refused = log_line(&server, mark, "ZAP: refused backend peer");
     assert!(
-        cut.is_some(),
-        "not cut off: {written} bytes of the frame taken in {:?}; the node grew from \
-         {before} to {peak} KiB",
-        start.elapsed()
+        refused.contains("CURVE key not in the key file"),
+        "{refused}"
     );
-    println!("cut off after {written} bytes: {cut:?}");
-    assert!(
-        peak - before <= GROWTH,
-        "the node grew from {before} to {peak} KiB"
-    );
+
+    let mut worker = Raw::connect(&endpoint, Some(KEYS), 0x5afe);
+    worker.send(&ready_message(0x5afe, "keyed", &["svc"]), 0);
+    worker.welcomed();
 }
 
 /// Attack: a READY signed for recipient 0 (any node) is captured on its
@@ -157,7 +165,12 @@ fn a_ready_replayed_to_another_node_registers_nothing() {
     let dir = TempDir::new();
     let (ep0, ep1) = (free_endpoint(), free_endpoint());
     let node0 = node(&ep0, &link_args(&dir, &ep0, true).0);
-    let node1 = node(&ep1, &link_args(&dir, &ep1, true).0);
+    // Node 1 keeps a NULL handshake, so the keyless observer gets in
+    // (CURVE would stop it sooner): the recipient in the signature must
+    // stop the replay on its own.
+    let mut args1 = link_args(&dir, &ep1, true).0;
+    args1.push("--backend-no-curve".to_owned());
+    let node1 = node(&ep1, &args1);
     let mut real = Raw::connect(&ep0, Some(KEYS), 0x7ea1);
     let captured = real.send(&ready_message(0x7ea1, "real", &["svc"]), 0);
     let boot0 = real.welcomed();
@@ -204,7 +217,8 @@ fn a_key_holder_cannot_poison_another_workers_replay_window() {
     victim.heartbeat(boot);
     wait_ready(&server, 0, &["worker victim"]);
 
-    let attacker = Raw::connect(&endpoint, None, 0);
+    // K2's CURVE key gets the attacker through the handshake.
+    let attacker = Raw::connect(&endpoint, Some(K2), 0);
     let heartbeat = unsigned(&Message::Heartbeat { boot: 0x71c7 });
     let mark = server.log_len();
     attacker.send_raw(&sign_with(heartbeat, K2, 0x71c7, boot, u64::MAX));
@@ -297,6 +311,78 @@ fn revoking_subscribe_ends_live_subscriptions() {
 /// The server's resident memory (`VmRSS`), in KiB.
 fn rss(server: &Server) -> u64 {
     proc_status_kib(server.pid(), "VmRSS")
+}
+
+/// A TCP connection to the node's one `tcp://` endpoint, for ZMTP by hand.
+fn zmtp_peer(server: &Server) -> TcpStream {
+    let endpoint = bound_endpoint(server);
+    let peer = TcpStream::connect(endpoint.strip_prefix("tcp://").unwrap()).expect("connect");
+    peer.set_read_timeout(Some(LIMIT)).unwrap();
+    peer.set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    peer
+}
+
+/// Sends a NULL DEALER's greeting and READY; returns the mechanism the
+/// node's greeting names and, when it is NULL, the node's READY command.
+fn zmtp_handshake(peer: &mut TcpStream) -> (String, Option<Vec<u8>>) {
+    // Signature and major version first: libzmq answers them with its
+    // whole greeting, before it reads (and may refuse) our mechanism.
+    let ours = zmtp_greeting();
+    peer.write_all(&ours[..11]).expect("greeting");
+    let mut greeting = [0u8; 64];
+    peer.read_exact(&mut greeting).expect("the node's greeting");
+    assert_eq!((greeting[0], greeting[9], greeting[10]), (0xFF, 0x7F, 3));
+    let mechanism = String::from_utf8_lossy(&greeting[12..32])
+        .trim_end_matches('\0')
+        .to_owned();
+    if mechanism != "NULL" {
+        // The rest of ours may meet a connection already closed.
+        let _ = peer.write_all(&ours[11..]);
+        return (mechanism, None);
+    }
+    peer.write_all(&ours[11..]).expect("greeting");
+    peer.write_all(&zmtp_ready()).expect("READY");
+    // The node's READY: the handshake (and ZAP) let us in.
+    let (flags, command) = zmtp_frame(peer);
+    assert!(
+        flags & 0x04 != 0 && command.starts_with(b"\x05READY"),
+        "{command:?}"
+    );
+    (mechanism, Some(command))
+}
+
+/// Writes `chunk` again and again, up to 300 MiB within 20 s; asserts
+/// the node cut the stream off (a write failed) and grew by at most
+/// 32 MiB meanwhile.
+fn stream_until_cut(server: &Server, peer: &mut TcpStream, chunk: &[u8]) {
+    const GROWTH: u64 = 32 * MIB;
+    const MOST: u64 = 300 << 20;
+    let (before, start) = (rss(server), Instant::now());
+    let (mut peak, mut written) = (before, 0u64);
+    let cut = loop {
+        if written >= MOST || start.elapsed() > Duration::from_secs(20) || peak - before > GROWTH {
+            break None;
+        }
+        match peer.write(chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Some(e),
+        }
+        peak = peak.max(rss(server));
+    };
+    let peak = peak.max(rss(server));
+    assert!(
+        cut.is_some(),
+        "not cut off: {written} bytes taken in {:?}; the node grew from {before} to {peak} KiB",
+        start.elapsed()
+    );
+    println!("cut off after {written} bytes: {cut:?}");
+    assert!(
+        peak - before <= GROWTH,
+        "the node grew from {before} to {peak} KiB"
+    );
 }
 
 /// Heartbeats (signed for the node's `boot`) every 200 ms until a message

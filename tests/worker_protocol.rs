@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use averyws::backend::batch::BatchBuilder;
+use averyws::backend::curve;
 use averyws::backend::message::{
     Connect, Data, ErrorCode, ErrorReply, List, MessageType, Payload, Welcome,
 };
@@ -761,6 +762,11 @@ impl FakeNode {
         let router = context.socket(zmq::ROUTER).expect("router");
         router.set_linger(0).expect("linger");
         router.set_router_mandatory(true).expect("mandatory");
+        if keys.is_some() {
+            // A signed link is CURVE (docs/protocol.md section 1); with no
+            // ZAP handler in this context libzmq takes any client key.
+            curve::serve(&router).expect("CURVE server");
+        }
         router.bind("tcp://127.0.0.1:*").expect("bind");
         let endpoint = router
             .get_last_endpoint()

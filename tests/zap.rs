@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use averyws::backend::cidr::{Allowlist, Cidr};
 use averyws::backend::worker::{self, Config, NodeId, Worker};
-use averyws::backend::zap::{self, ZapHandler, ZapStats};
+use averyws::backend::zap::{self, Policy, ZapHandler, ZapStats};
 use common::clients::{closed, say};
 use common::nodes::bound_endpoint;
 use common::procs::{eventually, join};
@@ -61,7 +61,7 @@ impl Node {
     /// `None` when `bind` is not possible here (no IPv6 loopback).
     fn start(bind: &str, ipv6: bool, zap_domain: bool, allow: Option<Allowlist>) -> Option<Node> {
         let ctx = zmq::Context::new();
-        let handler = allow.map(|a| ZapHandler::new(&ctx, a).expect("ZAP handler"));
+        let handler = allow.map(|a| ZapHandler::new(&ctx, Policy::null(a)).expect("ZAP handler"));
         let router = socket(&ctx, zmq::ROUTER, ipv6);
         if zap_domain {
             router.set_zap_domain(zap::DOMAIN).expect("zap domain");
@@ -311,8 +311,8 @@ fn no_handler_fails_open() {
 #[test]
 fn one_handler_per_context() {
     let ctx = zmq::Context::new();
-    let _first = ZapHandler::new(&ctx, Allowlist::default()).expect("first");
-    let second = ZapHandler::new(&ctx, Allowlist::default());
+    let _first = ZapHandler::new(&ctx, Policy::default()).expect("first");
+    let second = ZapHandler::new(&ctx, Policy::default());
     assert_eq!(second.err(), Some(zmq::Error::EADDRINUSE));
 }
 
@@ -322,7 +322,7 @@ fn one_handler_per_context() {
 #[test]
 fn malformed_requests_answered_400() {
     let ctx = zmq::Context::new();
-    let mut handler = ZapHandler::new(&ctx, Allowlist::default()).expect("handler");
+    let mut handler = ZapHandler::new(&ctx, Policy::default()).expect("handler");
     let client = socket(&ctx, zmq::REQ, false);
     client.connect(zap::ENDPOINT).expect("connect");
     let long = vec![b'x'; zap::MAX_FRAME_LEN + 1];

@@ -8,7 +8,9 @@ v1 fallback).
 
 The same flags as examples/echo_worker.rs: --connect is repeatable (one
 DEALER per node), --service too; --key-file signs and verifies every
-message when the nodes have --backend-key-file. SIGINT or SIGTERM sends BYE
+message when the nodes have --backend-key-file, and connects with CURVE
+keys derived from it (section 1; --no-curve for nodes run with
+--backend-no-curve). SIGINT or SIGTERM sends BYE
 to every node and exits; a second one exits at once.
 
 It does what section 12's sketch leaves out: every node, heartbeats both
@@ -35,6 +37,7 @@ import sys
 import time
 
 import zmq
+from zmq.utils import z85
 
 V1, V2 = 1, 2
 FLAG_SIGNED = 0x01
@@ -53,6 +56,8 @@ MAX_FRAME_BYTES = 64 << 20    # ZMQ_MAXMSGSIZE: larger frames disconnect
 NAME = re.compile(rb"[A-Za-z0-9._-]{1,64}\Z")
 KEY_ID = re.compile(rb"[A-Za-z0-9._-]{1,32}\Z")
 MIN_SECRET = 16
+CURVE_SERVER_KEY = b"zaOB5mk3GkBEu@D([#AIs@wZwmofUBJNQG]4m!Uy"  # section 1, public
+CURVE_CLIENT_LABEL = b"averyws backend CURVE client key 1"
 MAC_LEN = 32
 SKEW_MS = 30_000              # |timestamp - now| bound (section 9)
 WINDOW = 64                   # replay window, in sequence numbers
@@ -111,6 +116,12 @@ class KeyRing:
             raise ValueError("no KEYID:SECRET line")
         self.signing_id = next(iter(self.keys))
 
+    def curve_client(self):
+        """The signing key's CURVE client keypair, Z85 (section 1)."""
+        secret = hmac.new(self.keys[self.signing_id], CURVE_CLIENT_LABEL, hashlib.sha256).digest()
+        secret = z85.encode(secret)
+        return zmq.curve_public(secret), secret
+
 
 class ReplayTable:
     """Per sender, the highest sequence accepted and a bitmap of the 64
@@ -168,11 +179,12 @@ class Node:
 
 
 class Worker:
-    def __init__(self, endpoints, services, keys, name):
+    def __init__(self, endpoints, services, keys, name, curve=True):
         self.ctx = zmq.Context()
         self.services = [service.encode() for service in services]
         self.name = name.encode()[:64].decode(errors="ignore").encode()
         self.keys = keys
+        self.curve = keys.curve_client() if keys and curve else None
         self.instance = 0
         while self.instance == 0:
             self.instance = int.from_bytes(os.urandom(8), "big")
@@ -193,6 +205,9 @@ class Worker:
         sock.ipv6 = True           # section 1: IPv6 endpoints need it
         sock.sndtimeo = SEND_TIMEOUT_MS
         sock.maxmsgsize = MAX_FRAME_BYTES
+        if self.curve:             # section 1: a signed link is CURVE
+            sock.curve_serverkey = CURVE_SERVER_KEY
+            sock.curve_publickey, sock.curve_secretkey = self.curve
         sock.connect(node.endpoint)
         node.sock, node.info, node.version = sock, None, V2
         node.heard = node.sent = time.monotonic()
@@ -521,6 +536,9 @@ def main():
                         help=f"service to announce (repeatable; default {DEFAULT_SERVICE})")
     parser.add_argument("--key-file", metavar="FILE",
                         help="KEYID:SECRET lines, the nodes' --backend-key-file")
+    parser.add_argument("--no-curve", action="store_true",
+                        help="with --key-file, connect without CURVE (nodes run with "
+                             "--backend-no-curve)")
     parser.add_argument("--log-level", default="info",
                         choices=["error", "warn", "info", "debug"], help="default info")
     args = parser.parse_args()
@@ -554,7 +572,8 @@ def main():
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    worker = Worker(endpoints, services, keys, f"py-echo@{socket.gethostname()}/{os.getpid()}")
+    name = f"py-echo@{socket.gethostname()}/{os.getpid()}"
+    worker = Worker(endpoints, services, keys, name, curve=not args.no_curve)
     worker.run(lambda: bool(stop))
     worker.bye()
 

@@ -12,17 +12,23 @@
 #![no_main]
 
 use averyws::backend::cidr::{Allowlist, Cidr};
-use averyws::backend::zap::{decide, parse_request, reply_verdict};
+use averyws::backend::zap::{decide, parse_request, reply_verdict, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let frames: Vec<&[u8]> = data.split(|&b| b == 0xFF).take(64).collect();
     if let Ok(request) = parse_request(&frames) {
-        let allowlist = Allowlist::default();
-        let verdict = decide(&allowlist, &request);
-        let mut out = Vec::new();
-        reply_verdict(request.request_id, verdict, &mut out);
-        assert_eq!(out.len(), 6);
+        let null = Policy::null(Allowlist::default());
+        let curve = Policy {
+            allowlist: Allowlist::default(),
+            curve_clients: Some(vec![[0x42; 32]]),
+        };
+        for policy in [null, curve] {
+            let verdict = decide(&policy, &request);
+            let mut out = Vec::new();
+            reply_verdict(request.request_id, verdict, &mut out);
+            assert_eq!(out.len(), 6);
+        }
     }
     if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok()) {
         if let Ok(cidr) = text.parse::<Cidr>() {

@@ -60,7 +60,13 @@ impl KeyPair {
     /// The client pair of the key whose HMAC state (after its key
     /// schedule) is `mac`.
     pub fn client(mac: &hmac::Hmac<Sha256>) -> KeyPair {
-        KeyPair::from_secret(mac.clone().chain_update(CLIENT_LABEL).finalize().into_bytes().into())
+        KeyPair::from_secret(
+            mac.clone()
+                .chain_update(CLIENT_LABEL)
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
     }
 }
 
@@ -68,7 +74,9 @@ impl std::fmt::Debug for KeyPair {
     /// The public key only: secrets stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let z85 = zmq::z85_encode(&self.public).unwrap_or_default();
-        f.debug_struct("KeyPair").field("public", &z85).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("public", &z85)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,9 +85,11 @@ pub fn available() -> Result<(), String> {
     if zmq::has("curve") == Some(true) {
         return Ok(());
     }
-    Err("this build's libzmq has no CURVE, which a signed backend link needs: \
+    Err(
+        "this build's libzmq has no CURVE, which a signed backend link needs: \
          build with the CXXFLAGS of .cargo/config.toml (a CXXFLAGS of your own replaces it)"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 /// Makes `socket` a CURVE server with the node's key; before `bind`.

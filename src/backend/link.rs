@@ -31,6 +31,9 @@ pub struct LinkConfig {
     pub max_payload: u32,
     /// ZAP domain to set on the ROUTER, when an allowlist handler runs.
     pub zap_domain: Option<String>,
+    /// CURVE server with the node's key ([`super::curve`]), on a signed
+    /// link; the ZAP handler then checks client keys.
+    pub curve: bool,
     /// High-water mark of each pipe, both ways, in messages.
     pub pipe_hwm: i32,
 }
@@ -87,6 +90,9 @@ impl Link {
             router
                 .set_zap_domain(domain)
                 .map_err(|e| fail("ZAP domain", e))?;
+        }
+        if config.curve {
+            super::curve::serve(&router).map_err(|e| fail("CURVE server", e))?;
         }
         // tcp://[::1]:PORT and other IPv6 endpoints bind only with this on.
         router.set_ipv6(true).map_err(|e| fail("IPv6", e))?;

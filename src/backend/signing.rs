@@ -32,8 +32,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::curve::KeyPair;
 use super::codec::{encode_with_flags, parse_head, DecodeError, Frames};
+use super::curve::KeyPair;
 use super::message::{is_name, ErrorCode, Field, Message, MessageType, FLAG_SIGNED};
 use super::replay::ReplayTable;
 
@@ -176,7 +176,9 @@ impl KeyRing {
     /// The CURVE client public keys of every key, the ones the node's ZAP
     /// handler admits.
     pub fn curve_clients(&self) -> Vec<[u8; 32]> {
-        self.keys().map(|key| KeyPair::client(&key.mac).public).collect()
+        self.keys()
+            .map(|key| KeyPair::client(&key.mac).public)
+            .collect()
     }
 
     fn keys(&self) -> impl Iterator<Item = &Key> {

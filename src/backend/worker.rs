@@ -74,6 +74,7 @@ use log::{debug, error, info, warn};
 
 use super::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use super::codec::{decode, encode_in, parse_head, DecodeError, Frames};
+use super::curve::{self, KeyPair};
 use super::message::{
     is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Author, Close,
     ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
@@ -123,6 +124,10 @@ pub struct Config {
     /// Keys to sign and verify every message with, when the nodes have a
     /// key file; `None` for an unsigned link.
     pub keys: Option<KeyRing>,
+    /// With keys, connect with CURVE as the signing key's client keypair
+    /// (docs/protocol.md section 1). Default true; false only for nodes
+    /// run with `--backend-no-curve`.
+    pub curve: bool,
     /// Skew bound and replay-table size of the verifier.
     pub replay: ReplayPolicy,
     /// Heartbeat interval until a WELCOME gives the node's.
@@ -143,7 +148,7 @@ pub struct Config {
 
 impl Config {
     /// A configuration with the defaults: the process's
-    /// [`default_name`], no keys, heartbeat 1 s, liveness 3, reconnect
+    /// [`default_name`], no keys (CURVE once there are), heartbeat 1 s, liveness 3, reconnect
     /// after 1 s doubling to 32 s, send timeout 1 s.
     pub fn new(endpoints: Vec<String>, services: Vec<String>) -> Self {
         Config {
@@ -151,6 +156,7 @@ impl Config {
             services,
             name: default_name("worker"),
             keys: None,
+            curve: true,
             replay: ReplayPolicy::default(),
             heartbeat: DEFAULT_HEARTBEAT,
             liveness: DEFAULT_LIVENESS,
@@ -421,6 +427,9 @@ pub struct Worker {
     name: String,
     services: Vec<String>,
     signer: Option<Signer>,
+    /// The CURVE client keypair each DEALER connects with, on a CURVE
+    /// link.
+    curve: Option<KeyPair>,
     verifier: Option<Verifier>,
     timing: Timing,
     /// The outgoing message being sent, reused.
@@ -495,6 +504,11 @@ impl Worker {
             name: config.name,
             services: config.services,
             signer: config.keys.as_ref().map(|keys| keys.signer(instance)),
+            curve: config
+                .keys
+                .as_ref()
+                .filter(|_| config.curve)
+                .map(KeyRing::curve_client),
             verifier: config
                 .keys
                 .map(|keys| Verifier::new(keys, instance, config.replay)),
@@ -507,7 +521,7 @@ impl Worker {
             context: zmq::Context::new(),
         };
         for (index, endpoint) in config.endpoints.into_iter().enumerate() {
-            let socket = open(&worker.context, &endpoint, &timing)?;
+            let socket = open(&worker.context, &endpoint, &timing, worker.curve.as_ref())?;
             worker.nodes.push(Node {
                 id: NodeId(index),
                 endpoint,
@@ -969,7 +983,7 @@ impl Worker {
     fn reconnect(&mut self, index: usize, now: Instant) {
         let timing = self.timing;
         let node = &mut self.nodes[index];
-        match open(&self.context, &node.endpoint, &timing) {
+        match open(&self.context, &node.endpoint, &timing, self.curve.as_ref()) {
             Ok(socket) => {
                 info!("{}: reconnecting", node.endpoint);
                 node.phase = Phase::Linked {
@@ -1500,15 +1514,19 @@ fn check_config(config: &Config) -> Result<(), WorkerError> {
 }
 
 /// A DEALER for `endpoint`, set up as section 1 says (no routing id,
-/// linger 0) and connected.
+/// linger 0, CURVE as `curve` on a signed link) and connected.
 fn open(
     context: &zmq::Context,
     endpoint: &str,
     timing: &Timing,
+    curve: Option<&KeyPair>,
 ) -> Result<zmq::Socket, WorkerError> {
     let socket = context
         .socket(zmq::DEALER)
         .map_err(socket_error("socket"))?;
+    if let Some(client) = curve {
+        curve::connect_as(&socket, client).map_err(socket_error("curve"))?;
+    }
     socket.set_linger(0).map_err(socket_error("linger"))?;
     // tcp://[::1]:PORT and other IPv6 endpoints connect only with this on.
     socket.set_ipv6(true).map_err(socket_error("ipv6"))?;
@@ -1610,6 +1628,11 @@ pub struct WorkerArgs {
     #[argh(option)]
     pub key_file: Option<PathBuf>,
 
+    /// with --key-file, connect without CURVE, to nodes run with
+    /// --backend-no-curve
+    #[argh(switch)]
+    pub no_curve: bool,
+
     /// log level: error, warn, info, debug or trace (default info)
     #[argh(option, default = "log::LevelFilter::Info")]
     pub log_level: log::LevelFilter,
@@ -1682,6 +1705,7 @@ pub fn run(
     let mut config = Config::new(endpoints, services);
     config.name = default_name(program);
     config.keys = keys;
+    config.curve = !args.no_curve;
     let mut worker = Worker::new(config)?;
     while !stop.load(Ordering::Relaxed) {
         if let Some(event) = worker.poll(Duration::from_millis(250)) {

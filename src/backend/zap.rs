@@ -1,7 +1,8 @@
 //! The ZAP handler (ZeroMQ RFC 27, ZeroMQ Authentication Protocol) that
-//! enforces `--backend-allow`: a worker whose address is not in the
-//! [`Allowlist`] is refused during the ZMTP handshake, before it can send
-//! a single message.
+//! enforces `--backend-allow` and, on a signed link, the key file: a worker
+//! whose address is not in the [`Allowlist`], or whose CURVE key is derived
+//! from no key of the file, is refused during the ZMTP handshake, before it
+//! can send a single message.
 //!
 //! Two layers: a sans-IO core ([`parse_request`], [`decide`], [`reply`])
 //! that turns the frames of one request into the frames of its reply, and
@@ -52,11 +53,12 @@
 //!
 //! # What this handler answers
 //!
-//! [`decide`]: 200 when the mechanism is NULL and the peer is an `ipc://`
-//! one or its address, zone removed, is an IP the allowlist allows; 400
-//! otherwise. Other mechanisms are refused because this handler checks no
-//! credentials: approving a PLAIN or CURVE peer by address alone would let
-//! any password or key in.
+//! [`decide`]: 200 when the mechanism is the link's, the peer is an
+//! `ipc://` one or its address, zone removed, is an IP the allowlist
+//! allows, and, on a CURVE link (a signed one, docs/protocol.md section 1),
+//! its public key is one the [`Policy`] holds; 400 otherwise. An unsigned
+//! link is NULL: PLAIN and CURVE peers are refused there, because
+//! approving them by address alone would let any password or key in.
 //!
 //! An `ipc://` peer's address is [`IPC_ADDRESS`], `"localhost"` (glibc's
 //! `getnameinfo` for a Unix socket; this libzmq build appends no peer
@@ -112,9 +114,12 @@ pub const MAX_FRAME_LEN: usize = 1024;
 /// hold the reactor.
 pub const MAX_REQUESTS_PER_CALL: usize = 256;
 
-/// The mechanism whose requests this handler can approve (RFC 27 section
-/// "Request": `"NULL"`, `"PLAIN"`, `"CURVE"`, `"GSSAPI"`).
+/// The mechanism of an unsigned link's peers (RFC 27 section "Request":
+/// `"NULL"`, `"PLAIN"`, `"CURVE"`, `"GSSAPI"`).
 pub const MECHANISM_NULL: &[u8] = b"NULL";
+
+/// The mechanism of a signed link's peers (docs/protocol.md section 1).
+pub const MECHANISM_CURVE: &[u8] = b"CURVE";
 
 /// The address frame of an `ipc://` peer (see the module docs).
 pub const IPC_ADDRESS: &[u8] = b"localhost";
@@ -227,9 +232,11 @@ pub enum Verdict {
     AddressNotAllowed,
     /// 400: the address frame is neither an IP nor [`IPC_ADDRESS`].
     NotAnIp,
-    /// 400: a mechanism other than NULL, whose credentials this handler
-    /// cannot check.
+    /// 400: a mechanism other than the link's (NULL unsigned, CURVE
+    /// signed).
     Mechanism,
+    /// 400: a CURVE public key derived from no key of the key file.
+    UnknownKey,
     /// 400: the request is malformed.
     Malformed,
 }
@@ -255,24 +262,55 @@ impl Verdict {
             Verdict::AddressNotAllowed => "address not allowed",
             Verdict::NotAnIp => "address is not an IP",
             Verdict::Mechanism => "mechanism not supported",
+            Verdict::UnknownKey => "CURVE key not in the key file",
             Verdict::Malformed => "malformed request",
         }
     }
 }
 
-/// The verdict on a well-formed request: NULL mechanism, and an `ipc://`
-/// peer or an IP the allowlist allows.
-pub fn decide(allowlist: &Allowlist, request: &Request<'_>) -> Verdict {
-    if request.mechanism != MECHANISM_NULL {
+/// Who a handler admits: peers from where the allowlist allows (or
+/// `ipc://`), and on a signed link only those whose CURVE public key is
+/// in `curve_clients`.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Where peers may connect from.
+    pub allowlist: Allowlist,
+    /// `Some` on a CURVE link: the client public keys admitted.
+    pub curve_clients: Option<Vec<[u8; 32]>>,
+}
+
+impl Policy {
+    /// A NULL-mechanism link admitting by address only.
+    pub fn null(allowlist: Allowlist) -> Policy {
+        Policy {
+            allowlist,
+            curve_clients: None,
+        }
+    }
+}
+
+/// The verdict on a well-formed request: the link's mechanism, an
+/// `ipc://` peer or an IP the allowlist allows, and on a CURVE link a
+/// client key the policy holds.
+pub fn decide(policy: &Policy, request: &Request<'_>) -> Verdict {
+    let mechanism = match policy.curve_clients {
+        Some(_) => MECHANISM_CURVE,
+        None => MECHANISM_NULL,
+    };
+    if request.mechanism != mechanism {
         return Verdict::Mechanism;
     }
-    if request.is_ipc() {
-        return Verdict::Allow;
+    if !request.is_ipc() {
+        match request.peer_ip() {
+            Some(ip) if policy.allowlist.allows(ip) => {}
+            Some(_) => return Verdict::AddressNotAllowed,
+            None => return Verdict::NotAnIp,
+        }
     }
-    match request.peer_ip() {
-        Some(ip) if allowlist.allows(ip) => Verdict::Allow,
-        Some(_) => Verdict::AddressNotAllowed,
-        None => Verdict::NotAnIp,
+    match (&policy.curve_clients, request.credentials) {
+        (None, _) => Verdict::Allow,
+        (Some(keys), [key]) if keys.iter().any(|known| known[..] == **key) => Verdict::Allow,
+        (Some(_), _) => Verdict::UnknownKey,
     }
 }
 
@@ -329,7 +367,7 @@ impl ZapStats {
     }
 }
 
-/// The ZAP handler's REP socket, answering from an [`Allowlist`].
+/// The ZAP handler's REP socket, answering from a [`Policy`].
 ///
 /// Never blocks (every call uses `ZMQ_DONTWAIT`) and never panics on what
 /// it receives. Follows the edge-triggered `ZMQ_FD` rule: the fd signals
@@ -339,7 +377,7 @@ impl ZapStats {
 pub struct ZapHandler {
     socket: zmq::Socket,
     fd: RawFd,
-    allowlist: Allowlist,
+    policy: Policy,
     /// One slot per frame up to [`MAX_FRAMES`], plus one that takes every
     /// frame past it.
     frames: Vec<zmq::Message>,
@@ -354,7 +392,7 @@ impl std::fmt::Debug for ZapHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZapHandler")
             .field("fd", &self.fd)
-            .field("allowlist", &self.allowlist)
+            .field("policy", &self.policy)
             .field("totals", &self.totals)
             .finish_non_exhaustive()
     }
@@ -366,7 +404,7 @@ impl ZapHandler {
     /// Create it before any ROUTER with a ZAP domain binds (see the module
     /// docs: libzmq admits peers unasked while nothing is bound there).
     /// Fails with `EADDRINUSE` when `ctx` already has a ZAP handler.
-    pub fn new(ctx: &zmq::Context, allowlist: Allowlist) -> Result<ZapHandler, zmq::Error> {
+    pub fn new(ctx: &zmq::Context, policy: Policy) -> Result<ZapHandler, zmq::Error> {
         let socket = ctx.socket(zmq::REP)?;
         socket.set_linger(0)?;
         socket.bind(ENDPOINT)?;
@@ -374,7 +412,7 @@ impl ZapHandler {
         Ok(ZapHandler {
             socket,
             fd,
-            allowlist,
+            policy,
             frames: (0..=MAX_FRAMES).map(|_| zmq::Message::new()).collect(),
             reply: Vec::with_capacity(6),
             unsent: false,
@@ -389,14 +427,23 @@ impl ZapHandler {
         self.fd
     }
 
-    /// The allowlist in force.
-    pub fn allowlist(&self) -> &Allowlist {
-        &self.allowlist
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// Replaces the allowlist; connections already admitted stay.
     pub fn set_allowlist(&mut self, allowlist: Allowlist) {
-        self.allowlist = allowlist;
+        self.policy.allowlist = allowlist;
+    }
+
+    /// Replaces the CURVE client keys of a CURVE link (a key file
+    /// reloaded); connections already admitted stay. A NULL link stays
+    /// NULL: the mechanism is fixed when the ROUTER binds.
+    pub fn set_curve_clients(&mut self, keys: Vec<[u8; 32]>) {
+        if let Some(clients) = &mut self.policy.curve_clients {
+            *clients = keys;
+        }
     }
 
     /// Requests answered since the handler was created.
@@ -493,7 +540,7 @@ impl ZapHandler {
         let frames = &views[..kept];
         match parse_request(frames) {
             Ok(request) => {
-                let verdict = decide(&self.allowlist, &request);
+                let verdict = decide(&self.policy, &request);
                 reply_verdict(request.request_id, verdict, &mut self.reply);
                 if !verdict.is_allowed() {
                     if let Some(suppressed) = self.log.take(now) {
@@ -718,9 +765,9 @@ mod tests {
         let cidr = |s: &str| s.parse::<Cidr>().expect("cidr");
         // What the node builds without --backend-allow, with
         // `--backend-allow 10.0.0.0/8`, and with `--backend-allow 127.0.0.1/32`.
-        let unset = Allowlist::from_config([]);
-        let ten = Allowlist::from_config([cidr("10.0.0.0/8")]);
-        let one = Allowlist::from_config([cidr("127.0.0.1/32")]);
+        let unset = Policy::null(Allowlist::from_config([]));
+        let ten = Policy::null(Allowlist::from_config([cidr("10.0.0.0/8")]));
+        let one = Policy::null(Allowlist::from_config([cidr("127.0.0.1/32")]));
         /// (address, mechanism, unset, 10.0.0.0/8, 127.0.0.1/32)
         type Case = (&'static [u8], &'static [u8], Verdict, Verdict, Verdict);
         let table: &[Case] = &[
@@ -761,6 +808,43 @@ mod tests {
     }
 
     #[test]
+    fn a_curve_link_admits_known_keys_from_allowed_addresses() {
+        use Verdict::{AddressNotAllowed as Refused, Allow, Mechanism, UnknownKey};
+        const KNOWN: [u8; 32] = [7; 32];
+        const OTHER: [u8; 32] = [8; 32];
+        let (known, other): (&'static [u8; 32], &'static [u8; 32]) = (&KNOWN, &OTHER);
+        let policy = Policy {
+            allowlist: Allowlist::default(),
+            curve_clients: Some(vec![[1u8; 32], KNOWN]),
+        };
+        /// (address, mechanism, credentials, verdict)
+        type Case = (&'static [u8], &'static [u8], Vec<&'static [u8]>, Verdict);
+        let table: Vec<Case> = vec![
+            (b"127.0.0.1", b"CURVE", vec![known], Allow),
+            (b"localhost", b"CURVE", vec![known], Allow),
+            (b"127.0.0.1", b"CURVE", vec![other], UnknownKey),
+            (b"localhost", b"CURVE", vec![other], UnknownKey),
+            (b"127.0.0.1", b"CURVE", vec![&known[..31]], UnknownKey),
+            (b"127.0.0.1", b"CURVE", vec![], UnknownKey),
+            (b"127.0.0.1", b"CURVE", vec![known, known], UnknownKey),
+            // The address is checked whatever the key.
+            (b"10.2.3.4", b"CURVE", vec![known], Refused),
+            // A NULL peer never reaches ZAP on a CURVE socket; were it
+            // asked about one, it refuses.
+            (b"127.0.0.1", b"NULL", vec![], Mechanism),
+            (b"127.0.0.1", b"PLAIN", vec![known, known], Mechanism),
+        ];
+        for (address, mechanism, credentials, want) in table {
+            let mut frames = with(3, address);
+            frames[5] = mechanism;
+            frames.extend(&credentials);
+            let req = parse_request(&frames).expect("request");
+            let label = format!("{} {:?}", address.escape_ascii(), credentials.len());
+            assert_eq!(decide(&policy, &req), want, "{label}");
+        }
+    }
+
+    #[test]
     fn replies_have_six_frames() {
         let mut out = vec![vec![9; 100]; 9];
         reply(b"1", true, &mut out);
@@ -777,6 +861,7 @@ mod tests {
             Verdict::AddressNotAllowed,
             Verdict::NotAnIp,
             Verdict::Mechanism,
+            Verdict::UnknownKey,
             Verdict::Malformed,
         ] {
             // libzmq accepts exactly [2-5]00.

@@ -17,10 +17,11 @@ use super::token::ConnId;
 use super::{Reactor, Slot};
 use crate::access::{Access, Identity};
 use crate::backend::cidr::Allowlist;
+use crate::backend::curve;
 use crate::backend::link::{random_nonzero, Backend, Link, LinkConfig};
 use crate::backend::message::{Author, Message, Payload};
 use crate::backend::signing::KeyRing;
-use crate::backend::zap::{self, ZapHandler};
+use crate::backend::zap::{self, Policy, ZapHandler};
 use crate::cli::is_local_endpoint;
 use crate::config;
 use crate::conn::Conn;
@@ -69,13 +70,25 @@ pub(super) fn open(
             );
         }
     }
+    let curve = signed && config.curve;
+    if curve {
+        curve::available().map_err(io::Error::other)?;
+    } else if signed {
+        warn!(
+            "backend: --backend-no-curve: the handshake is NULL, so a peer that holds \
+             no key can make the node buffer without bound (docs/protocol.md section 2)"
+        );
+    }
     let ctx = zmq::Context::new();
     // The handler must exist before the ROUTER binds: libzmq lets every
     // peer in while nothing answers at the ZAP endpoint.
     // Exactly the --backend-allow blocks; loopback only without any.
-    let allowlist = Allowlist::from_config(config.allow.iter().copied());
-    let zap = ZapHandler::new(&ctx, allowlist)
-        .map_err(|e| io::Error::other(format!("ZAP handler: {e}")))?;
+    let policy = Policy {
+        allowlist: Allowlist::from_config(config.allow.iter().copied()),
+        curve_clients: keys.as_ref().filter(|_| curve).map(KeyRing::curve_clients),
+    };
+    let zap =
+        ZapHandler::new(&ctx, policy).map_err(|e| io::Error::other(format!("ZAP handler: {e}")))?;
     let max_payload = u32::try_from(limits.max_message_size).unwrap_or(u32::MAX);
     let link = Link::bind(
         &ctx,
@@ -83,6 +96,7 @@ pub(super) fn open(
             binds: config.binds.clone(),
             max_payload,
             zap_domain: Some(zap::DOMAIN.to_owned()),
+            curve,
             pipe_hwm: config.pipe_hwm,
         },
     )
@@ -107,7 +121,11 @@ pub(super) fn open(
         config.node_name,
         link.bound().join(", "),
         node.boot(),
-        if signed { "signed" } else { "unsigned" }
+        match (signed, curve) {
+            (true, true) => "signed, handshake CURVE",
+            (true, false) => "signed, handshake NULL",
+            (false, _) => "unsigned",
+        }
     );
     Ok((ctx, Backend { node, link }, zap))
 }

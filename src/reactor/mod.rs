@@ -456,6 +456,9 @@ impl Reactor {
             self.access.put_verifier(verifier);
         }
         if let (Some(keys), Some(backend)) = (changes.keys, self.backend.as_mut()) {
+            if let Some(zap) = self.zap.as_mut() {
+                zap.set_curve_clients(keys.curve_clients());
+            }
             backend.node.set_keys(keys);
         }
         if changes.shutdown >= Shutdown::Drain {

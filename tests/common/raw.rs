@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use averyws::backend::curve;
 use averyws::backend::message::{ErrorCode, ErrorReply, List, Payload, Ready, SendTo};
 use averyws::backend::{decode, encode, Frames, KeyRing, Message, MessageType, Signer, VERSION};
 
@@ -26,13 +27,17 @@ pub struct Raw {
 
 impl Raw {
     /// A DEALER connected to `endpoint`, signing as `instance` with the
-    /// first line of `keys` when there are keys.
+    /// first line of `keys` when there are keys (and connecting with its
+    /// CURVE keys then, as a signed node requires).
     pub fn connect(endpoint: &str, keys: Option<&str>, instance: u64) -> Raw {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::DEALER).expect("dealer");
         socket.set_linger(0).expect("linger");
-        socket.connect(endpoint).expect("connect");
         let ring = keys.map(|text| KeyRing::parse(text.as_bytes()).expect("keys"));
+        if let Some(ring) = &ring {
+            curve::connect_as(&socket, &ring.curve_client()).expect("CURVE client");
+        }
+        socket.connect(endpoint).expect("connect");
         Raw {
             instance,
             socket,
