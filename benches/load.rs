@@ -5,6 +5,8 @@
 //! cargo bench --bench load -- echo --connections 100 --inflight 16 --size 32 --seconds 10
 //! cargo bench --bench load -- compare --seconds 5            # built-in echo vs the Rust worker
 //! cargo bench --bench load -- --python compare --seconds 5   # ... vs the Python worker
+//! cargo bench --bench load -- --signed compare --seconds 5   # signed link, CURVE handshake
+//! cargo bench --bench load -- --signed --no-curve compare    # signed link, NULL handshake
 //! cargo bench --bench load -- handshake --count 2000
 //! cargo bench --bench load -- idle --connections 10000
 //! ```
@@ -59,6 +61,48 @@ struct Args {
     /// implies --worker
     #[argh(switch)]
     python: bool,
+    /// sign the backend link (a generated key file), so its handshake is
+    /// CURVE; implies --worker
+    #[argh(switch)]
+    signed: bool,
+    /// with --signed: keep the handshake NULL (--backend-no-curve)
+    #[argh(switch)]
+    no_curve: bool,
+}
+
+/// The backend link of a worker-path run.
+struct Link {
+    endpoint: String,
+    /// The key file, on a signed link.
+    keys: Option<std::path::PathBuf>,
+    curve: bool,
+}
+
+impl Link {
+    /// The flags that give a node (`node`) or a reference worker this
+    /// link's signing and handshake.
+    fn signing_args(&self, node: bool) -> Vec<String> {
+        let Some(keys) = &self.keys else {
+            return Vec::new();
+        };
+        let flag = if node {
+            "--backend-key-file"
+        } else {
+            "--key-file"
+        };
+        let mut args = vec![flag.to_owned(), keys.display().to_string()];
+        if !self.curve {
+            args.push(
+                if node {
+                    "--backend-no-curve"
+                } else {
+                    "--no-curve"
+                }
+                .to_owned(),
+            );
+        }
+        args
+    }
 }
 
 #[derive(FromArgs)]
@@ -140,8 +184,16 @@ fn main() {
         }
     };
     let compare = matches!(args.mode, Mode::Compare(_));
-    let worker_path = args.worker || args.python || compare;
-    let backend = worker_path.then(|| {
+    let worker_path = args.worker || args.python || args.signed || compare;
+    let key_dir =
+        TempPath(std::env::temp_dir().join(format!("averyws-load-keys-{}", std::process::id())));
+    let keys = args.signed.then(|| {
+        std::fs::create_dir_all(&key_dir.0).expect("temp dir");
+        let path = key_dir.0.join("backend.keys");
+        std::fs::write(&path, "load:0123456789abcdef0123456789abcdef\n").expect("key file");
+        path
+    });
+    let endpoint = worker_path.then(|| {
         if args.ipc {
             let dir = std::env::temp_dir();
             format!(
@@ -153,12 +205,17 @@ fn main() {
             free_endpoint()
         }
     });
+    let backend = endpoint.map(|endpoint| Link {
+        endpoint,
+        keys,
+        curve: !args.no_curve,
+    });
     let server = match args.target {
         Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
-        None => Target::spawn(backend.as_deref()),
+        None => Target::spawn(backend.as_ref()),
     };
     pin_to_cpu(1);
-    let worker = backend.map(|endpoint| EchoWorker::start(&endpoint, args.python));
+    let worker = backend.map(|link| EchoWorker::start(&link, args.python));
     let default_path = if worker_path { "/worker-echo" } else { "/echo" };
     let path = args.path.as_deref().unwrap_or(default_path);
     match args.mode {
@@ -220,24 +277,25 @@ enum EchoWorker {
 }
 
 impl EchoWorker {
-    fn start(endpoint: &str, python: bool) -> EchoWorker {
+    fn start(link: &Link, python: bool) -> EchoWorker {
         let worker = if python {
-            Self::python(endpoint)
+            Self::python(link)
         } else {
-            Self::rust(endpoint)
+            Self::rust(link)
         };
         // Let it register before clients arrive.
         std::thread::sleep(Duration::from_millis(500));
         worker
     }
 
-    fn python(endpoint: &str) -> EchoWorker {
+    fn python(link: &Link) -> EchoWorker {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/examples/python/echo_worker.py"
         );
         let child = Command::new("taskset")
-            .args(["-c", "1", "python3", script, "--connect", endpoint])
+            .args(["-c", "1", "python3", script, "--connect", &link.endpoint])
+            .args(link.signing_args(false))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -265,10 +323,15 @@ impl EchoWorker {
         Some(total)
     }
 
-    fn rust(endpoint: &str) -> EchoWorker {
+    fn rust(link: &Link) -> EchoWorker {
         use averyws::backend::worker::{echo, Config, Worker};
+        use averyws::backend::KeyRing;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let config = Config::new(vec![endpoint.to_owned()], vec!["worker-echo".to_owned()]);
+        let mut config = Config::new(vec![link.endpoint.clone()], vec!["worker-echo".to_owned()]);
+        config.keys = link.keys.as_ref().map(|path| {
+            KeyRing::parse(&std::fs::read(path).expect("read the key file")).expect("key file")
+        });
+        config.curve = link.curve;
         let mut worker = Worker::new(config).expect("echo worker");
         let running = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -313,7 +376,7 @@ struct Target {
 }
 
 impl Target {
-    fn spawn(backend: Option<&str>) -> Target {
+    fn spawn(backend: Option<&Link>) -> Target {
         let dir =
             TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
@@ -340,18 +403,22 @@ impl Target {
             // Every connection comes from 127.0.0.1.
             .args(["--max-connections-per-ip", "0"])
             .args(["--dev-cert-out", cert.to_str().expect("utf-8 temp path")])
-            .args(backend.map_or(Vec::new(), |endpoint| {
+            .args(backend.map_or(Vec::new(), |link| {
                 // A --route replaces the default /echo: keep it, for compare.
-                vec![
+                let mut args: Vec<String> = [
                     "--route",
                     "/echo=echo",
                     "--route",
                     "/worker-echo=worker-echo",
                     "--backend-bind",
-                    endpoint,
+                    &link.endpoint,
                     "--acl",
                     acl.to_str().expect("utf-8 temp path"),
                 ]
+                .map(str::to_owned)
+                .to_vec();
+                args.extend(link.signing_args(true));
+                args
             }))
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
