@@ -123,6 +123,11 @@ fn a_peer_without_a_key_cannot_start_an_endless_message() {
     let mut peer = zmtp_peer(&server);
     let (mechanism, _) = zmtp_handshake(&mut peer);
     assert_eq!(mechanism, "CURVE", "a signed node must offer CURVE");
+    let failed = log_line(&server, 0, "a peer's handshake on ");
+    assert!(
+        failed.contains("security mechanism is not the node's") && failed.contains(" WARN "),
+        "{failed}"
+    );
     let mut frame = vec![0x03];
     frame.extend_from_slice(&(64u64 << 10).to_be_bytes());
     frame.resize(frame.len() + (64 << 10), 0x55);

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use super::batch::MAX_BATCH_BYTES;
 use super::message::{Auth, Initiator, Message, Payload, MAX_CONN_IDS, MAX_FRAMES};
+use super::monitor::HandshakeMonitor;
 use crate::node::sessions::ConnectInfo;
 use crate::node::workers::WorkerRef;
 use crate::node::{Dropped, Node, Refused, Time, Wire};
@@ -64,9 +65,14 @@ impl std::fmt::Display for LinkError {
 
 impl std::error::Error for LinkError {}
 
+/// Where the ROUTER's monitor events go, within the link's context.
+const MONITOR_ENDPOINT: &str = "inproc://averyws.handshakes";
+
 /// The node's ROUTER.
 pub struct Link {
     router: zmq::Socket,
+    /// Handshakes that fail before ZAP is asked.
+    monitor: HandshakeMonitor,
     /// The endpoints as bound (a `tcp://` port 0 resolved).
     bound: Vec<String>,
     fd: RawFd,
@@ -109,6 +115,8 @@ impl Link {
         router
             .set_rcvhwm(config.pipe_hwm)
             .map_err(|e| fail("ZMQ_RCVHWM", e))?;
+        let monitor = HandshakeMonitor::new(ctx, &router, MONITOR_ENDPOINT)
+            .map_err(|e| fail("socket monitor", e))?;
         let mut bound = Vec::with_capacity(config.binds.len());
         for endpoint in &config.binds {
             router
@@ -121,12 +129,23 @@ impl Link {
             bound.push(last.unwrap_or_else(|_| endpoint.clone()));
         }
         let fd = router.get_fd().map_err(|e| fail("ZMQ_FD", e))?;
-        Ok(Link { router, bound, fd })
+        Ok(Link {
+            router,
+            monitor,
+            bound,
+            fd,
+        })
     }
 
     /// The file descriptor to poll for readability (`ZMQ_FD`).
     pub fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// The handshake monitor, whose fd the reactor polls too and which it
+    /// drains every turn.
+    pub fn monitor(&mut self) -> &mut HandshakeMonitor {
+        &mut self.monitor
     }
 
     /// The endpoints as bound, a `tcp://` port 0 resolved to the port the

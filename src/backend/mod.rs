@@ -31,6 +31,7 @@ pub mod codec;
 pub mod curve;
 pub mod link;
 pub mod message;
+pub mod monitor;
 pub mod replay;
 pub mod signing;
 pub mod worker;

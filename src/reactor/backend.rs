@@ -152,6 +152,9 @@ impl Reactor {
             // Peers wait for these answers in their handshake.
             self.accept_backlog |= zap.handle_ready().more;
         }
+        if let Some(backend) = self.backend.as_mut() {
+            self.accept_backlog |= backend.link.monitor().drain(Instant::now());
+        }
         let now = Instant::now();
         let Some(backend) = self.backend.as_mut() else {
             return;

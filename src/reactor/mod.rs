@@ -35,7 +35,7 @@ use crate::pace::Crowd;
 use accounting::Counters;
 pub use backend::read_keys;
 use timers::{Timer, Timers};
-use token::{ConnId, BACKEND, LISTENER, WAKE, ZAP};
+use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
 
 /// Size of the read buffer shared by every connection of the reactor.
 const READ_BUFFER: usize = 64 << 10;
@@ -119,10 +119,12 @@ impl Reactor {
         let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
         let (zmq, node, zap) = match &config.backend {
             Some(backend_config) => {
-                let (ctx, node, zap) = backend::open(backend_config, config.limits)?;
+                let (ctx, mut node, zap) = backend::open(backend_config, config.limits)?;
                 let registry = poll.registry();
                 let fd = node.link.fd();
                 registry.register(&mut SourceFd(&fd), BACKEND, Interest::READABLE)?;
+                let monitor = node.link.monitor().fd();
+                registry.register(&mut SourceFd(&monitor), MONITOR, Interest::READABLE)?;
                 registry.register(&mut SourceFd(&zap.fd()), ZAP, Interest::READABLE)?;
                 (Some(ctx), Some(node), Some(zap))
             }
@@ -194,7 +196,7 @@ impl Reactor {
                     WAKE => self.on_control(now),
                     // Serviced below, every turn: ZMQ_FD is edge-triggered
                     // and our own sends can consume its edge.
-                    BACKEND | ZAP => {}
+                    BACKEND | ZAP | MONITOR => {}
                     token => {
                         let Some(id) = ConnId::from_token(token) else {
                             continue;

@@ -12,6 +12,11 @@ pub const WAKE: Token = Token(usize::MAX - 1);
 pub const BACKEND: Token = Token(usize::MAX - 2);
 /// The ZAP handler's socket (`ZMQ_FD`).
 pub const ZAP: Token = Token(usize::MAX - 3);
+/// The backend ROUTER's handshake monitor (`ZMQ_FD`).
+pub const MONITOR: Token = Token(usize::MAX - 4);
+
+/// Every token that names no connection.
+const FIXED: [Token; 5] = [LISTENER, WAKE, BACKEND, ZAP, MONITOR];
 
 /// A slab key together with the generation of the connection in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,7 +35,7 @@ impl ConnId {
 
     /// The connection a token names, unless it is one of the fixed tokens.
     pub fn from_token(token: Token) -> Option<Self> {
-        if [LISTENER, WAKE, BACKEND, ZAP].contains(&token) {
+        if FIXED.contains(&token) {
             return None;
         }
         Some(Self {
@@ -71,7 +76,7 @@ mod tests {
 
     #[test]
     fn fixed_tokens_are_not_connections() {
-        for token in [LISTENER, WAKE, BACKEND, ZAP] {
+        for token in FIXED {
             assert_eq!(ConnId::from_token(token), None);
         }
     }
