@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The server runs pinned to CPU 0 and the client to CPU 1 (when the machine
-//! has two). Server CPU time comes from `/proc/PID/schedstat` (nanoseconds
+//! has two; `--unpinned` leaves placement to the kernel). Server CPU time comes from `/proc/PID/schedstat` (nanoseconds
 //! on CPU), so "server CPU per message" does not depend on how fast the
 //! client is. Every loop is bounded in count and time; all traffic stays on
 //! 127.0.0.1.
@@ -68,6 +68,10 @@ struct Args {
     /// with --signed: keep the handshake NULL (--backend-no-curve)
     #[argh(switch)]
     no_curve: bool,
+    /// pin nothing: the kernel places the server, the client and the
+    /// worker (and libzmq's I/O threads, which inherit their affinity)
+    #[argh(switch)]
+    unpinned: bool,
 }
 
 /// The backend link of a worker-path run.
@@ -212,10 +216,12 @@ fn main() {
     });
     let server = match args.target {
         Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
-        None => Target::spawn(backend.as_ref()),
+        None => Target::spawn(backend.as_ref(), !args.unpinned),
     };
-    pin_to_cpu(1);
-    let worker = backend.map(|link| EchoWorker::start(&link, args.python));
+    if !args.unpinned {
+        pin_to_cpu(1);
+    }
+    let worker = backend.map(|link| EchoWorker::start(&link, args.python, !args.unpinned));
     let default_path = if worker_path { "/worker-echo" } else { "/echo" };
     let path = args.path.as_deref().unwrap_or(default_path);
     match args.mode {
@@ -277,9 +283,9 @@ enum EchoWorker {
 }
 
 impl EchoWorker {
-    fn start(link: &Link, python: bool) -> EchoWorker {
+    fn start(link: &Link, python: bool, pin: bool) -> EchoWorker {
         let worker = if python {
-            Self::python(link)
+            Self::python(link, pin)
         } else {
             Self::rust(link)
         };
@@ -288,13 +294,13 @@ impl EchoWorker {
         worker
     }
 
-    fn python(link: &Link) -> EchoWorker {
+    fn python(link: &Link, pin: bool) -> EchoWorker {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/examples/python/echo_worker.py"
         );
-        let child = Command::new("taskset")
-            .args(["-c", "1", "python3", script, "--connect", &link.endpoint])
+        let child = on_cpu(pin.then_some(1), "python3")
+            .args([script, "--connect", &link.endpoint])
             .args(link.signing_args(false))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -376,7 +382,7 @@ struct Target {
 }
 
 impl Target {
-    fn spawn(backend: Option<&Link>) -> Target {
+    fn spawn(backend: Option<&Link>, pin: bool) -> Target {
         let dir =
             TempPath(std::env::temp_dir().join(format!("averyws-load-{}", std::process::id())));
         std::fs::create_dir_all(&dir.0).expect("temp dir");
@@ -389,14 +395,7 @@ impl Target {
              allow guest /worker-echo connect\nallow guest worker-echo send\n",
         )
         .expect("write the ACL");
-        let mut command = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0", env!("CARGO_BIN_EXE_averyws")]);
-            c
-        } else {
-            Command::new(env!("CARGO_BIN_EXE_averyws"))
-        };
-        let mut child = command
+        let mut child = on_cpu(pin.then_some(0), env!("CARGO_BIN_EXE_averyws"))
             .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
             // Pinned to one CPU, as the peers are measured: one reactor.
             .args(["--threads", "1"])
@@ -521,8 +520,25 @@ fn client_config(cert: &str) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// `program` as a command, on CPU `cpu` when one is asked for and the
+/// machine has it.
+fn on_cpu(cpu: Option<usize>, program: &str) -> Command {
+    match cpu.filter(|&cpu| cpus() > cpu) {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpu.to_string(), program]);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn pin_to_cpu(cpu: usize) {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) > cpu {
+    if cpus() > cpu {
         let _ = Command::new("taskset")
             .args([
                 "-p",
