@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use averyws::backend::batch::BatchBuilder;
-use averyws::backend::message::{Author, List, Message, Payload, Ready};
+use averyws::backend::message::{Author, List, Message, Payload, Reactors, Ready};
 use averyws::backend::{encode_in, Frames, VERSION, VERSION_2};
 use averyws::config::WorkerLoss;
 use averyws::node::sessions::ConnectInfo;
@@ -69,6 +69,7 @@ fn node_with_worker(version: u8, time: Time) -> Node {
         worker_loss: WorkerLoss::Close,
         max_workers: 16,
         max_channels_per_conn: 16,
+        reactors: Reactors::ALONE,
     };
     let mut node = Node::new(config, 1);
     let ready = Message::Ready(Ready {

@@ -549,6 +549,7 @@ impl Args {
             pipe_hwm: crate::config::DEFAULT_PIPE_HWM,
             max_workers: crate::node::workers::MAX_WORKERS,
             max_channels_per_conn: crate::node::channels::MAX_CHANNELS_PER_CONN,
+            reactors: crate::backend::message::Reactors::ALONE,
         }))
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backend::message::Reactors;
 use crate::pace::Pace;
 use crate::ws::Limits;
 
@@ -180,6 +181,10 @@ pub struct Backend {
     /// Most channel subscriptions of one connection. Default
     /// [`crate::node::channels::MAX_CHANNELS_PER_CONN`] (256).
     pub max_channels_per_conn: usize,
+    /// This node's place among the reactors of the process, told to
+    /// version 3 workers in WELCOME: set by [`Config::for_reactor`],
+    /// [`Reactors::ALONE`] until then.
+    pub reactors: Reactors,
 }
 
 /// Default [`Backend::worker_queue`]: far above the CONNECTs and
@@ -285,6 +290,13 @@ impl Config {
     /// reactor 0 keeps both as given (docs/protocol.md section 2).
     pub fn for_reactor(&self, index: usize) -> Result<Config, String> {
         let mut config = self.clone();
+        let place = |n: usize| u16::try_from(n).map_err(|_| format!("{n} reactors are too many"));
+        if let Some(backend) = config.backend.as_mut() {
+            backend.reactors = Reactors {
+                index: place(index)?,
+                count: place(self.threads.max(index + 1))?,
+            };
+        }
         if let Some(backend) = config.backend.as_mut().filter(|_| index > 0) {
             backend.binds = backend
                 .binds
@@ -302,57 +314,10 @@ impl Config {
 /// `ipc://PATH.index`; reactor 0 binds it as given. A TCP endpoint needs a
 /// fixed port (not 0 or `*`) for the others to be found.
 pub fn reactor_endpoint(endpoint: &str, index: usize) -> Result<String, String> {
-    if index == 0 {
-        return Ok(endpoint.to_owned());
-    }
-    if endpoint.starts_with("ipc://") {
-        return Ok(format!("{endpoint}.{index}"));
-    }
-    let moved = endpoint
-        .strip_prefix("tcp://")
-        .and_then(|rest| rest.rsplit_once(':'))
-        .and_then(|(host, port)| {
-            let port = port.parse::<u16>().ok().filter(|&port| port != 0)?;
-            let port = u16::try_from(usize::from(port) + index).ok()?;
-            Some(format!("tcp://{host}:{port}"))
-        });
-    match moved {
-        Some(endpoint) => Ok(endpoint),
-        None => Err(format!(
-            "backend endpoint `{endpoint}` needs a fixed port with room for {} more reactor(s) \
-             (reactor N binds port+N)",
-            index
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_reactor_binds_its_own_endpoint() {
-        let table = [
-            ("tcp://127.0.0.1:7100", 0, Ok("tcp://127.0.0.1:7100")),
-            ("tcp://127.0.0.1:7100", 3, Ok("tcp://127.0.0.1:7103")),
-            ("tcp://[::1]:7100", 1, Ok("tcp://[::1]:7101")),
-            (
-                "ipc:///run/averyws.sock",
-                2,
-                Ok("ipc:///run/averyws.sock.2"),
-            ),
-            ("tcp://127.0.0.1:*", 1, Err(())),
-            ("tcp://127.0.0.1:0", 1, Err(())),
-            ("tcp://127.0.0.1:65535", 1, Err(())),
-            ("tcp://127.0.0.1:65534", 1, Ok("tcp://127.0.0.1:65535")),
-        ];
-        for (endpoint, index, expected) in table {
-            let got = reactor_endpoint(endpoint, index);
-            assert_eq!(
-                got.as_deref().map_err(|_| ()),
-                expected,
-                "{endpoint} {index}"
-            );
-        }
-    }
+    crate::backend::siblings::sibling(endpoint, 0, index).ok_or_else(|| {
+        format!(
+            "backend endpoint `{endpoint}` needs a fixed port with room for {index} more reactor(s) \
+             (reactor N binds port+N)"
+        )
+    })
 }

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use averyws::backend::batch::BatchBuilder;
 use averyws::backend::curve;
 use averyws::backend::message::{
-    Connect, Data, ErrorCode, ErrorReply, List, MessageType, Payload, Welcome,
+    Connect, Data, ErrorCode, ErrorReply, List, MessageType, Payload, Reactors, Welcome,
 };
+use averyws::backend::siblings::sibling;
 use averyws::backend::worker::{self, Config, Event, NodeId, Worker, WorkerError};
 use averyws::backend::{
     decode, encode, encode_in, Frames, KeyRing, Message, ReplayPolicy, Signer, Verifier, VERSION,
-    VERSION_2,
+    VERSION_2, VERSION_3,
 };
 use common::procs::{join, python_with_zmq};
 
@@ -63,7 +64,7 @@ fn ready_names_the_services_and_heartbeats_follow_welcome() {
         assert!(!ready.name.is_empty());
     });
     assert_eq!(ready.frames[0], [1, 0x10, 0], "unsigned READY header");
-    assert_eq!(node.refused_versions, 1, "READY in version 2 first");
+    assert_eq!(node.refused_versions, 1, "READY in version 3 first");
     // Heartbeats every 100 ms, and a liveness (50) that forgives this
     // test's thread seconds off the CPU.
     node.send(&ready.peer, &welcome_with(BOOT, 100, 50, 65536), 0);
@@ -193,7 +194,7 @@ fn a_version_2_node_gets_batches_both_ways() {
             };
             assert_eq!(send.payload, Payload::Binary(&huge));
         });
-        assert_eq!(node.refused_versions, 0);
+        assert_eq!(node.refused_versions, 1, "version 3 refused, 2 taken");
         drop(worker);
     }
 }
@@ -419,8 +420,8 @@ fn silence_or_bye_makes_the_worker_reconnect_after_a_second() {
 
 #[test]
 fn reconnect_backoff_doubles_while_the_node_stays_silent() {
-    // A version 2 node does not refuse the READY, so it stays silent.
-    let mut node = FakeNode::v2(None, BOOT);
+    // A version 3 node does not refuse the READY, so it stays silent.
+    let mut node = FakeNode::v3(None, BOOT);
     let mut config = config(&node, &["worker-echo"]);
     config.heartbeat = Duration::from_millis(100);
     config.reconnect_initial = Duration::from_millis(200);
@@ -455,6 +456,52 @@ fn reconnect_backoff_doubles_while_the_node_stays_silent() {
     let deaths = node.deaths();
     let waits: Vec<u64> = deaths.iter().map(|(_, ms)| *ms).collect();
     assert!(waits.starts_with(&WAITS), "{deaths:?}");
+}
+
+/// Section 14: a version 3 WELCOME that names sibling reactors makes the
+/// worker link to each, once, and to no more than `max_nodes` nodes in
+/// all: a WELCOME claiming 65,535 reactors opens three sockets here.
+#[test]
+fn a_version_3_welcome_links_siblings_up_to_max_nodes() {
+    let mut node = FakeNode::v3(None, BOOT);
+    let mut config = config(&node, &["worker-echo"]);
+    config.max_nodes = 4;
+    let _worker = Running::start(config, Box::new(worker::echo));
+    let ready = node.wait_for(MessageType::Ready, LIMIT);
+    assert_eq!(ready.frames[0][0], VERSION_3, "READY in version 3");
+    assert_eq!(node.refused_versions, 0);
+    let welcome = Message::Welcome(Welcome {
+        reactors: Reactors {
+            index: 0,
+            count: u16::MAX,
+        },
+        ..welcome_fields(BOOT)
+    });
+    let fifth = sibling(&node.endpoint, 0, 4).expect("a port above");
+    let capped = format!("{fifth}: not linked: 4 nodes is the most");
+    let from = node.log_from;
+    let lines = |needle: &str| -> Vec<String> {
+        let log = WORKER_LOG.lock().expect("worker log");
+        log[from..]
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    };
+    for round in 1..=2 {
+        node.send(&ready.peer, &welcome, 0);
+        let deadline = Instant::now() + LIMIT;
+        while lines(&capped).len() < round && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(lines(&capped).len(), round, "WELCOME {round} hit the cap");
+    }
+    let linked = lines(&format!("{}: linking to sibling reactor", node.endpoint));
+    let expected: Vec<String> = (1..4)
+        .map(|j| sibling(&node.endpoint, 0, j).expect("a port above"))
+        .map(|ep| format!("{}: linking to sibling reactor {ep}", node.endpoint))
+        .collect();
+    assert_eq!(linked, expected, "each sibling once, the cap respected");
 }
 
 #[test]
@@ -635,7 +682,7 @@ fn python_worker_echoes_a_batch_in_one_sends() {
             let replies: Vec<_> = replies.records().collect();
             assert_eq!(replies, records, "{}", python.log());
         });
-        assert_eq!(node.refused_versions, 0);
+        assert_eq!(node.refused_versions, 1, "version 3 refused, 2 taken");
     }
 }
 
@@ -676,7 +723,7 @@ fn python_worker(keys: Option<&[u8]>) {
     assert_eq!(
         (ready.frames[0][0], node.refused_versions),
         (1, 1),
-        "READY in v1 after the v1-only node refused v2"
+        "READY in v1 after the v1-only node refused v3"
     );
     // Heartbeats every 200 ms; liveness 25 forgives this test's thread
     // seconds off the CPU between the messages it sends.
@@ -732,7 +779,7 @@ fn python_worker(keys: Option<&[u8]>) {
 /// verifies (asserting) everything it receives.
 struct FakeNode {
     /// The highest protocol version it speaks: 1, unless made by
-    /// [`FakeNode::v2`].
+    /// [`FakeNode::v2`] or [`FakeNode::v3`].
     speaks: u8,
     /// READYs answered with UNSUPPORTED_VERSION, as a v1-only node does.
     refused_versions: usize,
@@ -793,6 +840,14 @@ impl FakeNode {
         }
     }
 
+    /// A node that speaks version 3 (docs/protocol.md section 14).
+    fn v3(keys: Option<&KeyRing>, boot: u64) -> FakeNode {
+        FakeNode {
+            speaks: VERSION_3,
+            ..FakeNode::new(keys, boot)
+        }
+    }
+
     fn signer_for(keys: &[u8], boot: u64) -> Signer {
         KeyRing::parse(keys).expect("keys").signer(boot)
     }
@@ -808,14 +863,17 @@ impl FakeNode {
             .first()
             .is_some_and(|&version| version > self.speaks)
         {
-            // Section 10, as a v1-only node answers: v1 format, detail
-            // "1", signed for recipient 0 (the sender is unverifiable).
+            // Section 10, as an older node answers: v1 format, the
+            // versions it speaks, signed for recipient 0 (the sender is
+            // unverifiable).
             self.refused_versions += 1;
             let about = frames[0].get(1).copied().unwrap_or(0);
+            let spoken: Vec<String> = (VERSION..=self.speaks).map(|v| v.to_string()).collect();
+            let spoken = spoken.join(" ");
             let refusal = Message::Error(ErrorReply {
                 code: ErrorCode::UNSUPPORTED_VERSION,
                 about,
-                detail: "1",
+                detail: &spoken,
                 conns: List::from(&[][..]),
             });
             self.send(&peer, &refusal, 0);
@@ -1168,8 +1226,21 @@ fn welcome_with(boot: u64, heartbeat_ms: u32, liveness: u8, max_payload: u32) ->
         heartbeat_ms,
         liveness,
         max_payload,
-        node: "test-node",
+        ..welcome_fields(boot)
     })
+}
+
+/// A WELCOME's fields: heartbeat 2 s, liveness 3, 64 KiB payloads, the
+/// only reactor of its process.
+fn welcome_fields(boot: u64) -> Welcome<'static> {
+    Welcome {
+        boot,
+        heartbeat_ms: 2000,
+        liveness: 3,
+        max_payload: 65536,
+        node: "test-node",
+        reactors: Reactors::ALONE,
+    }
 }
 
 fn text(conn: u64, text: &'static str) -> Message<'static> {

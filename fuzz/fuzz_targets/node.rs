@@ -23,10 +23,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use averyws::backend::message::{
-    AuthReply, Author, Close, Initiator, List, Message, Payload, Publish, Ready, SendTo, Subscription,
+    AuthReply, Author, Close, Initiator, List, Message, Payload, Publish, Reactors, Ready, SendTo, Subscription,
 };
 use averyws::backend::batch::BatchBuilder;
-use averyws::backend::{encode_in, Frames, KeyRing, Signer, VERSION, VERSION_2};
+use averyws::backend::{encode_in, Frames, KeyRing, Signer, VERSION, VERSION_2, VERSION_3};
 use averyws::config::WorkerLoss;
 use averyws::node::channels::MAX_CHANNELS_PER_CONN;
 use averyws::node::connections::{Outcome, Resolved};
@@ -87,6 +87,7 @@ impl World {
             worker_loss: WorkerLoss::Reassign,
             max_workers: MAX_WORKERS,
             max_channels_per_conn: MAX_CHANNELS_PER_CONN,
+            reactors: Reactors { index: 1, count: 2 },
         };
         let signers = (0..PEERS)
             .filter(|_| signed)
@@ -221,7 +222,7 @@ impl World {
                 let except = u64::from(input.byte()) % (CONNS + 1);
                 // Version 2 peers may name an author (v1 cannot carry one).
                 let roles = ["r"];
-                let author = (version(p) == VERSION_2 && input.byte() % 2 == 0).then(|| Author {
+                let author = (version(p) >= VERSION_2 && input.byte() % 2 == 0).then(|| Author {
                     user: ["", "u"][usize::from(input.byte() % 2)],
                     roles: List::from(&roles[..usize::from(input.byte() % 2)]),
                 });
@@ -361,10 +362,10 @@ impl World {
 
 /// The protocol version peer `p` speaks.
 fn version(p: u8) -> u8 {
-    if p < 2 {
-        VERSION
-    } else {
-        VERSION_2
+    match p {
+        0 | 1 => VERSION,
+        2 => VERSION_2,
+        _ => VERSION_3,
     }
 }
 

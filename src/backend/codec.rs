@@ -17,10 +17,10 @@
 
 use super::batch::Batch;
 use super::message::{
-    is_name, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Author, Close, Connect,
-    Data, Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message,
-    MessageType, Payload, Publish, Ready, SendTo, Subscription, Welcome, ACL_ARGS,
-    CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, PUBLISH_AUTHORED, VERSION, VERSION_2,
+    is_name, is_spoken, AclCommand, AclOp, AclResult, AclStatus, Auth, AuthReply, Author, Close,
+    Connect, Data, Disconnect, ErrorCode, ErrorReply, Field, HttpHeader, Initiator, List, Message,
+    MessageType, Payload, Publish, Reactors, Ready, SendTo, Subscription, Welcome, ACL_ARGS,
+    CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, PUBLISH_AUTHORED, VERSION, VERSION_2, VERSION_3,
 };
 use crate::ws::CloseCode;
 
@@ -35,7 +35,7 @@ const KEEP_CAPACITY: usize = 64 << 10;
 pub enum DecodeError {
     /// No frames, or a version 1 header frame that is not 3 bytes.
     Header,
-    /// The header's version byte is neither [`VERSION`] nor [`VERSION_2`].
+    /// The header's version byte is not one [`is_spoken`] knows.
     UnknownVersion(u8),
     /// The header's type byte is not a [`MessageType`] of its version.
     UnknownType(u8),
@@ -60,6 +60,8 @@ pub enum DecodeError {
     InvalidCloseCode(u16),
     /// A connection id is 0, which names no connection.
     ZeroConnId,
+    /// A version 3 WELCOME's reactor index is not below its count.
+    InvalidReactor(Reactors),
     /// An ACL_COMMAND op byte is not one of [`AclOp`].
     InvalidOp(u8),
     /// An ACL_RESULT status or decision byte, or an AUTH_REPLY verdict
@@ -83,6 +85,9 @@ impl std::fmt::Display for DecodeError {
             DecodeError::InvalidInitiator(who) => write!(f, "unknown initiator {who}"),
             DecodeError::InvalidCloseCode(code) => write!(f, "close code {code} not allowed"),
             DecodeError::ZeroConnId => f.write_str("connection id 0"),
+            DecodeError::InvalidReactor(r) => {
+                write!(f, "reactor {} of {} does not exist", r.index, r.count)
+            }
             DecodeError::InvalidOp(op) => write!(f, "unknown ACL operation {op}"),
             DecodeError::InvalidStatus(byte) => write!(f, "unknown ACL status or decision {byte}"),
         }
@@ -108,7 +113,7 @@ pub struct Head {
 pub fn parse_head(frames: &[&[u8]]) -> Result<Head, DecodeError> {
     let header = frames.first().ok_or(DecodeError::Header)?;
     match **header {
-        [version @ (VERSION | VERSION_2), kind, flags] => {
+        [version, kind, flags] if is_spoken(version) => {
             let message_type =
                 MessageType::from_u8(version, kind).ok_or(DecodeError::UnknownType(kind))?;
             if flags & !FLAG_SIGNED != 0 {
@@ -120,9 +125,7 @@ pub fn parse_head(frames: &[&[u8]]) -> Result<Head, DecodeError> {
                 signed: flags & FLAG_SIGNED != 0,
             })
         }
-        [version, ..] if !matches!(version, VERSION | VERSION_2) => {
-            Err(DecodeError::UnknownVersion(version))
-        }
+        [version, ..] if !is_spoken(version) => Err(DecodeError::UnknownVersion(version)),
         _ => Err(DecodeError::Header),
     }
 }
@@ -152,7 +155,7 @@ pub fn decode<'a>(frames: &'a [&'a [u8]]) -> Result<Message<'a>, DecodeError> {
         }
         MessageType::Bye => Message::Bye,
         MessageType::Ready => Message::Ready(decode_ready(&mut body)?),
-        MessageType::Welcome => Message::Welcome(decode_welcome(&mut body)?),
+        MessageType::Welcome => Message::Welcome(decode_welcome(head.version, &mut body)?),
         MessageType::Error => Message::Error(decode_error(&mut body)?),
         MessageType::Connect => Message::Connect(decode_connect(&mut body)?),
         MessageType::Message => {
@@ -221,7 +224,7 @@ pub(super) fn encode_with_flags(
 ) -> Result<(), DecodeError> {
     out.clear();
     let kind = message.message_type();
-    if !matches!(version, VERSION | VERSION_2) {
+    if !is_spoken(version) {
         return Err(DecodeError::UnknownVersion(version));
     }
     if kind.since() > version {
@@ -238,11 +241,20 @@ pub(super) fn encode_with_flags(
             put_strings(out, Field::Service, &ready.services)?;
         }
         Message::Welcome(welcome) => {
+            let reactors = welcome.reactors;
+            if !reactors.is_valid() {
+                return Err(DecodeError::InvalidReactor(reactors));
+            }
+            let ([i0, i1], [c0, c1]) = (reactors.index.to_be_bytes(), reactors.count.to_be_bytes());
+            let place = [i0, i1, c0, c1];
+            // Versions 1 and 2 cannot say it: their worker is told nothing.
+            let place: &[u8] = if version >= VERSION_3 { &place } else { &[] };
             out.push_parts(&[
                 &welcome.boot.to_be_bytes(),
                 &welcome.heartbeat_ms.to_be_bytes(),
                 &welcome.max_payload.to_be_bytes(),
                 &[welcome.liveness],
+                place,
             ]);
             put_string(out, Field::Node, welcome.node)?;
         }
@@ -392,19 +404,31 @@ fn decode_ready<'a>(body: &mut Body<'a>) -> Result<Ready<'a>, DecodeError> {
     })
 }
 
-fn decode_welcome<'a>(body: &mut Body<'a>) -> Result<Welcome<'a>, DecodeError> {
+/// WELCOME: version 3 adds the reactor index and count to the meta frame.
+fn decode_welcome<'a>(version: u8, body: &mut Body<'a>) -> Result<Welcome<'a>, DecodeError> {
     let mut meta = body.meta()?;
     let boot = meta.u64()?;
     let heartbeat_ms = meta.u32()?;
     let max_payload = meta.u32()?;
     let liveness = meta.u8()?;
+    let reactors = match version {
+        VERSION | VERSION_2 => Reactors::ALONE,
+        _ => Reactors {
+            index: meta.u16()?,
+            count: meta.u16()?,
+        },
+    };
     meta.end()?;
+    if !reactors.is_valid() {
+        return Err(DecodeError::InvalidReactor(reactors));
+    }
     Ok(Welcome {
         boot,
         heartbeat_ms,
         liveness,
         max_payload,
         node: body.string(Field::Node)?,
+        reactors,
     })
 }
 
@@ -989,6 +1013,7 @@ mod tests {
                 liveness: 3,
                 max_payload: 16 << 20,
                 node: "node-a",
+                reactors: Reactors::ALONE,
             }),
             Message::Error(ErrorReply {
                 code: ErrorCode::NO_SUCH_CONNECTION,
@@ -1273,6 +1298,59 @@ mod tests {
         );
     }
 
+    /// Version 3 (section 14): every v1 and v2 message round-trips with
+    /// version byte 3 and v2's body; WELCOME carries the reactors, which
+    /// v1 and v2 leave out; the document's example.
+    #[test]
+    fn version_3_is_version_2_with_the_reactors_in_welcome() {
+        let mut batch = crate::backend::batch::BatchBuilder::default();
+        batch.push(7, Payload::Text("hi"));
+        let mut out = Frames::new();
+        for message in samples().into_iter().chain([Message::Sends(batch.batch())]) {
+            encode_in(VERSION_2, &message, &mut out).expect("encodable in v2");
+            let v2: Vec<Vec<u8>> = out.iter().map(<[u8]>::to_vec).collect();
+            encode_in(VERSION_3, &message, &mut out).expect("encodable in v3");
+            let frames: Vec<&[u8]> = out.iter().collect();
+            assert_eq!(frames[0], [VERSION_3, v2[0][1], v2[0][2]]);
+            if !matches!(message, Message::Welcome(_)) {
+                assert_eq!(frames[1..], v2[1..], "v2's body: {message:?}");
+            }
+            assert_eq!(decode(&frames), Ok(message), "{message:?}");
+        }
+        let second = Welcome {
+            boot: 1,
+            heartbeat_ms: 1000,
+            liveness: 3,
+            max_payload: 65536,
+            node: "node.1",
+            reactors: Reactors { index: 1, count: 2 },
+        };
+        let welcome = Message::Welcome(second);
+        encode_in(VERSION_3, &welcome, &mut out).expect("encodable");
+        let frames: Vec<&[u8]> = out.iter().collect();
+        let meta = b"\0\0\0\0\0\0\0\x01\0\0\x03\xe8\0\x01\0\0\x03\0\x01\0\x02";
+        assert_eq!(frames, [&[3, 0x11, 0][..], meta, b"node.1"]);
+        assert_eq!(decode(&frames), Ok(welcome));
+        for version in [VERSION, VERSION_2] {
+            encode_in(version, &welcome, &mut out).expect("encodable");
+            let frames: Vec<&[u8]> = out.iter().collect();
+            assert_eq!(frames[1].len(), 17, "v{version} cannot say it");
+            let Ok(Message::Welcome(decoded)) = decode(&frames) else {
+                panic!("v{version} WELCOME decodes");
+            };
+            assert_eq!(decoded.reactors, Reactors::ALONE);
+        }
+        let nowhere = Message::Welcome(Welcome {
+            reactors: Reactors { index: 2, count: 2 },
+            ..second
+        });
+        let refused = encode_in(VERSION_3, &nowhere, &mut out);
+        assert_eq!(
+            refused,
+            Err(DecodeError::InvalidReactor(Reactors { index: 2, count: 2 }))
+        );
+    }
+
     #[test]
     fn layouts_match_the_protocol_document() {
         let hex = |frames: Vec<Vec<u8>>| -> Vec<String> {
@@ -1307,6 +1385,7 @@ mod tests {
                 liveness: 3,
                 max_payload: 65536,
                 node: "n",
+                reactors: Reactors::ALONE,
             }))),
             ["011100", "0000000000000001000003e80001000003", "6e"]
         );
@@ -1560,7 +1639,10 @@ mod tests {
         header_too_long: vec![vec![1, 1, 0, 0], vec![0; 8]] => Header;
         empty_header: vec![vec![]] => Header;
         version_0: edit(&heartbeat(), 0, |h| h[0] = 0) => UnknownVersion(0);
-        version_3_any_header_length: vec![vec![3]] => UnknownVersion(3);
+        version_4_any_header_length: vec![vec![4]] => UnknownVersion(4);
+        version_3_welcome_short: vec![vec![3, 0x11, 0], vec![0; 17], b"n".to_vec()] => FrameLength;
+        version_3_welcome_no_reactors: vec![vec![3, 0x11, 0], [vec![0; 17], vec![0, 0, 0, 0]].concat(), b"n".to_vec()] => InvalidReactor(Reactors { index: 0, count: 0 });
+        version_3_welcome_reactor_past_count: vec![vec![3, 0x11, 0], [vec![0; 17], vec![0, 2, 0, 2]].concat(), b"n".to_vec()] => InvalidReactor(Reactors { index: 2, count: 2 });
         version_2_header_too_short: vec![vec![2, 0x24]] => Header;
         version_1_has_no_batches: vec![vec![1, 0x24, 0], vec![0; 14]] => UnknownType(0x24);
         unknown_type: edit(&heartbeat(), 0, |h| h[1] = 0x03) => UnknownType(0x03);
@@ -1598,8 +1680,8 @@ mod tests {
         ready_empty_name: edit(&ready(), 2, Vec::clear) => Length(Field::WorkerName);
         ready_name_not_utf8: edit(&ready(), 2, |n| *n = b"\xc3".to_vec()) => InvalidUtf8(Field::WorkerName);
         ready_meta_short: edit(&ready(), 1, |m| { m.pop(); }) => FrameLength;
-        welcome_meta_short: edit(&Message::Welcome(Welcome { boot: 1, heartbeat_ms: 1, liveness: 1, max_payload: 1, node: "n" }), 1, |m| { m.pop(); }) => FrameLength;
-        welcome_empty_node: edit(&Message::Welcome(Welcome { boot: 1, heartbeat_ms: 1, liveness: 1, max_payload: 1, node: "n" }), 2, Vec::clear) => Length(Field::Node);
+        welcome_meta_short: edit(&Message::Welcome(Welcome { boot: 1, heartbeat_ms: 1, liveness: 1, max_payload: 1, node: "n", reactors: Reactors::ALONE }), 1, |m| { m.pop(); }) => FrameLength;
+        welcome_empty_node: edit(&Message::Welcome(Welcome { boot: 1, heartbeat_ms: 1, liveness: 1, max_payload: 1, node: "n", reactors: Reactors::ALONE }), 2, Vec::clear) => Length(Field::Node);
         error_detail_too_long: edit(&Message::Error(ErrorReply { code: ErrorCode(1), about: 0, detail: "", conns: List::from(IDS) }), 2, |d| d.resize(257, b'd')) => Length(Field::Detail);
         error_ids_over_cap: edit(&Message::Error(ErrorReply { code: ErrorCode(1), about: 0, detail: "", conns: List::from(IDS) }), 3, |i| i.resize(8 * (MAX_CONN_IDS + 1), 1)) => Length(Field::Affected);
         error_without_ids_frame: resize(&Message::Error(ErrorReply { code: ErrorCode(1), about: 0, detail: "", conns: List::from(IDS) }), None) => FrameCount;

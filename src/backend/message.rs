@@ -1,4 +1,4 @@
-//! The values of backend protocol versions 1 and 2: one type per message,
+//! The values of backend protocol versions 1 to 3: one type per message,
 //! the small enums of the wire format and the caps the codec enforces.
 //!
 //! `docs/protocol.md` is the normative description; every name here is the
@@ -16,8 +16,17 @@ pub const VERSION: u8 = 1;
 /// 13), negotiated in READY.
 pub const VERSION_2: u8 = 2;
 
+/// Protocol version 3: version 2 plus the reactor index and count in
+/// WELCOME (docs/protocol.md section 14).
+pub const VERSION_3: u8 = 3;
+
 /// The versions spoken, as UNSUPPORTED_VERSION lists them.
-pub const VERSIONS_SPOKEN: &str = "1 2";
+pub const VERSIONS_SPOKEN: &str = "1 2 3";
+
+/// Whether `version` is one this codec speaks.
+pub fn is_spoken(version: u8) -> bool {
+    (VERSION..=VERSION_3).contains(&version)
+}
 
 /// Header flag: the last frame of the message is a signature frame.
 pub const FLAG_SIGNED: u8 = 0x01;
@@ -271,6 +280,29 @@ pub struct Welcome<'a> {
     pub max_payload: u32,
     /// The node's name, 1-64 bytes of UTF-8.
     pub node: &'a str,
+    /// Which node of its process this is (version 3; a version 1 or 2
+    /// WELCOME carries none and reads as [`Reactors::ALONE`]).
+    pub reactors: Reactors,
+}
+
+/// A node's place among the reactors of its process (docs/protocol.md
+/// section 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reactors {
+    /// This node's index, below `count`.
+    pub index: u16,
+    /// How many nodes the process runs, at least 1.
+    pub count: u16,
+}
+
+impl Reactors {
+    /// The only node of its process, or one that does not say.
+    pub const ALONE: Reactors = Reactors { index: 0, count: 1 };
+
+    /// Whether `index` names one of `count` reactors.
+    pub fn is_valid(self) -> bool {
+        self.index < self.count
+    }
 }
 
 /// ERROR: why a worker's message was not carried out.

@@ -33,10 +33,11 @@ pub mod link;
 pub mod message;
 pub mod monitor;
 pub mod replay;
+pub mod siblings;
 pub mod signing;
 pub mod worker;
 pub mod zap;
 
 pub use codec::{decode, encode, encode_in, DecodeError, Frames};
-pub use message::{Message, MessageType, MAX_FRAMES, VERSION, VERSION_2};
+pub use message::{Message, MessageType, MAX_FRAMES, VERSION, VERSION_2, VERSION_3};
 pub use signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};

@@ -695,7 +695,7 @@ mod tests {
         key_id_length_lies: |f| f[3][0] = 3 => VerifyError::SignatureFrame;
         only_a_header: |f| f.truncate(1) => VerifyError::SignatureFrame;
         flag_cleared: |f| f[0][2] = 0 => VerifyError::Unsigned;
-        unknown_version: |f| f[0][0] = 3 => VerifyError::Header(DecodeError::UnknownVersion(3));
+        unknown_version: |f| f[0][0] = 4 => VerifyError::Header(DecodeError::UnknownVersion(4));
         no_frames: |f| f.clear() => VerifyError::Header(DecodeError::Header);
     }
 

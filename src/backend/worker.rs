@@ -13,8 +13,12 @@
 //! take within [`Config::send_timeout`] is logged as lost, as a failed
 //! [`Worker::send`] would have been reported to its caller.
 //!
-//! Each link starts in protocol version 2 and falls back to version 1
-//! when the node answers READY with ERROR UNSUPPORTED_VERSION.
+//! Each link starts in protocol version 3 and falls back to the highest
+//! older version the node lists when it answers READY with ERROR
+//! UNSUPPORTED_VERSION. A version 3 WELCOME names the node's place among
+//! the reactors of its process: the worker opens a link to each sibling
+//! it was not given (docs/protocol.md section 14), so one endpoint per
+//! process is enough.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -77,9 +81,11 @@ use super::codec::{decode, encode_in, parse_head, DecodeError, Frames};
 use super::curve::{self, KeyPair};
 use super::message::{
     is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Author, Close,
-    ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Ready, SendTo,
-    Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES, VERSION, VERSION_2,
+    ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Reactors,
+    Ready, SendTo, Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES, VERSION, VERSION_2,
+    VERSION_3,
 };
+use super::siblings::siblings;
 use super::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::ws::CloseCode;
 
@@ -98,6 +104,9 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(32);
 /// frame is disconnected by ZeroMQ, which reconnects.
 pub const DEFAULT_MAX_FRAME: u64 = 64 << 20;
 
+/// Default [`Config::max_nodes`]: a server runs at most 256 reactors.
+pub const DEFAULT_MAX_NODES: usize = 256;
+
 /// Shortest heartbeat interval taken from a WELCOME, so that a zero cannot
 /// make the worker spin.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
@@ -113,8 +122,9 @@ const RECV_BUDGET: usize = 256;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// One endpoint per node (`tcp://host:port` or `ipc://path`); the
-    /// worker connects one DEALER to each. A node's [`NodeId`] is its
-    /// index here.
+    /// worker connects one DEALER to each, and to each sibling reactor a
+    /// version 3 node names, so one endpoint per averyws process is
+    /// enough. A node's [`NodeId`] is its index here.
     pub endpoints: Vec<String>,
     /// The services announced in READY: 1-32 names of
     /// `A-Z a-z 0-9 . _ -`, none reserved (`echo`).
@@ -144,6 +154,11 @@ pub struct Config {
     pub send_timeout: Duration,
     /// Largest frame accepted from a node, in bytes (`ZMQ_MAXMSGSIZE`).
     pub max_frame: u64,
+    /// Most nodes linked at once, the configured endpoints and the
+    /// sibling reactors found since (section 14) together, so that a
+    /// WELCOME claiming 65,535 reactors cannot open as many sockets.
+    /// Default [`DEFAULT_MAX_NODES`].
+    pub max_nodes: usize,
 }
 
 impl Config {
@@ -164,11 +179,13 @@ impl Config {
             reconnect_max: RECONNECT_MAX,
             send_timeout: Duration::from_secs(1),
             max_frame: DEFAULT_MAX_FRAME,
+            max_nodes: DEFAULT_MAX_NODES,
         }
     }
 }
 
-/// A node, by the index of its endpoint in [`Config::endpoints`]. It stays
+/// A node, by the index of its endpoint in [`Config::endpoints`] (siblings
+/// found later come after them, in the order found). It stays
 /// the same across reconnects and node restarts; connection ids do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
@@ -192,6 +209,9 @@ pub struct NodeInfo {
     pub max_payload: u32,
     /// The node's name.
     pub name: String,
+    /// Which reactor of its process the node is ([`Reactors::ALONE`]
+    /// from a node older than version 3).
+    pub reactors: Reactors,
 }
 
 /// What [`Worker::poll`] returns: the node's events, owned.
@@ -432,6 +452,8 @@ pub struct Worker {
     curve: Option<KeyPair>,
     verifier: Option<Verifier>,
     timing: Timing,
+    /// [`Config::max_nodes`].
+    max_nodes: usize,
     /// The outgoing message being sent, reused.
     out: Frames,
     /// The incoming message being handled, reused.
@@ -456,8 +478,8 @@ struct Node {
     sent: Instant,
     /// The wait before the next reconnect.
     backoff: Duration,
-    /// The protocol version of this link: 2 until the node says it
-    /// speaks only 1.
+    /// The protocol version of this link: 3 until the node says it
+    /// speaks only older ones.
     version: u8,
     /// Replies waiting for the end of the turn (version 2).
     batch: BatchBuilder,
@@ -513,6 +535,7 @@ impl Worker {
                 .keys
                 .map(|keys| Verifier::new(keys, instance, config.replay)),
             timing,
+            max_nodes: config.max_nodes,
             out: Frames::new(),
             inbox: Vec::new(),
             pending: VecDeque::new(),
@@ -520,22 +543,8 @@ impl Worker {
             drops: DropLog::default(),
             context: zmq::Context::new(),
         };
-        for (index, endpoint) in config.endpoints.into_iter().enumerate() {
-            let socket = open(&worker.context, &endpoint, &timing, worker.curve.as_ref())?;
-            worker.nodes.push(Node {
-                id: NodeId(index),
-                endpoint,
-                phase: Phase::Linked {
-                    socket,
-                    welcome: None,
-                },
-                heard: now,
-                sent: now,
-                backoff: timing.reconnect_initial,
-                version: VERSION_2,
-                batch: BatchBuilder::default(),
-            });
-            worker.send_ready(index);
+        for endpoint in config.endpoints {
+            worker.add_node(endpoint, now)?;
         }
         info!(
             "worker {:016x} ({}) serving {:?} on {} node(s){}",
@@ -552,12 +561,68 @@ impl Worker {
         Ok(worker)
     }
 
+    /// Open a DEALER to `endpoint` and send READY: a new node, with the
+    /// next [`NodeId`].
+    fn add_node(&mut self, endpoint: String, now: Instant) -> Result<(), WorkerError> {
+        let socket = open(&self.context, &endpoint, &self.timing, self.curve.as_ref())?;
+        let index = self.nodes.len();
+        self.nodes.push(Node {
+            id: NodeId(index),
+            endpoint,
+            phase: Phase::Linked {
+                socket,
+                welcome: None,
+            },
+            heard: now,
+            sent: now,
+            backoff: self.timing.reconnect_initial,
+            version: VERSION_3,
+            batch: BatchBuilder::default(),
+        });
+        self.send_ready(index);
+        Ok(())
+    }
+
+    /// Section 14: link to every sibling of node `index` that no node of
+    /// this worker is linked to yet.
+    fn add_siblings(&mut self, index: usize, reactors: Reactors) {
+        let endpoint = self.nodes[index].endpoint.clone();
+        for sibling in siblings(&endpoint, reactors) {
+            let sibling = match sibling {
+                Ok(sibling) => sibling,
+                Err(reactor) => {
+                    warn!(
+                        "{endpoint}: cannot derive the endpoint of reactor {reactor} of {}: \
+                         give it with --connect",
+                        reactors.count
+                    );
+                    continue;
+                }
+            };
+            if self.nodes.iter().any(|node| node.endpoint == sibling) {
+                continue;
+            }
+            if self.nodes.len() >= self.max_nodes {
+                warn!(
+                    "{sibling}: not linked: {} nodes is the most (max_nodes)",
+                    self.max_nodes
+                );
+                break;
+            }
+            info!("{endpoint}: linking to sibling reactor {sibling}");
+            if let Err(why) = self.add_node(sibling.clone(), Instant::now()) {
+                warn!("{sibling}: cannot link to sibling reactor: {why}");
+            }
+        }
+    }
+
     /// This process's instance id (READY's, random, never 0).
     pub fn instance(&self) -> u64 {
         self.instance
     }
 
-    /// Every node, in [`Config::endpoints`] order.
+    /// Every node: [`Config::endpoints`] in order, then the siblings
+    /// found since (section 14).
     pub fn nodes(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
         self.nodes.iter().map(|node| node.id)
     }
@@ -993,7 +1058,7 @@ impl Worker {
                 node.heard = now;
                 node.sent = now;
                 // The node may have been upgraded meanwhile.
-                node.version = VERSION_2;
+                node.version = VERSION_3;
                 self.send_ready(index);
             }
             Err(why) => {
@@ -1201,6 +1266,7 @@ impl Worker {
                     liveness: welcome_message.liveness.max(1),
                     max_payload: welcome_message.max_payload,
                     name: welcome_message.node.to_owned(),
+                    reactors: welcome_message.reactors,
                 };
                 let new_boot = known.is_some_and(|known| known != info.boot);
                 if known.is_none() {
@@ -1220,9 +1286,11 @@ impl Worker {
                     // nothing then).
                     self.restart(index, "WELCOME from a new boot");
                 }
+                let reactors = info.reactors;
                 if let Phase::Linked { welcome, .. } = &mut self.nodes[index].phase {
                     *welcome = Some(info);
                 }
+                self.add_siblings(index, reactors);
                 // Section 4: a signed node registers this worker once it has
                 // a message signed for its boot; this HEARTBEAT is it.
                 let heartbeat = Message::Heartbeat {
@@ -1325,16 +1393,27 @@ impl Worker {
     }
 
     /// The node speaks an older version than this link's READY (section
-    /// 13): READY again in version 1, if the node lists it.
+    /// 11): READY again in the highest older one it lists.
     fn downgrade(&mut self, index: usize, spoken: &str) {
         let node = &mut self.nodes[index];
-        let v1 = VERSION.to_string();
-        if node.version == VERSION || !spoken.split(' ').any(|v| v == v1) {
+        let older = spoken
+            .split(' ')
+            .filter_map(|version| version.parse::<u8>().ok())
+            .filter(|&version| (VERSION..node.version).contains(&version))
+            .max();
+        let Some(version) = older else {
             warn!("{}: node speaks protocol {spoken:?} only", node.endpoint);
             return;
-        }
-        info!("{}: node speaks protocol 1 only: no batches", node.endpoint);
-        node.version = VERSION;
+        };
+        let without = match version {
+            VERSION => "no batches, no siblings",
+            _ => "no siblings: give every reactor's endpoint",
+        };
+        info!(
+            "{}: node speaks protocol {spoken}: using {version}, {without}",
+            node.endpoint
+        );
+        node.version = version;
         self.send_ready(index);
     }
 
@@ -1489,6 +1568,9 @@ fn check_config(config: &Config) -> Result<(), WorkerError> {
             return fail(format!("node {endpoint} listed twice"));
         }
     }
+    if config.endpoints.len() > config.max_nodes {
+        return fail(format!("more than {} node endpoints", config.max_nodes));
+    }
     if !(1..=MAX_SERVICES).contains(&config.services.len()) {
         return fail(format!("1-{MAX_SERVICES} services needed"));
     }
@@ -1614,8 +1696,9 @@ pub fn default_name(program: &str) -> String {
 /// BYE to every node and exits.
 #[derive(argh::FromArgs, Debug)]
 pub struct WorkerArgs {
-    /// node endpoint to connect to, one DEALER each (repeatable; default
-    /// tcp://127.0.0.1:7100)
+    /// node endpoint to connect to, one DEALER each; one per averyws
+    /// process, whose other reactors are found from it (repeatable;
+    /// default tcp://127.0.0.1:7100)
     #[argh(option)]
     pub connect: Vec<String>,
 

@@ -13,8 +13,8 @@ use super::{Dropped, Edge, Followup, Lost, Node, Time, Wire};
 use crate::access;
 use crate::backend::codec::decode;
 use crate::backend::message::{
-    is_reserved_service, Batch, ErrorCode, ErrorReply, Message, MessageType, Payload, Publish,
-    Ready, FLAG_SIGNED, MAX_CONN_IDS, VERSION, VERSIONS_SPOKEN, VERSION_2,
+    is_reserved_service, is_spoken, Batch, ErrorCode, ErrorReply, Message, MessageType, Payload,
+    Publish, Ready, FLAG_SIGNED, MAX_CONN_IDS, VERSION, VERSIONS_SPOKEN,
 };
 use crate::backend::signing::{Verified, VerifyError};
 
@@ -34,7 +34,7 @@ impl Node {
         let about = header.get(1).copied().unwrap_or(0);
         // Answers go in the version of what they answer, v1 if unknown.
         let (version, unknown_version) = match header.first() {
-            Some(&version @ (VERSION | VERSION_2)) => (version, false),
+            Some(&version) if is_spoken(version) => (version, false),
             Some(_) => (VERSION, true),
             None => (VERSION, false),
         };

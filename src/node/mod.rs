@@ -43,7 +43,7 @@ use log::{info, warn};
 
 use crate::backend::codec::{encode_in, Frames};
 use crate::backend::message::{
-    AclCommand, AuthReply, Author, Message, MessageType, Payload, Welcome,
+    AclCommand, AuthReply, Author, Message, MessageType, Payload, Reactors, Welcome,
 };
 use crate::backend::signing::{KeyRing, ReplayPolicy, Signer, Verifier, VerifyError};
 use crate::config::WorkerLoss;
@@ -81,6 +81,8 @@ pub struct NodeConfig {
     pub max_workers: usize,
     /// Most channel subscriptions of one connection.
     pub max_channels_per_conn: usize,
+    /// Which reactor of its process this node is (WELCOME, version 3).
+    pub reactors: Reactors,
 }
 
 /// The time of an event: the monotonic clock for deadlines, the wall
@@ -532,6 +534,7 @@ impl Node {
             liveness: self.config.liveness,
             max_payload: self.config.max_payload,
             node: &name,
+            reactors: self.config.reactors,
         });
         self.send_to_peer(wire, routing_id, to, &welcome, time);
     }

@@ -16,9 +16,11 @@ use crate::access::{PUBLISH, SUBSCRIBE};
 use crate::backend::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use crate::backend::message::{
     AclCommand, AclOp, AuthReply, Author, Close, Data, Disconnect, ErrorCode, Initiator, List,
-    MessageType, Payload, Publish, Ready, SendTo, Subscription, Welcome,
+    MessageType, Payload, Publish, Reactors, Ready, SendTo, Subscription, Welcome,
 };
-use crate::backend::{decode, encode_in, Frames, KeyRing, Message, Signer, VERSION, VERSION_2};
+use crate::backend::{
+    decode, encode_in, Frames, KeyRing, Message, Signer, VERSION, VERSION_2, VERSION_3,
+};
 use crate::config::WorkerLoss;
 use crate::ws::CloseCode;
 
@@ -158,6 +160,7 @@ enum Reply {
         liveness: u8,
         max_payload: u32,
         node: String,
+        reactors: Reactors,
     },
     Error {
         code: ErrorCode,
@@ -200,6 +203,7 @@ impl From<Message<'_>> for Reply {
                 liveness: w.liveness,
                 max_payload: w.max_payload,
                 node: w.node.to_owned(),
+                reactors: w.reactors,
             },
             Message::Error(e) => Reply::Error {
                 code: e.code,
@@ -235,12 +239,18 @@ impl From<Message<'_>> for Reply {
 
 /// The WELCOME this test node sends (section 3).
 fn welcome() -> Reply {
+    welcome_as(Reactors::ALONE)
+}
+
+/// The WELCOME this test node sends saying `reactors` (section 14).
+fn welcome_as(reactors: Reactors) -> Reply {
     Reply::Welcome {
         boot: BOOT,
         heartbeat_ms: 1000,
         liveness: LIVENESS,
         max_payload: MAX_PAYLOAD,
         node: "node-1".to_owned(),
+        reactors,
     }
 }
 
@@ -321,6 +331,7 @@ impl Harness {
             worker_loss: WorkerLoss::Reassign,
             max_workers: MAX_WORKERS,
             max_channels_per_conn: MAX_CHANNELS_PER_CONN,
+            reactors: Reactors::ALONE,
         };
         edit(&mut config);
         Harness {
@@ -1187,7 +1198,7 @@ fn acl_command_is_admin_only_with_an_admin_key() {
     }
 }
 
-/// Section 10: UNSUPPORTED_VERSION (detail "1 2", signed for recipient 0),
+/// Section 10: UNSUPPORTED_VERSION (detail "1 2 3", signed for recipient 0),
 /// MALFORMED (registered workers only) and UNKNOWN_PEER (signed for the
 /// sender, even for a previous boot while fresh) are sent at most once per
 /// peer and code per heartbeat interval.
@@ -1196,7 +1207,7 @@ fn errors_are_answered_at_most_once_per_interval() {
     let unsupported = err(
         ErrorCode::UNSUPPORTED_VERSION,
         MessageType::Heartbeat,
-        "1 2",
+        "1 2 3",
         &[],
     );
     let why = "fixed-size frame of the wrong length";
@@ -1206,12 +1217,12 @@ fn errors_are_answered_at_most_once_per_interval() {
     let signed_for = |reply: &Reply, to| Some((reply.clone(), Some(to)));
     #[rustfmt::skip]
     let rows: [(&str, NewNode, bool, Build, Answer); 8] = [
-        ("version 3, unregistered",   Harness::new,    false, |_| versioned(3),      unsigned(&unsupported)),
+        ("version 4, unregistered",   Harness::new,    false, |_| versioned(4),      unsigned(&unsupported)),
         ("version 0, registered",     Harness::new,    true,  |_| versioned(0),      unsigned(&unsupported)),
         ("undecodable, registered",   Harness::new,    true,  |_| short_heartbeat(), unsigned(&malformed)),
         ("undecodable, unregistered", Harness::new,    false, |_| short_heartbeat(), None),
         ("a command, unregistered",   Harness::new,    false, |h| h.frames(A, &hi()), unsigned(&unknown)),
-        ("signed: version 3",         Harness::signed, false, |_| versioned(3),      signed_for(&unsupported, 0)),
+        ("signed: version 4",         Harness::signed, false, |_| versioned(4),      signed_for(&unsupported, 0)),
         ("signed: a command, unregistered", Harness::signed, false,
             |h| h.frames(A, &hi()), signed_for(&unknown, A.instance)),
         ("signed: for a previous boot", Harness::signed, false,
@@ -1276,6 +1287,7 @@ fn node_welcome() -> Message<'static> {
         liveness: LIVENESS,
         max_payload: MAX_PAYLOAD,
         node: "node-0",
+        reactors: Reactors::ALONE,
     })
 }
 
@@ -1860,4 +1872,33 @@ fn sends_delivers_each_record_and_names_what_it_could_not() {
     let too_big = err(ErrorCode::TOO_BIG, MessageType::Sends, "", &[2]);
     let missing = err(ErrorCode::NO_SUCH_CONNECTION, MessageType::Sends, "", &[9]);
     assert_eq!(h.replies(V2), [too_big, missing]);
+}
+
+/// A version 3 worker (docs/protocol.md section 14).
+const V3: Peer = Peer {
+    pipe: b"pipe-v3",
+    instance: 0xD3,
+    version: VERSION_3,
+};
+
+/// Section 14: a version 3 READY is welcomed in version 3 with the node's
+/// place among its process's reactors; a version 1 or 2 READY to the same
+/// node gets the WELCOME of its version, which cannot carry it.
+#[test]
+fn a_version_3_welcome_says_which_reactor_of_how_many() {
+    let place = Reactors { index: 1, count: 2 };
+    let mut h = Harness::with(|config| config.reactors = place);
+    for (peer, version, reactors) in [
+        (V3, VERSION_3, place),
+        (V2, VERSION_2, Reactors::ALONE),
+        (A, VERSION, Reactors::ALONE),
+    ] {
+        h.from(peer, &ready(peer.instance, &["chat"]));
+        let sent = h.wire.take(peer.pipe);
+        assert_eq!(sent.len(), 1, "v{version}");
+        assert_eq!(sent[0][0], [version, 0x11, 0], "WELCOME in v{version}");
+        let frames: Vec<&[u8]> = sent[0].iter().map(Vec::as_slice).collect();
+        let welcome = decode(&frames).map(Reply::from);
+        assert_eq!(welcome, Ok(welcome_as(reactors)), "v{version}");
+    }
 }

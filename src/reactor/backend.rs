@@ -113,6 +113,7 @@ pub(super) fn open(
             worker_loss: config.worker_loss,
             max_workers: config.max_workers,
             max_channels_per_conn: config.max_channels_per_conn,
+            reactors: config.reactors,
         },
         random_nonzero(),
     );
