@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::certs::generate_pair;
 use common::clients::{closed, next_chat, say, sync_room, try_read_text};
-use common::procs::{eventually, port, wait_registered, Proc};
+use common::procs::{eventually, port, python_with_zmq, wait_registered, Proc};
 use common::scrape::{per_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
@@ -27,9 +27,11 @@ const MAX_CLIENTS: usize = 64;
 const KEY_1: &str = "k1:0123456789abcdef0123456789abcdef\n";
 const KEY_2: &str = "k2:fedcba9876543210fedcba9876543210\n";
 
+/// One `--connect` is enough: the worker finds reactor 1 from reactor
+/// 0's WELCOME (docs/protocol.md section 14).
 #[test]
 fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
-    let (first, second) = backend_endpoints();
+    let (first, _) = backend_endpoints();
     let server = Server::start(&[
         "--threads",
         "2",
@@ -40,17 +42,7 @@ fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
         "--backend-heartbeat-ms",
         "100",
     ]);
-    let worker = Proc::example(
-        "chat_worker",
-        &[
-            "--connect",
-            &first,
-            "--connect",
-            &second,
-            "--service",
-            "chat",
-        ],
-    );
+    let worker = Proc::example("chat_worker", &["--connect", &first, "--service", "chat"]);
     wait_registered(&server, &worker, 2);
     let mut members = open_on_both(&server, "/chat?room=lobby", 2);
     for ws in &members {
@@ -154,15 +146,9 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
         "--backend-key-file",
         &keys_s,
     ]);
+    // Reactor 1's endpoint alone: the worker derives reactor 0's.
     let worker_args = |key_file: &str| {
-        let args = [
-            "--connect",
-            &first,
-            "--connect",
-            &second,
-            "--service",
-            "wecho",
-        ];
+        let args = ["--connect", &second, "--service", "wecho"];
         let mut args: Vec<String> = args.map(str::to_owned).to_vec();
         args.extend(["--key-file".to_owned(), key_file.to_owned()]);
         args
@@ -216,6 +202,35 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
     let traffic = traffic.stop();
     assert!(traffic.rounds > 0);
     assert_eq!(traffic.failures, Vec::<String>::new());
+}
+
+/// The Python worker, given reactor 0's endpoint only, links to both
+/// reactors (section 14) and echoes for clients of each.
+#[test]
+fn a_python_worker_given_one_endpoint_serves_both_reactors() {
+    if !python_with_zmq() {
+        return;
+    }
+    let (first, second) = backend_endpoints();
+    let server = Server::start(&[
+        "--threads",
+        "2",
+        "--route",
+        "/py=pyecho",
+        "--backend-bind",
+        &first,
+        "--backend-heartbeat-ms",
+        "100",
+    ]);
+    let worker = Proc::python(&["--connect", &first, "--service", "pyecho"]);
+    wait_registered(&server, &worker, 2);
+    let linked = format!("linking to sibling reactor {second}");
+    eventually(LIMIT, || worker.line(&linked))
+        .unwrap_or_else(|| panic!("no {linked:?}: {}", worker.log()));
+    for (i, mut ws) in open_on_both(&server, "/py", 2).into_iter().enumerate() {
+        let text = format!("client {i}");
+        assert_eq!(say(&mut ws, &text), text, "client {i}: {}", worker.log());
+    }
 }
 
 #[test]

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """An averyws backend worker in Python: every client message goes back to
-the connection it came from (docs/protocol.md, backend protocol v2 with
-v1 fallback).
+the connection it came from (docs/protocol.md, backend protocol v3 with
+v2 and v1 fallback).
 
     python3 examples/python/echo_worker.py --connect tcp://127.0.0.1:7100 \\
         --service worker-echo [--key-file FILE]
 
 The same flags as examples/echo_worker.rs: --connect is repeatable (one
-DEALER per node), --service too; --key-file signs and verifies every
+DEALER per node; one endpoint of a process with several reactors is
+enough, the others are found, section 14), --service too; --key-file signs and verifies every
 message when the nodes have --backend-key-file, and connects with CURVE
 keys derived from it (section 1; --no-curve for nodes run with
 --backend-no-curve). SIGINT or SIGTERM sends BYE
@@ -17,10 +18,11 @@ It does what section 12's sketch leaves out: every node, heartbeats both
 ways, node death and restart with the Paranoid Pirate backoff (1 s doubling
 to 32 s), every key of the key file for verification, a replay window per
 sender, and dropping (counted, logged at most once per reason and node
-every 10 s) what does not check out. Each link starts in protocol version 2
-(section 13: a batch of client messages in one MESSAGES, echoed as one
-SENDS) and falls back to version 1 when the node answers READY with ERROR
-UNSUPPORTED_VERSION. Python 3.11; pyzmq is the only package beyond the
+every 10 s) what does not check out. Each link starts in protocol version 3
+(section 14: WELCOME names the node's sibling reactors, linked to as well;
+section 13: a batch of client messages in one MESSAGES, echoed as one
+SENDS) and falls back to the highest older version the node lists when it
+answers READY with ERROR UNSUPPORTED_VERSION. Python 3.11; pyzmq is the only package beyond the
 standard library (pip install pyzmq).
 """
 
@@ -39,12 +41,13 @@ import time
 import zmq
 from zmq.utils import z85
 
-V1, V2 = 1, 2
+V1, V2, V3 = 1, 2, 3
 FLAG_SIGNED = 0x01
 HEARTBEAT, BYE, READY, WELCOME, ERROR = 0x01, 0x02, 0x10, 0x11, 0x12
 CONNECT, MESSAGE, DISCONNECT, MESSAGES, SEND, SENDS = 0x20, 0x21, 0x22, 0x24, 0x30, 0x36
 FROM_NODE = {V1: {HEARTBEAT, BYE, WELCOME, ERROR, CONNECT, MESSAGE, DISCONNECT}}
 FROM_NODE[V2] = FROM_NODE[V1] | {MESSAGES}
+FROM_NODE[V3] = FROM_NODE[V2]
 UNSUPPORTED_VERSION, UNKNOWN_PEER, RESERVED_SERVICE = 1, 2, 3
 TEXT, BINARY = 1, 2
 RECORD = struct.Struct(">QBI")  # section 13: conn, kind, length, then the payload
@@ -70,6 +73,7 @@ SEND_TIMEOUT_MS = 1000        # a full pipe to a node (section 7)
 BYE_LINGER_MS = 1000          # let BYE leave before the socket closes
 LOG_EVERY = 10.0
 RECV_BUDGET = 256             # messages per socket per loop turn
+MAX_NODES = 256               # configured and sibling nodes together (section 14)
 
 log = logging.getLogger("echo_worker")
 
@@ -166,7 +170,7 @@ class Node:
         self.endpoint = endpoint
         self.sock = None
         self.info = None          # WELCOME: boot, heartbeat, liveness, max_payload, name
-        self.version = V2         # until the node says it speaks only 1
+        self.version = V3         # until the node says it speaks only older ones
         self.heard = self.sent = time.monotonic()
         self.backoff = RECONNECT_INITIAL
         self.retry_at = 0.0
@@ -209,7 +213,7 @@ class Worker:
             sock.curve_serverkey = CURVE_SERVER_KEY
             sock.curve_publickey, sock.curve_secretkey = self.curve
         sock.connect(node.endpoint)
-        node.sock, node.info, node.version = sock, None, V2
+        node.sock, node.info, node.version = sock, None, V3
         node.heard = node.sent = time.monotonic()
         self.send_ready(node)
 
@@ -295,7 +299,7 @@ class Worker:
         body, sender = self.check(frames)
         kind = frames[0][1]
         known = node.info["boot"] if node.info else None
-        parsed = decode(kind, body)
+        parsed = decode(frames[0][0], kind, body)
         # The signature binds the message to the sender's boot.
         if sender is not None:
             if kind in (HEARTBEAT, WELCOME):
@@ -321,10 +325,14 @@ class Worker:
             node.info = parsed
             # Section 4: a signed node registers us once we sign for its boot.
             self.send(node, HEARTBEAT, [struct.pack(">Q", self.instance)])
+            self.add_siblings(node, *parsed["reactors"])
         elif kind == ERROR and parsed["code"] == UNSUPPORTED_VERSION and known is None:
-            if node.version == V2 and "1" in parsed["detail"].split():
-                log.info("%s: node speaks protocol 1 only: no batches", node.endpoint)
-                node.version = V1
+            spoken = [int(v) for v in parsed["detail"].split() if v.isdigit()]
+            older = [v for v in spoken if V1 <= v < node.version]
+            if older:
+                node.version = max(older)
+                log.info("%s: node speaks protocol %s: using %d", node.endpoint,
+                         parsed["detail"], node.version)
                 self.send_ready(node)
         elif kind == ERROR and parsed["code"] == UNKNOWN_PEER:
             if known is not None:         # else the READY keepalive is coming
@@ -378,6 +386,24 @@ class Worker:
             entry[0], entry[1] = 0, now
 
     # --- node state ---
+
+    def add_siblings(self, node, reactor, reactors):
+        """Section 14: link to every other reactor of node's process that
+        no node of this worker is linked to yet."""
+        for other in range(reactors):
+            if other == reactor:
+                continue
+            endpoint = sibling(node.endpoint, reactor, other)
+            if endpoint is None:
+                log.warning("%s: cannot derive the endpoint of reactor %d of %d: give it "
+                            "with --connect", node.endpoint, other, reactors)
+            elif all(known.endpoint != endpoint for known in self.nodes):
+                if len(self.nodes) >= MAX_NODES:
+                    log.warning("%s: not linked: %d nodes is the most", endpoint, MAX_NODES)
+                    return
+                log.info("%s: linking to sibling reactor %s", node.endpoint, endpoint)
+                self.nodes.append(Node(len(self.nodes), endpoint))
+                self.open(self.nodes[-1])
 
     def restart(self, node, why):
         """The node restarted or forgot this worker: drop its connections'
@@ -456,7 +482,25 @@ class Worker:
         log.info("worker %016x left", self.instance)
 
 
-def decode(kind, body):
+def sibling(endpoint, reactor, other):
+    """The endpoint of reactor `other` of the process in which reactor
+    `reactor` binds `endpoint` (sections 1 and 14), or None."""
+    if endpoint.startswith("ipc://"):
+        suffix = f".{reactor}"
+        if reactor and not endpoint.endswith(suffix):
+            return None
+        base = endpoint[:-len(suffix)] if reactor else endpoint
+        return f"{base}.{other}" if other else base
+    host, colon, port = endpoint.partition("tcp://")[2].rpartition(":")
+    if not endpoint.startswith("tcp://") or not colon or not port.isdigit():
+        return None
+    base = int(port) - reactor
+    if not 0 < int(port) <= 65535 or base < 1 or base + other > 65535:
+        return None
+    return f"tcp://{host}:{base + other}"
+
+
+def decode(version, kind, body):
     """The fields of a node's message; raises Drop when it is malformed."""
 
     def need(ok, what="wrong frames"):
@@ -477,11 +521,13 @@ def decode(kind, body):
         need(not body)
         return {}
     if kind == WELCOME:
-        need(len(body) == 2 and len(body[0]) == 17)
-        boot, heartbeat_ms, max_payload, liveness = struct.unpack(">QIIB", body[0])
+        need(len(body) == 2 and len(body[0]) == (21 if version >= V3 else 17))
+        boot, heartbeat_ms, max_payload, liveness = struct.unpack_from(">QIIB", body[0])
+        reactors = struct.unpack_from(">HH", body[0], 17) if version >= V3 else (0, 1)
+        need(reactors[0] < reactors[1], "reactor index past the count")
         return {"boot": boot, "heartbeat": max(heartbeat_ms / 1000, MIN_HEARTBEAT),
                 "liveness": max(liveness, 1), "max_payload": max_payload,
-                "name": text(body[1], 1, 64, "node name")}
+                "name": text(body[1], 1, 64, "node name"), "reactors": reactors}
     if kind == ERROR:
         need(len(body) == 3 and len(body[0]) == 3)
         code, about = struct.unpack(">HB", body[0])
