@@ -1,16 +1,18 @@
 //! The README works as written: its worker example, read from README.md
 //! itself, is run command for command (the server and the Rust workers as
-//! built by this test run, the Python worker where pyzmq is installed),
+//! built by this test run, the Python package installed into a fresh
+//! venv where Python is at hand),
 //! and serves what the text around it says. And what the server says at
 //! start about the ACL: the development ACL without `--acl`, a route no
 //! role may connect to with one.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::clients::{next_chat, say, sync_room};
-use common::procs::{python_with_zmq, wait_registered, Proc};
+use common::procs::{install_python_package, python_with_zmq, wait_registered, Proc};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
 
@@ -40,7 +42,10 @@ fn readme_worker_example() -> Vec<Vec<String>> {
 enum Command {
     Server(Vec<String>),
     Example(String, Vec<String>),
-    Python(Vec<String>),
+    /// `pip install PATH`, relative to the checkout: into a fresh venv.
+    PipInstall(String),
+    /// `python3 -m MODULE ARGS`, run by that venv's interpreter.
+    PythonModule(String, Vec<String>),
 }
 
 fn parse(words: &[String]) -> Command {
@@ -51,8 +56,9 @@ fn parse(words: &[String]) -> Command {
         ["cargo", "run", "--release", "--example", name, "--", ref args @ ..] => {
             Command::Example(name.to_owned(), owned(args))
         }
-        ["python3", "examples/python/echo_worker.py", ref args @ ..] => {
-            Command::Python(owned(args))
+        ["pip", "install", package] => Command::PipInstall(package.to_owned()),
+        ["python3", "-m", module, ref args @ ..] => {
+            Command::PythonModule(module.to_owned(), owned(args))
         }
         _ => panic!("a README command this test does not know: {words:?}"),
     }
@@ -81,12 +87,21 @@ fn the_readme_worker_example_serves_as_written() {
     );
 
     let mut workers = Vec::new();
+    let (python_dir, mut venv) = (TempDir::new(), None);
     for command in &commands[1..] {
         match command {
             Command::Server(_) => panic!("a second server in the example"),
             Command::Example(name, args) => workers.push(Proc::example(name, args)),
-            Command::Python(args) if python_with_zmq() => workers.push(Proc::python(args)),
-            Command::Python(_) => {}
+            Command::PipInstall(package) if python_with_zmq() => {
+                let package = Path::new(env!("CARGO_MANIFEST_DIR")).join(package);
+                venv = Some(install_python_package(python_dir.path(), &package));
+            }
+            Command::PythonModule(module, args) if python_with_zmq() => {
+                let python = venv.as_ref().expect("the README installs the package first");
+                let mut command = std::process::Command::new(python);
+                workers.push(Proc::spawn(command.arg("-m").arg(module).args(args)));
+            }
+            Command::PipInstall(_) | Command::PythonModule(..) => {}
         }
     }
     // Every worker reaches both reactors' nodes.

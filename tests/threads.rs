@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use common::certs::generate_pair;
 use common::clients::{closed, next_chat, say, sync_room, try_read_text};
-use common::procs::{eventually, port, python_with_zmq, wait_registered, Proc};
+use common::procs::{
+    eventually, install_python_package, port, python_with_zmq, wait_registered, Proc,
+};
 use common::scrape::{per_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
@@ -204,32 +206,60 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
     assert_eq!(traffic.failures, Vec::<String>::new());
 }
 
-/// The Python worker, given reactor 0's endpoint only, links to both
-/// reactors (section 14) and echoes for clients of each.
+/// The Python package, installed with pip into a fresh virtual
+/// environment, serves a two-reactor server through one `--connect`: its
+/// echo worker answers clients of both reactors, and its chat worker
+/// relays between room members on different reactors (docs/protocol.md
+/// section 14).
 #[test]
-fn a_python_worker_given_one_endpoint_serves_both_reactors() {
+fn the_installed_python_package_serves_both_reactors_through_one_connect() {
     if !python_with_zmq() {
         return;
     }
+    let venv = TempDir::new();
+    let package = concat!(env!("CARGO_MANIFEST_DIR"), "/python/averyws-worker");
+    let python = install_python_package(venv.path(), package.as_ref());
     let (first, second) = backend_endpoints();
     let server = Server::start(&[
         "--threads",
         "2",
         "--route",
         "/py=pyecho",
+        "--route",
+        "/chat=pychat",
         "--backend-bind",
         &first,
         "--backend-heartbeat-ms",
         "100",
     ]);
-    let worker = Proc::python(&["--connect", &first, "--service", "pyecho"]);
-    wait_registered(&server, &worker, 2);
+    let worker = |module: &str, service: &str| {
+        let args = ["-m", module, "--connect", &first, "--service", service];
+        Proc::spawn(std::process::Command::new(&python).args(args))
+    };
+    let (echo, chat) = (
+        worker("averyws_worker.echo", "pyecho"),
+        worker("averyws_worker.chat", "pychat"),
+    );
     let linked = format!("linking to sibling reactor {second}");
-    eventually(LIMIT, || worker.line(&linked))
-        .unwrap_or_else(|| panic!("no {linked:?}: {}", worker.log()));
+    for worker in [&echo, &chat] {
+        wait_registered(&server, worker, 2);
+        eventually(LIMIT, || worker.line(&linked))
+            .unwrap_or_else(|| panic!("no {linked:?}: {}", worker.log()));
+    }
     for (i, mut ws) in open_on_both(&server, "/py", 2).into_iter().enumerate() {
         let text = format!("client {i}");
-        assert_eq!(say(&mut ws, &text), text, "client {i}: {}", worker.log());
+        assert_eq!(say(&mut ws, &text), text, "client {i}: {}", echo.log());
+    }
+    let mut members = open_on_both(&server, "/chat?room=lobby", 1);
+    for ws in &members {
+        let joined = format!("(127.0.0.1:{}) joins", port(ws));
+        eventually(LIMIT, || chat.line(&joined))
+            .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", chat.log()));
+    }
+    sync_room(&mut members);
+    members[0].send(Ws::Text("hello, room".into())).expect("send");
+    for (i, ws) in members.iter_mut().enumerate().skip(1) {
+        assert_eq!(next_chat(ws), "hello, room", "member {i}: {}", chat.log());
     }
 }
 

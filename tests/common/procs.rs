@@ -112,6 +112,25 @@ impl Drop for Proc {
 
 /// Whether the Python worker can run here: `python3` on `PATH` imports
 /// `zmq` ([`python_imports`]).
+/// `python3 -m venv` in `dir`, then `pip install PACKAGE` into it (a
+/// fresh environment: pip fetches the build backend and pyzmq): the
+/// environment's interpreter.
+pub fn install_python_package(dir: &std::path::Path, package: &std::path::Path) -> PathBuf {
+    let venv = dir.join("venv");
+    let run = |command: &mut Command, what: &str| {
+        let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{what} failed: {log}");
+    };
+    run(
+        Command::new("python3").arg("-m").arg("venv").arg(&venv),
+        "python3 -m venv",
+    );
+    let mut pip = Command::new(venv.join("bin/pip"));
+    run(pip.args(["install", "--quiet"]).arg(package), "pip install");
+    venv.join("bin/python3")
+}
+
 pub fn python_with_zmq() -> bool {
     python_imports("zmq", "pyzmq")
 }
