@@ -330,8 +330,8 @@ impl EchoWorker {
     }
 
     fn rust(link: &Link) -> EchoWorker {
-        use averyws::backend::worker::{echo, Config, Worker};
         use averyws::backend::KeyRing;
+        use averyws_worker::{echo, Config, Worker};
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut config = Config::new(vec![link.endpoint.clone()], vec!["worker-echo".to_owned()]);
         config.keys = link.keys.as_ref().map(|path| {

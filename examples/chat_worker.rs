@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use averyws::backend::message::ErrorCode;
-use averyws::backend::worker::{self, Connected, Event, Handler, NodeId, Worker};
 use averyws::ws::CloseCode;
+use averyws_worker::{self as worker, Connected, Event, Handler, NodeId, Worker};
 use log::{debug, info, warn};
 
 /// The room of a connection without a `room` query parameter.

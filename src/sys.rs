@@ -1,7 +1,5 @@
-//! The few operating-system facts std and mio do not expose, and the one
-//! libsodium call no safe wrapper offers. This is the crate's only
-//! `unsafe` code: one `getsockopt(TCP_INFO)` call and one
-//! `crypto_scalarmult_base`.
+//! The few operating-system facts std and mio do not expose. This is the
+//! crate's only `unsafe` code: one `getsockopt(TCP_INFO)` call.
 #![allow(unsafe_code)]
 
 use std::os::fd::AsRawFd;
@@ -37,22 +35,6 @@ pub fn tcp_path(socket: &impl AsRawFd) -> Option<Path> {
 /// limit: every connection is a file descriptor.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
-}
-
-/// The X25519 public key of a 32-byte secret (libsodium's
-/// `crypto_scalarmult_base`, which clamps the secret as X25519 does).
-pub fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
-    let mut public = [0u8; 32];
-    // SAFETY: sodium_init may be called any number of times, from any
-    // thread; both buffers are 32 bytes (crypto_scalarmult_BYTES and
-    // crypto_scalarmult_SCALARBYTES), live for the call and do not overlap.
-    let rc = unsafe {
-        libsodium_sys::sodium_init();
-        libsodium_sys::crypto_scalarmult_base(public.as_mut_ptr(), secret.as_ptr())
-    };
-    // It fails only for an all-zero result, which no clamped scalar gives.
-    debug_assert_eq!(rc, 0);
-    public
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use averyws::auth::acl_file;
 use averyws::backend::message::{AclOp, AclStatus, ErrorCode, MessageType};
-use averyws::backend::worker::{Config, Event, NodeId, Worker};
 use averyws::backend::KeyRing;
+use averyws_worker::{Config, Event, NodeId, Worker};
 use common::{
     assert_echo, free_endpoint, read_close, read_response_head, send, status, upgrade_request,
     utf8, Server, TempDir, TEXT,

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use averyws::backend::message::{ErrorCode, Payload};
-use averyws::backend::worker::{Config, Connected, Event, Worker};
+use averyws_worker::{Config, Connected, Event, Worker};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::tokens::{now, sign, token, SECRET};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use averyws::backend::worker::{Config, Connected, Event, NodeId, Worker};
+use averyws_worker::{Config, Connected, Event, NodeId, Worker};
 use common::{
     client_frame, free_endpoint, read_response_head, send, status, upgrade_request, utf8, Server,
     TempDir, TEXT,

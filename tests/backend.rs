@@ -1,6 +1,6 @@
 //! The backend link end to end (docs/protocol.md): the real binary on
 //! loopback, real ZeroMQ workers and real TLS WebSocket clients. Workers
-//! are the `averyws::backend::worker` library on threads, the reference
+//! are the `averyws_worker` library on threads, the reference
 //! example binaries (`echo_worker`, `chat_worker`), the Python worker, and
 //! raw DEALER sockets for what no well-behaved worker sends.
 //!
@@ -21,9 +21,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use averyws::backend::message::{ErrorCode, Initiator, Payload};
-use averyws::backend::worker::{Connected, Event, OwnedPayload, Worker};
 use averyws::backend::{Frames, KeyRing, Message, MessageType, VERSION};
 use averyws::ws::CloseCode;
+use averyws_worker::{Connected, Event, OwnedPayload, Worker};
 use common::clients::{assert_silent, closed, next_chat, read_text, say, sync_room, QUIET};
 use common::nodes::{link_args, log_line, node, wait_ready, HEARTBEAT};
 use common::procs::{eventually, join, port, proc_status_kib, python_with_zmq, Proc};

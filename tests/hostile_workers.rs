@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use averyws::backend::curve;
 use averyws::backend::message::{ErrorCode, MessageType};
-use averyws::backend::worker::{Event, Worker};
 use averyws::backend::Message;
+use averyws_worker::{Event, Worker};
 use common::clients::{assert_silent, closed, read_text, say};
 use common::nodes::{bound_endpoint, link_args, log_line, node, wait_ready};
 use common::procs::proc_status_kib;

@@ -97,7 +97,9 @@ fn the_readme_worker_example_serves_as_written() {
                 venv = Some(install_python_package(python_dir.path(), &package));
             }
             Command::PythonModule(module, args) if python_with_zmq() => {
-                let python = venv.as_ref().expect("the README installs the package first");
+                let python = venv
+                    .as_ref()
+                    .expect("the README installs the package first");
                 let mut command = std::process::Command::new(python);
                 workers.push(Proc::spawn(command.arg("-m").arg(module).args(args)));
             }

@@ -257,7 +257,9 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
             .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", chat.log()));
     }
     sync_room(&mut members);
-    members[0].send(Ws::Text("hello, room".into())).expect("send");
+    members[0]
+        .send(Ws::Text("hello, room".into()))
+        .expect("send");
     for (i, ws) in members.iter_mut().enumerate().skip(1) {
         assert_eq!(next_chat(ws), "hello, room", "member {i}: {}", chat.log());
     }

@@ -1,6 +1,6 @@
 //! The worker side of the backend protocol (docs/protocol.md), without a
 //! node: each test binds a real ZeroMQ ROUTER on loopback and plays the
-//! node with the codec, against `averyws::backend::worker` (the library
+//! node with the codec, against `averyws_worker` (the library
 //! the reference workers are built on, running the echo worker's own
 //! handler) and against `examples/python/echo_worker.py`.
 //!
@@ -25,11 +25,11 @@ use averyws::backend::message::{
     Connect, Data, ErrorCode, ErrorReply, List, MessageType, Payload, Reactors, Welcome,
 };
 use averyws::backend::siblings::sibling;
-use averyws::backend::worker::{self, Config, Event, NodeId, Worker, WorkerError};
 use averyws::backend::{
     decode, encode, encode_in, Frames, KeyRing, Message, ReplayPolicy, Signer, Verifier, VERSION,
     VERSION_2, VERSION_3,
 };
+use averyws_worker::{self as worker, Config, Event, NodeId, Worker, WorkerError};
 use common::procs::{join, python_with_zmq};
 
 /// How long to wait for something that should happen.
@@ -1084,7 +1084,7 @@ impl Drop for Running {
     }
 }
 
-/// What `averyws::backend::worker` logged in this test binary, a line a
+/// What `averyws_worker` logged in this test binary, a line a
 /// record: the worker's own account of what it decided (the backoff it
 /// waits), which no stopwatch on a busy machine can tell exactly.
 static WORKER_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -1094,7 +1094,7 @@ struct WorkerLog;
 
 impl log::Log for WorkerLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("averyws::backend::worker")
+        metadata.target().starts_with("averyws_worker")
     }
 
     fn log(&self, record: &log::Record<'_>) {

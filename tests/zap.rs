@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use averyws::backend::cidr::{Allowlist, Cidr};
-use averyws::backend::worker::{self, Config, NodeId, Worker};
 use averyws::backend::zap::{self, Policy, ZapHandler, ZapStats};
+use averyws_worker::{self as worker, Config, NodeId, Worker};
 use common::clients::{closed, say};
 use common::nodes::bound_endpoint;
 use common::procs::{eventually, join};

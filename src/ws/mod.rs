@@ -3,7 +3,7 @@
 //! Nothing here touches a socket, a clock or randomness, so every part is
 //! unit-testable, fuzzable and benchmarkable on its own.
 
-pub mod close;
+pub use averyws_protocol::close;
 pub mod decoder;
 pub mod encoder;
 pub mod frame;

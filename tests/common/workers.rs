@@ -1,4 +1,4 @@
-//! Library workers (`averyws::backend::worker`) on the test's own
+//! Library workers (`averyws_worker`) on the test's own
 //! threads: each event goes to a handler, then to the test.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -8,8 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use averyws::backend::message::Payload;
-use averyws::backend::worker::{Config, Event, Worker};
 use averyws::backend::KeyRing;
+use averyws_worker::{Config, Event, Worker};
 
 use super::procs::join;
 

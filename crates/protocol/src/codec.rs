@@ -22,7 +22,7 @@ use super::message::{
     MessageType, Payload, Publish, Reactors, Ready, SendTo, Subscription, Welcome, ACL_ARGS,
     CONNECT_REASSIGNED, FLAG_SIGNED, MAX_FRAMES, PUBLISH_AUTHORED, VERSION, VERSION_2, VERSION_3,
 };
-use crate::ws::CloseCode;
+use crate::close::CloseCode;
 
 /// Frame buffers above this capacity are released by [`Frames::clear`], so
 /// one large payload does not pin its memory.
@@ -30,7 +30,6 @@ const KEEP_CAPACITY: usize = 64 << 10;
 
 /// Why frames are not a valid v1 message (from [`decode`]), or why a value
 /// cannot be written as one (from [`encode`]).
-#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeError {
     /// No frames, or a version 1 header frame that is not 3 bytes.
@@ -967,7 +966,7 @@ fn initiator(byte: u8) -> Result<Initiator, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::message::{
+    use crate::message::{
         HttpHeader, MAX_ACL_NAMES, MAX_CONN_IDS, MAX_HEADERS, MAX_ROLES, MAX_SERVICES,
     };
 
@@ -1236,7 +1235,7 @@ mod tests {
     /// MESSAGES and SENDS round-trip; v1 refuses what it cannot carry.
     #[test]
     fn version_2_round_trips_and_v1_refuses_its_additions() {
-        let mut batch = crate::backend::batch::BatchBuilder::default();
+        let mut batch = crate::batch::BatchBuilder::default();
         batch.push(7, Payload::Text("hi"));
         let roles = ["admin", "ops"];
         let authored = Message::Publish(Publish {
@@ -1303,7 +1302,7 @@ mod tests {
     /// v1 and v2 leave out; the document's example.
     #[test]
     fn version_3_is_version_2_with_the_reactors_in_welcome() {
-        let mut batch = crate::backend::batch::BatchBuilder::default();
+        let mut batch = crate::batch::BatchBuilder::default();
         batch.push(7, Payload::Text("hi"));
         let mut out = Frames::new();
         for message in samples().into_iter().chain([Message::Sends(batch.batch())]) {

@@ -69,7 +69,6 @@ struct Key {
 }
 
 /// Why a key file was refused; `line` counts from 1.
-#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFileError {
     /// The line has no `:`.
@@ -343,7 +342,6 @@ impl std::fmt::Debug for KeyId {
 
 /// Why a message failed verification. Every variant means "drop it, count
 /// it, log it (rate-limited)"; none is fatal.
-#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyError {
     /// The header frame is not a v1 header ([`DecodeError::Header`],
@@ -547,8 +545,8 @@ fn key_id_ok(id: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::codec::decode;
-    use crate::backend::message::{Data, List, Payload, Ready, VERSION};
+    use crate::codec::decode;
+    use crate::message::{Data, List, Payload, Ready, VERSION};
 
     const KEYS: &[u8] = b"k1:0123456789abcdef0123456789abcdef\n";
     const NODE: u64 = 0x0102_0304_0506_0708;

@@ -7,7 +7,7 @@
 
 pub use super::batch::Batch;
 use super::batch::MAX_BATCH_BYTES;
-use crate::ws::CloseCode;
+use crate::close::CloseCode;
 
 /// Protocol version 1, byte 0 of every header frame of a v1 link.
 pub const VERSION: u8 = 1;
@@ -59,7 +59,6 @@ pub const MAX_ACL_NAMES: usize = 32;
 pub const ACL_ARGS: usize = 3;
 
 /// The type byte of a message (byte 1 of the header frame).
-#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageType {
     /// 0x01, both ways: "I am alive".
@@ -472,8 +471,7 @@ pub struct AclCommand<'a> {
 }
 
 /// An ACL operation, with the semantics of the engine's method of the
-/// same name ([`crate::auth::acl::Acl`]).
-#[non_exhaustive]
+/// same name (averyws's `auth::acl::Acl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AclOp {
     /// 1: `allow(roles, resources, permissions)`.
@@ -639,7 +637,6 @@ pub(super) fn is_name(bytes: &[u8]) -> bool {
 }
 
 /// A string or list of a message, named for errors, with its length bounds.
-#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     /// READY's worker name: 1-64 bytes.

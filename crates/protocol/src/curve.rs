@@ -21,8 +21,6 @@
 use hmac::Mac;
 use sha2::{Digest, Sha256};
 
-use crate::sys::x25519_public;
-
 /// The label hashed into the node's CURVE secret.
 pub const SERVER_LABEL: &[u8] = b"averyws backend CURVE server key 1";
 
@@ -104,6 +102,22 @@ pub fn connect_as(socket: &zmq::Socket, client: &KeyPair) -> zmq::Result<()> {
     socket.set_curve_serverkey(&KeyPair::server().public)?;
     socket.set_curve_publickey(&client.public)?;
     socket.set_curve_secretkey(&client.secret)
+}
+
+/// The X25519 public key of a 32-byte secret (libsodium's
+/// `crypto_scalarmult_base`, which clamps the secret as X25519 does).
+fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
+    let mut public = [0u8; 32];
+    // SAFETY: sodium_init may be called any number of times, from any
+    // thread; both buffers are 32 bytes (crypto_scalarmult_BYTES and
+    // crypto_scalarmult_SCALARBYTES), live for the call and do not overlap.
+    let rc = unsafe {
+        libsodium_sys::sodium_init();
+        libsodium_sys::crypto_scalarmult_base(public.as_mut_ptr(), secret.as_ptr())
+    };
+    // It fails only for an all-zero result, which no clamped scalar gives.
+    debug_assert_eq!(rc, 0);
+    public
 }
 
 #[cfg(test)]
