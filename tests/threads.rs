@@ -18,14 +18,12 @@ use common::clients::{closed, next_chat, say, sync_room, try_read_text};
 use common::procs::{
     eventually, install_python_package, port, python_with_zmq, wait_registered, Proc,
 };
-use common::scrape::{per_reactor, sample_sum, scrape};
+use common::scrape::{open_on_every_reactor, sample_sum, scrape};
 use common::{Server, TempDir, WebSocket};
 use tungstenite::Message as Ws;
 
 /// How long to wait for something that should happen.
 const LIMIT: Duration = Duration::from_secs(10);
-/// Clients opened at most while looking for enough on every reactor.
-const MAX_CLIENTS: usize = 64;
 const KEY_1: &str = "k1:0123456789abcdef0123456789abcdef\n";
 const KEY_2: &str = "k2:fedcba9876543210fedcba9876543210\n";
 
@@ -33,7 +31,7 @@ const KEY_2: &str = "k2:fedcba9876543210fedcba9876543210\n";
 /// 0's WELCOME (docs/protocol.md section 14).
 #[test]
 fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
-    let (first, _) = backend_endpoints();
+    let (first, _) = common::two_reactor_endpoints();
     let server = Server::start(&[
         "--threads",
         "2",
@@ -46,7 +44,7 @@ fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
     ]);
     let worker = Proc::example("chat_worker", &["--connect", &first, "--service", "chat"]);
     wait_registered(&server, &worker, 2);
-    let mut members = open_on_both(&server, "/chat?room=lobby", 2);
+    let mut members = open_on_every_reactor(&server, "/chat?room=lobby", 2);
     for ws in &members {
         let joined = format!("(127.0.0.1:{}) joins", port(ws));
         eventually(LIMIT, || worker.line(&joined))
@@ -100,14 +98,14 @@ fn sighup_reloads_certificate_and_acl_on_every_reactor_under_traffic() {
         "/echo2=echo",
     ];
     let server = Server::start_in(dir, cert.clone(), &args);
-    let traffic = Traffic::start(open_on_both(&server, "/echo", 2));
-    let mut doomed = open_on_both(&server, "/echo2", 2);
+    let traffic = Traffic::start(open_on_every_reactor(&server, "/echo", 2));
+    let mut doomed = open_on_every_reactor(&server, "/echo2", 2);
 
     // The certificate: connections on both reactors now trust only `b`.
     std::fs::write(&cert, &b.cert).expect("write");
     std::fs::write(&key, &b.key).expect("write");
     reload(&server, "certificate reloaded");
-    let fresh = open_on_both(&server, "/echo", 2);
+    let fresh = open_on_every_reactor(&server, "/echo", 2);
     for mut ws in fresh {
         let leaf = ws.get_ref().conn.peer_certificates().expect("certificate")[0].to_vec();
         assert_eq!(leaf, b.der.to_vec());
@@ -127,7 +125,7 @@ fn sighup_reloads_certificate_and_acl_on_every_reactor_under_traffic() {
 
 #[test]
 fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file() {
-    let (first, second) = backend_endpoints();
+    let (first, second) = common::two_reactor_endpoints();
     let dir = TempDir::new();
     let [keys, old, new] = ["node.keys", "old.keys", "new.keys"].map(|f| dir.path().join(f));
     std::fs::write(&keys, KEY_1).expect("write");
@@ -155,10 +153,10 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
         args.extend(["--key-file".to_owned(), key_file.to_owned()]);
         args
     };
-    let traffic = Traffic::start(open_on_both(&server, "/echo", 2));
+    let traffic = Traffic::start(open_on_every_reactor(&server, "/echo", 2));
     let old_worker = Proc::example("echo_worker", &worker_args(&old_s));
     wait_registered(&server, &old_worker, 2);
-    for mut ws in open_on_both(&server, "/w", 1) {
+    for mut ws in open_on_every_reactor(&server, "/w", 1) {
         assert_eq!(say(&mut ws, "signed with k1"), "signed with k1");
     }
 
@@ -174,7 +172,7 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
         kept.contains("node.keys: line 2: ") && kept.contains(" WARN "),
         "{kept}"
     );
-    for mut ws in open_on_both(&server, "/w", 1) {
+    for mut ws in open_on_every_reactor(&server, "/w", 1) {
         assert_eq!(say(&mut ws, "still k1"), "still k1");
     }
     let log = server.log();
@@ -198,7 +196,7 @@ fn sighup_rotates_backend_keys_on_every_reactor_and_keeps_them_on_a_broken_file(
     server
         .wait_log("silent past its liveness", LIMIT)
         .unwrap_or_else(|| panic!("the k1 worker lives on: {:#?}", server.log()));
-    for mut ws in open_on_both(&server, "/w", 1) {
+    for mut ws in open_on_every_reactor(&server, "/w", 1) {
         assert_eq!(say(&mut ws, "signed with k2"), "signed with k2");
     }
     let traffic = traffic.stop();
@@ -219,7 +217,7 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
     let venv = TempDir::new();
     let package = concat!(env!("CARGO_MANIFEST_DIR"), "/python/averyws-worker");
     let python = install_python_package(venv.path(), package.as_ref());
-    let (first, second) = backend_endpoints();
+    let (first, second) = common::two_reactor_endpoints();
     let server = Server::start(&[
         "--threads",
         "2",
@@ -246,11 +244,14 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
         eventually(LIMIT, || worker.line(&linked))
             .unwrap_or_else(|| panic!("no {linked:?}: {}", worker.log()));
     }
-    for (i, mut ws) in open_on_both(&server, "/py", 2).into_iter().enumerate() {
+    for (i, mut ws) in open_on_every_reactor(&server, "/py", 2)
+        .into_iter()
+        .enumerate()
+    {
         let text = format!("client {i}");
         assert_eq!(say(&mut ws, &text), text, "client {i}: {}", echo.log());
     }
-    let mut members = open_on_both(&server, "/chat?room=lobby", 1);
+    let mut members = open_on_every_reactor(&server, "/chat?room=lobby", 1);
     for ws in &members {
         let joined = format!("(127.0.0.1:{}) joins", port(ws));
         eventually(LIMIT, || chat.line(&joined))
@@ -269,7 +270,7 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
 fn sigterm_drains_clients_on_every_reactor() {
     // A route makes the harness open the ACL, metrics included.
     let mut server = Server::start(&["--threads", "2", "--route", "/echo=echo"]);
-    let clients = open_on_both(&server, "/echo", 2);
+    let clients = open_on_every_reactor(&server, "/echo", 2);
     server.signal("TERM");
     for mut ws in clients {
         assert_eq!(closed(&mut ws).0, 1001);
@@ -302,42 +303,6 @@ fn connection_limits_hold_for_the_process_not_per_reactor() {
 }
 
 // ------------------------------------------------------------- helpers
-
-/// Backend endpoints for two reactors: one from the harness for reactor
-/// 0, and the name reactor 1 binds beside it (`NAME.1` for `ipc://`).
-fn backend_endpoints() -> (String, String) {
-    let first = common::free_endpoint();
-    let second = format!("{first}.1");
-    (first, second)
-}
-
-/// Opens WebSocket clients on `path` until every reactor has upgraded at
-/// least `each` of them, judged by the 101 count per reactor.
-fn open_on_both(server: &Server, path: &str, each: usize) -> Vec<WebSocket> {
-    let upgraded = || {
-        let (status, _, body) = scrape(server, None);
-        assert_eq!(status, 200, "guests may read the metrics here");
-        per_reactor(
-            &body,
-            "averyws_upgrade_responses_total",
-            &["status=\"101\""],
-        )
-    };
-    let before = upgraded();
-    let mut clients = Vec::new();
-    while clients.len() < MAX_CLIENTS {
-        clients.push(server.ws(path));
-        if clients.len() < 2 * each {
-            continue;
-        }
-        let now = upgraded();
-        let mut spread = now.iter().zip(&before).map(|(n, b)| n - b);
-        if now.len() == 2 && spread.all(|n| n >= each as u64) {
-            return clients;
-        }
-    }
-    panic!("{MAX_CLIENTS} clients did not reach both reactors");
-}
 
 /// Sends SIGHUP and waits for `answer`, which is logged once every
 /// reactor has the new state.

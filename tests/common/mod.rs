@@ -521,6 +521,14 @@ pub fn free_endpoint() -> String {
     format!("ipc://@averyws-test-{}-{n}", std::process::id())
 }
 
+/// Backend endpoints for two reactors: one from [`free_endpoint`] for
+/// reactor 0, and the name reactor 1 binds beside it (`NAME.1`).
+pub fn two_reactor_endpoints() -> (String, String) {
+    let first = free_endpoint();
+    let second = format!("{first}.1");
+    (first, second)
+}
+
 /// A temp path as the UTF-8 string a command line takes.
 pub fn utf8(path: &Path) -> String {
     path.to_str().expect("UTF-8 temp path").to_owned()

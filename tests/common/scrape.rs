@@ -3,7 +3,7 @@
 
 use std::io::{ErrorKind, Read};
 
-use super::{send, status, Server, TlsStream};
+use super::{send, status, Server, TlsStream, WebSocket};
 
 /// Sends `GET /metrics` (with a bearer token if given) and reads the
 /// answer to its end: the status, the head and the body.
@@ -145,4 +145,37 @@ pub fn per_reactor(body: &str, name: &str, labels: &[&str]) -> Vec<u64> {
         sums.push(values.iter().sum());
     }
     sums
+}
+
+/// Clients opened at most while looking for enough on every reactor.
+const MAX_CLIENTS: usize = 64;
+
+/// Opens WebSocket clients on `path` until both reactors of a
+/// `--threads 2` server have upgraded at least `each` of them, judged by
+/// the 101 count per reactor (the kernel picks the reactor by a hash of
+/// the client's address and port).
+pub fn open_on_every_reactor(server: &Server, path: &str, each: usize) -> Vec<WebSocket> {
+    let upgraded = || {
+        let (status, _, body) = scrape(server, None);
+        assert_eq!(status, 200, "guests may read the metrics here");
+        per_reactor(
+            &body,
+            "averyws_upgrade_responses_total",
+            &["status=\"101\""],
+        )
+    };
+    let before = upgraded();
+    let mut clients = Vec::new();
+    while clients.len() < MAX_CLIENTS {
+        clients.push(server.ws(path));
+        if clients.len() < 2 * each {
+            continue;
+        }
+        let now = upgraded();
+        let mut spread = now.iter().zip(&before).map(|(n, b)| n - b);
+        if now.len() == 2 && spread.all(|n| n >= each as u64) {
+            return clients;
+        }
+    }
+    panic!("{MAX_CLIENTS} clients did not reach both reactors");
 }

@@ -113,14 +113,17 @@ use averyws_protocol::batch::{BatchBuilder, MAX_BATCHED_PAYLOAD};
 use averyws_protocol::codec::{decode, encode_in, parse_head, DecodeError, Frames};
 use averyws_protocol::curve::{self, KeyPair};
 use averyws_protocol::message::{
-    is_reserved_service, is_service_name, AclCommand, AclOp, AclStatus, AuthReply, Author, Close,
-    ErrorCode, HttpHeader, Initiator, List, Message, MessageType, Payload, Publish, Reactors,
-    Ready, SendTo, Subscription, MAX_CONN_IDS, MAX_FRAMES, MAX_SERVICES, VERSION, VERSION_2,
-    VERSION_3,
+    is_reserved_service, is_service_name, AclCommand, AuthReply, Author, Close, HttpHeader, List,
+    Message, MessageType, Publish, Reactors, Ready, SendTo, Subscription, MAX_CONN_IDS, MAX_FRAMES,
+    MAX_SERVICES, VERSION, VERSION_2, VERSION_3,
 };
 use averyws_protocol::siblings::siblings;
-pub use averyws_protocol::signing::{KeyRing, ReplayPolicy};
 use averyws_protocol::signing::{Signer, Verifier, VerifyError};
+// What the API below names, so a worker needs no other crate of ours; the
+// rest of the protocol is `averyws_worker::protocol`.
+pub use averyws_protocol as protocol;
+pub use averyws_protocol::message::{AclOp, AclStatus, ErrorCode, Initiator, Payload};
+pub use averyws_protocol::signing::{KeyRing, ReplayPolicy};
 pub use averyws_protocol::CloseCode;
 
 mod cli;
