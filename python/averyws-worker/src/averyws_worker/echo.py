@@ -32,11 +32,10 @@ class Echo(Handler):
     def on_batch(self, worker, node, batch):
         limit = worker.nodes[node].info["max_payload"]
         frame = batch["frame"]
-        if any(len(raw(payload)) > limit for _, _, payload in batch["records"]):
+        if any(len(data) > limit for _, _, data in batch["records"]):
             log.warning("%s: a message over max_payload, not echoed", worker.endpoint(node))
-            frame = b"".join(RECORD.pack(conn, kind, len(raw(payload))) + raw(payload)
-                             for conn, kind, payload in batch["records"]
-                             if len(raw(payload)) <= limit)
+            frame = b"".join(RECORD.pack(conn, kind, len(data)) + data
+                             for conn, kind, data in batch["records"] if len(data) <= limit)
         if frame:
             worker.send_raw_batch(node, frame)
 

@@ -229,7 +229,9 @@ def decode(version: int, kind: int, body: list[bytes]) -> dict:
             at += RECORD.size
             need(conn != 0 and payload_kind in (TEXT, BINARY), "record meta")
             need(length <= len(frame) - at, "record cut short")
-            found.append((conn, payload_kind, payload(payload_kind, frame[at:at + length])))
+            data = frame[at:at + length]
+            payload(payload_kind, data)  # a text record must be UTF-8
+            found.append((conn, payload_kind, data))
             at += length
         return {"frame": frame, "records": found}
     if kind == DISCONNECT:

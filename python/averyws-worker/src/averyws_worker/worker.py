@@ -24,7 +24,7 @@ from .protocol import (BYE, CLOSE, CONNECT, CURVE_SERVER_KEY, DISCONNECT, ERROR,
                        FROM_NODE, HEARTBEAT, KEY_ID, MAC_LEN, MAX_BATCH, MAX_FRAMES, MESSAGE,
                        MESSAGES, NAME, NEWEST, PUBLISH, PUBLISH_AUTHORED, READY, RECORD,
                        RESERVED_SERVICE, SEND, SENDS, SKEW_MS, SUBSCRIBE, UNKNOWN_PEER,
-                       UNSUBSCRIBE, UNSUPPORTED_VERSION, V1, V2, WELCOME, Drop, KeyRing,
+                       UNSUBSCRIBE, UNSUPPORTED_VERSION, TEXT, V1, V2, WELCOME, Drop, KeyRing,
                        ReplayTable, decode, kind_of, mac, now_ms, records, sibling)
 
 DEFAULT_HEARTBEAT = 1.0       # seconds, until WELCOME says otherwise
@@ -67,10 +67,11 @@ class Handler:
         pass
 
     def on_batch(self, worker: "Worker", node: int, batch: dict) -> None:
-        """A MESSAGES batch: `batch["records"]` is [(conn, kind, payload)];
-        by default each goes to on_message in order."""
-        for conn, _, payload in batch["records"]:
-            self.on_message(worker, node, conn, payload)
+        """A MESSAGES batch: `batch["records"]` is [(conn, kind, bytes)],
+        `batch["frame"]` the records frame as it came; by default each
+        record goes to on_message in order, text as str."""
+        for conn, kind, data in batch["records"]:
+            self.on_message(worker, node, conn, data.decode() if kind == TEXT else data)
 
     def on_disconnect(self, worker: "Worker", node: int, conn: int, code: int,
                       reason: str) -> None:
