@@ -659,11 +659,10 @@ fn a_signed_node_without_curve_serves_workers_without_it() {
         let text = format!("unsigned handshake {round}");
         assert_eq!(say(&mut ws, &text), text);
     }
-    let failed = log_line(&server, 0, "a peer's handshake on ");
-    assert!(
-        failed.contains("security mechanism is not the node's"),
-        "{failed}"
-    );
+    // The CURVE worker's handshake fails on the mechanism (a loaded
+    // machine may log a NO_DETAIL failure of the same peer first).
+    let failed = log_line(&server, 0, "security mechanism is not the node's");
+    assert!(failed.contains("a peer's handshake on "), "{failed}");
     let log = server.log();
     let tag = curve_worker.ready_tag();
     assert!(
