@@ -264,6 +264,11 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
     for (i, ws) in members.iter_mut().enumerate().skip(1) {
         assert_eq!(next_chat(ws), "hello, room", "member {i}: {}", chat.log());
     }
+    // A room whose channel name would pass 256 bytes: the package's
+    // close() ends the client with the chat worker's code and reason.
+    let mut refused = server.ws(&format!("/chat?room={}", "r".repeat(300)));
+    let expected = (1008, "invalid room name".to_owned());
+    assert_eq!(closed(&mut refused), expected, "{}", chat.log());
 }
 
 #[test]
