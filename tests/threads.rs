@@ -45,11 +45,7 @@ fn both_reactors_serve_and_a_publish_reaches_subscribers_on_both() {
     let worker = Proc::example("chat_worker", &["--connect", &first, "--service", "chat"]);
     wait_registered(&server, &worker, 2);
     let mut members = open_on_every_reactor(&server, "/chat?room=lobby", 2);
-    for ws in &members {
-        let joined = format!("(127.0.0.1:{}) joins", port(ws));
-        eventually(LIMIT, || worker.line(&joined))
-            .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", worker.log()));
-    }
+    wait_joined(&worker, &members);
     sync_room(&mut members);
     // The worker publishes on every node: members on both reactors get
     // each line once, the sender none.
@@ -252,11 +248,7 @@ fn the_installed_python_package_serves_both_reactors_through_one_connect() {
         assert_eq!(say(&mut ws, &text), text, "client {i}: {}", echo.log());
     }
     let mut members = open_on_every_reactor(&server, "/chat?room=lobby", 1);
-    for ws in &members {
-        let joined = format!("(127.0.0.1:{}) joins", port(ws));
-        eventually(LIMIT, || chat.line(&joined))
-            .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", chat.log()));
-    }
+    wait_joined(&chat, &members);
     sync_room(&mut members);
     members[0]
         .send(Ws::Text("hello, room".into()))
@@ -308,6 +300,15 @@ fn connection_limits_hold_for_the_process_not_per_reactor() {
 }
 
 // ------------------------------------------------------------- helpers
+
+/// Waits until the chat `worker` has logged each member's join.
+fn wait_joined(worker: &Proc, members: &[WebSocket]) {
+    for ws in members {
+        let joined = format!("(127.0.0.1:{}) joins", port(ws));
+        eventually(LIMIT, || worker.line(&joined))
+            .unwrap_or_else(|| panic!("nobody subscribed {joined}: {}", worker.log()));
+    }
+}
 
 /// Sends SIGHUP and waits for `answer`, which is logged once every
 /// reactor has the new state.

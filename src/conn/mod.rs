@@ -48,12 +48,14 @@ mod delegate;
 mod guard;
 mod scrape;
 mod serve;
+mod short_read;
 
 use backlog::Backlog;
 use delegate::AuthWait;
 pub use guard::{Eviction, Guard};
 use serve::{Next, Serving};
 pub use serve::{Target, WorkerSession};
+use short_read::ShortRead;
 
 use log::debug;
 use mio::net::TcpStream;
@@ -1154,28 +1156,4 @@ fn write_plaintext(tls: &mut ServerConnection, data: &[u8]) -> usize {
         }
     }
     written
-}
-
-/// A reader that says whether its last read returned less than it was
-/// asked for, which on a TCP socket means the receive queue was empty.
-struct ShortRead<'a, R> {
-    inner: &'a mut R,
-    drained: bool,
-}
-
-impl<'a, R: io::Read> ShortRead<'a, R> {
-    fn new(inner: &'a mut R) -> Self {
-        ShortRead {
-            inner,
-            drained: false,
-        }
-    }
-}
-
-impl<R: io::Read> io::Read for ShortRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.drained = 0 < n && n < buf.len();
-        Ok(n)
-    }
 }

@@ -1,4 +1,4 @@
-//! Encode and decode protocol v1 and v2 messages to and from ZeroMQ
+//! Encode and decode protocol v1 to v3 messages to and from ZeroMQ
 //! frames, as `docs/protocol.md` lays them out.
 //!
 //! Sans-IO: [`decode`] takes the frames of one multipart message (the
