@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::backend::endpoint::is_local_endpoint;
 use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
     Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
@@ -293,8 +294,18 @@ pub enum Exit {
 /// listener address serves well, low enough to catch a typo.
 const MAX_THREADS: usize = 256;
 
-/// Parses `args` (without the program name) into a validated [`Config`].
-pub fn parse(program: &str, args: &[&str]) -> Result<Config, Exit> {
+/// What the command line asks for: the server's configuration, and how
+/// to log (kept apart so that the configuration holds no logging types).
+#[derive(Debug)]
+pub struct Launch {
+    /// The validated server configuration.
+    pub config: Config,
+    /// Log level, line format and where the access log goes.
+    pub logging: Settings,
+}
+
+/// Parses `args` (without the program name) into a validated [`Launch`].
+pub fn parse(program: &str, args: &[&str]) -> Result<Launch, Exit> {
     let parsed = Args::from_args(&[program], args).map_err(|early| match early.status {
         Ok(()) => Exit::Info(early.output),
         Err(()) => Exit::Usage(first_line(&early.output)),
@@ -302,7 +313,7 @@ pub fn parse(program: &str, args: &[&str]) -> Result<Config, Exit> {
     if parsed.version {
         return Err(Exit::Info(version()));
     }
-    parsed.into_config().map_err(Exit::Usage)
+    parsed.into_launch().map_err(Exit::Usage)
 }
 
 /// What `--version` prints: `averyws <version>`.
@@ -315,8 +326,32 @@ fn first_line(text: &str) -> String {
 }
 
 impl Args {
+    /// Checks the combination of flags and builds the [`Launch`].
+    pub fn into_launch(mut self) -> Result<Launch, String> {
+        let logging = self.logging()?;
+        Ok(Launch {
+            config: self.into_config()?,
+            logging,
+        })
+    }
+
+    /// Log settings: `--log-level`, else `RUST_LOG`, else info.
+    fn logging(&mut self) -> Result<Settings, String> {
+        Ok(Settings {
+            level: match (self.log_level.take(), std::env::var("RUST_LOG")) {
+                (Some(spec), _) => spec,
+                (None, Ok(text)) => {
+                    LevelSpec::from_env(&text).map_err(|e| format!("RUST_LOG: {e}"))?
+                }
+                (None, Err(_)) => LevelSpec::new(log::LevelFilter::Info),
+            },
+            format: self.log_format,
+            access: self.access_log.take().unwrap_or_default(),
+        })
+    }
+
     /// Checks the combination of flags and builds the [`Config`].
-    pub fn into_config(mut self) -> Result<Config, String> {
+    fn into_config(mut self) -> Result<Config, String> {
         let mut routes: Vec<Route> = std::mem::take(&mut self.route)
             .into_iter()
             .map(|r| r.0)
@@ -456,17 +491,6 @@ impl Args {
                 auth_timeout: Duration::from_millis(self.auth_timeout_ms),
                 auth_routes: self.auth_route,
             },
-            logging: Settings {
-                level: match (self.log_level, std::env::var("RUST_LOG")) {
-                    (Some(spec), _) => spec,
-                    (None, Ok(text)) => {
-                        LevelSpec::from_env(&text).map_err(|e| format!("RUST_LOG: {e}"))?
-                    }
-                    (None, Err(_)) => LevelSpec::new(log::LevelFilter::Info),
-                },
-                format: self.log_format,
-                access: self.access_log.unwrap_or_default(),
-            },
         })
     }
 
@@ -554,23 +578,6 @@ impl Args {
     }
 }
 
-/// Whether an endpoint only takes peers on this machine: `ipc://`, or
-/// `tcp://` on a loopback address.
-pub fn is_local_endpoint(endpoint: &str) -> bool {
-    if endpoint.starts_with("ipc://") {
-        return true;
-    }
-    let Some(rest) = endpoint.strip_prefix("tcp://") else {
-        return false;
-    };
-    let host = rest.rsplit_once(':').map_or(rest, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,7 +591,7 @@ mod tests {
 
     #[test]
     fn no_arguments_serve_echo_with_a_development_certificate() {
-        let config = parse("averyws", &[]).expect("defaults are valid");
+        let config = parse("averyws", &[]).expect("defaults are valid").config;
         assert_eq!(config.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(config.tls, TlsSource::Development { out: None });
         assert_eq!(
@@ -596,7 +603,9 @@ mod tests {
 
     #[test]
     fn routes_replace_the_default() {
-        let config = parse("averyws", &["--route", "/a=echo", "--route", "/b=echo"]).unwrap();
+        let config = parse("averyws", &["--route", "/a=echo", "--route", "/b=echo"])
+            .unwrap()
+            .config;
         assert!(config.route("/echo").is_none());
         assert!(config.route("/a").is_some() && config.route("/b").is_some());
     }
@@ -669,11 +678,11 @@ mod tests {
 
     #[test]
     fn log_settings_default_to_text_in_the_main_log() {
-        let config = parse("averyws", &[]).expect("defaults are valid");
-        assert_eq!(config.logging.format, Format::Text);
-        assert_eq!(config.logging.access, AccessLog::Main);
-        let config = parse("averyws", &["--log-format", "json", "--access-log", "-"]).unwrap();
-        assert_eq!(config.logging.format, Format::Json);
-        assert_eq!(config.logging.access, AccessLog::Stdout);
+        let launch = parse("averyws", &[]).expect("defaults are valid");
+        assert_eq!(launch.logging.format, Format::Text);
+        assert_eq!(launch.logging.access, AccessLog::Main);
+        let launch = parse("averyws", &["--log-format", "json", "--access-log", "-"]).unwrap();
+        assert_eq!(launch.logging.format, Format::Json);
+        assert_eq!(launch.logging.access, AccessLog::Stdout);
     }
 }

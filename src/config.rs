@@ -38,8 +38,6 @@ pub struct Config {
     pub backend: Option<Backend>,
     /// Where tokens and the ACL come from.
     pub auth: Auth,
-    /// Log level, line format and where the access log goes.
-    pub logging: crate::logging::Settings,
 }
 
 /// The source of the server certificate.

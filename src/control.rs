@@ -25,8 +25,8 @@ use crate::auth::token::Verifier;
 use crate::backend::signing::KeyRing;
 use crate::config::Protection;
 use crate::metrics::ReactorMetrics;
+use crate::outcome::Refusal;
 use crate::pace::Crowd;
-use crate::reactor::accounting::Refusal;
 use census::Census;
 
 /// How long a publisher waits for every reactor to adopt a change: a

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::info;
 
-use crate::conn::{Closer, Conn};
+use crate::outcome::{AccessRecord, Closer};
 
 pub use filter::LevelSpec;
 pub use format::Format;
@@ -133,29 +133,29 @@ fn line_at_once(stream: impl std::io::Write + Send + 'static) -> fern::Output {
 const LINE_BUFFER: usize = 4096;
 
 /// Writes the access-log line of a connection that has ended.
-pub fn access(conn: &Conn, now: Instant) {
-    let stats = conn.stats();
-    let (code, closer) = match conn.close() {
+pub fn access(record: &AccessRecord<'_>) {
+    let (code, closer) = match record.close {
         Some((code, Closer::Client)) => (code, "client"),
         Some((code, Closer::Server)) => (code, "server"),
         Some((code, Closer::Worker)) => (code, "worker"),
         None => (1006, "client"),
     };
+    let stats = &record.stats;
     info!(
         target: ACCESS_TARGET,
         "peer={} path={} user={} subprotocol={} duration_ms={} bytes_in={} bytes_out={} messages_in={} messages_out={} close={} closed_by={} evicted={}",
-        conn.peer(),
-        conn.path().unwrap_or("-"),
-        Field(conn.identity().map_or("-", |identity| identity.user())),
-        conn.subprotocol().unwrap_or("-"),
-        conn.age(now).as_millis(),
+        record.peer,
+        record.path.unwrap_or("-"),
+        Field(record.user.unwrap_or("-")),
+        record.subprotocol.unwrap_or("-"),
+        record.duration.as_millis(),
         stats.bytes_in,
         stats.bytes_out,
         stats.messages_in,
         stats.messages_out,
         code,
         closer,
-        conn.eviction().map_or("-", |reason| reason.as_str()),
+        record.eviction.map_or("-", |reason| reason.as_str()),
     );
 }
 

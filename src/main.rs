@@ -21,8 +21,8 @@ fn main() -> ExitCode {
     if let Some((&"acl", acl_args)) = rest.split_first() {
         return averyws::auth::check::run(acl_args);
     }
-    let config = match cli::parse(program, &rest) {
-        Ok(config) => config,
+    let launch = match cli::parse(program, &rest) {
+        Ok(launch) => launch,
         Err(Exit::Info(text)) => {
             println!("{text}");
             return ExitCode::SUCCESS;
@@ -32,7 +32,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = averyws::logging::init_with(&config.logging) {
+    let config = launch.config;
+    if let Err(e) = averyws::logging::init_with(&launch.logging) {
         eprintln!("averyws: cannot start logging: {e}");
         return ExitCode::FAILURE;
     }

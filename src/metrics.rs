@@ -7,12 +7,12 @@
 //! reactor. A value read mid-update is at most one event old.
 
 pub mod render;
+pub mod scrape_request;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::conn::{Eviction, Stats};
-use crate::reactor::accounting::Refusal;
+use crate::outcome::{Eviction, Refusal, Stats};
 
 /// A monotonic count written by one thread.
 #[derive(Debug, Default)]

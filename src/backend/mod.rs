@@ -8,7 +8,8 @@
 pub use averyws_protocol::{batch, codec, curve, message, replay, siblings, signing};
 
 pub mod cidr;
-pub mod link;
+pub mod endpoint;
+pub mod key_file;
 pub mod monitor;
 pub mod zap;
 

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use super::serve::forwarded_headers;
 use crate::access::Identity;
-use crate::backend::link::Backend;
 use crate::backend::message::{Auth, AuthReply};
+use crate::link::Backend;
 use crate::ws::upgrade::{Rejection, Request};
 
 /// An upgrade waiting for the auth service's verdict.

@@ -6,60 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::pace::{Crowd, Pace, Path, Unit};
 
-/// Why the server ended a connection to protect itself or other clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Eviction {
-    /// No first byte of a TLS flight or of the upgrade request in time.
-    FirstByte,
-    /// A TLS handshake flight arrived below the minimum rate.
-    SlowHandshake,
-    /// The upgrade request arrived below the minimum rate.
-    SlowUpgrade,
-    /// A WebSocket frame arrived below the minimum rate.
-    SlowFrame,
-    /// No completed upgrade within the handshake timeout.
-    HandshakeTimeout,
-    /// Output queued beyond the cap, or not draining at the minimum rate.
-    SlowConsumer,
-    /// More messages than the per-connection rate limit.
-    RateLimited,
-    /// No inbound traffic within the idle timeout.
-    Idle,
-}
-
-impl Eviction {
-    /// Every reason, for counters indexed by [`Eviction::index`].
-    pub const ALL: [Eviction; 8] = [
-        Eviction::FirstByte,
-        Eviction::SlowHandshake,
-        Eviction::SlowUpgrade,
-        Eviction::SlowFrame,
-        Eviction::HandshakeTimeout,
-        Eviction::SlowConsumer,
-        Eviction::RateLimited,
-        Eviction::Idle,
-    ];
-
-    /// Position in [`Eviction::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Name for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Eviction::FirstByte => "first_byte_timeout",
-            Eviction::SlowHandshake => "slow_tls_handshake",
-            Eviction::SlowUpgrade => "slow_upgrade_request",
-            Eviction::SlowFrame => "slow_frame",
-            Eviction::HandshakeTimeout => "handshake_timeout",
-            Eviction::SlowConsumer => "slow_consumer",
-            Eviction::RateLimited => "message_rate",
-            Eviction::Idle => "idle_timeout",
-        }
-    }
-}
-
 /// What the client owes the server next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owed {

@@ -41,7 +41,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod backlog;
 mod delegate;
@@ -52,7 +52,7 @@ mod short_read;
 
 use backlog::Backlog;
 use delegate::AuthWait;
-pub use guard::{Eviction, Guard};
+pub use guard::Guard;
 use serve::{Next, Serving};
 pub use serve::{Target, WorkerSession};
 use short_read::ShortRead;
@@ -64,11 +64,12 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::access::{self, Access, Identity};
 use crate::auth::token::TokenError;
-use crate::backend::link::Backend;
 use crate::backend::message::{AuthReply, Initiator, Payload};
 use crate::config::{Config, Service};
-use crate::metrics::{ReactorMetrics, TokenOutcome};
+use crate::link::Backend;
+use crate::metrics::{scrape_request, ReactorMetrics, TokenOutcome};
 use crate::node::connections::Outcome;
+use crate::outcome::{AccessRecord, Closer, Eviction, Stats};
 use crate::pace::{Crowd, Unit};
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{encoder, CloseCode, Decoder, OpCode};
@@ -104,30 +105,6 @@ pub struct Shared<'a> {
     pub metrics: &'a ReactorMetrics,
     /// The process's control state, for every reactor's metrics.
     pub control: &'a crate::control::Control,
-}
-
-/// Who ended the WebSocket session, for the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closer {
-    /// The client sent Close or hung up.
-    Client,
-    /// The server sent Close, refused the upgrade or timed out.
-    Server,
-    /// A backend worker's CLOSE.
-    Worker,
-}
-
-/// Counters for the access log.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    /// TLS bytes received.
-    pub bytes_in: u64,
-    /// TLS bytes sent.
-    pub bytes_out: u64,
-    /// Data messages received.
-    pub messages_in: u64,
-    /// Data messages sent.
-    pub messages_out: u64,
 }
 
 /// A client connection.
@@ -279,11 +256,6 @@ impl Conn {
         }
     }
 
-    /// The close code and who closed, once known.
-    pub fn close(&self) -> Option<(u16, Closer)> {
-        self.close
-    }
-
     /// The connection's id on the backend link.
     pub fn id(&self) -> u64 {
         self.id
@@ -413,9 +385,18 @@ impl Conn {
         self.stats
     }
 
-    /// How long the connection has lived at `now`.
-    pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.accepted_at)
+    /// What the access log records about the connection at `now`.
+    pub fn record(&self, now: Instant) -> AccessRecord<'_> {
+        AccessRecord {
+            peer: self.peer,
+            path: self.path.as_deref(),
+            user: self.identity.as_ref().map(Identity::user),
+            subprotocol: self.subprotocol.as_deref(),
+            duration: now.saturating_duration_since(self.accepted_at),
+            stats: self.stats,
+            close: self.close,
+            eviction: self.eviction(),
+        }
     }
 
     /// True once the reactor should drop the connection.
@@ -827,7 +808,7 @@ impl Conn {
                     allowed_origins: &config.allowed_origins,
                     subprotocols: &config.subprotocols,
                 };
-                if let Some(scrape) = upgrade::parse_scrape(head, &policy) {
+                if let Some(scrape) = scrape_request::parse_scrape(head, cap) {
                     return self.scrape(&scrape, sh);
                 }
                 let mut request = match upgrade::parse(head, &policy) {

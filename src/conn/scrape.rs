@@ -6,7 +6,8 @@
 use super::{count_token, Closer, Conn, Shared};
 use crate::access;
 use crate::metrics::render::{render, CONTENT_TYPE};
-use crate::ws::upgrade::{Rejection, Scrape, METRICS_PATH};
+use crate::metrics::scrape_request::{Scrape, METRICS_PATH};
+use crate::ws::upgrade::Rejection;
 
 /// The ACL resource a scrape needs [`READ`] on.
 pub const METRICS_RESOURCE: &str = "metrics";

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use super::{Guard, Stats};
 use crate::access::Identity;
-use crate::backend::link::Backend;
 use crate::backend::message::Payload;
+use crate::link::Backend;
 use crate::node::sessions::ConnectInfo;
 use crate::ws::upgrade::Request;
 use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};

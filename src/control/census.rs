@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::config::Protection;
+use crate::outcome::Refusal;
 use crate::pace::Crowd;
-use crate::reactor::accounting::Refusal;
 
 /// Connections held, in handshake, and per client address.
 #[derive(Debug, Default)]

@@ -88,7 +88,7 @@ impl Reloader {
             }
         }
         if let Some(path) = &self.key_file {
-            match crate::reactor::read_keys(path, &self.admin_keys) {
+            match crate::backend::key_file::read_keys(path, &self.admin_keys) {
                 Ok(ring) => {
                     let ids: Vec<&str> = ring.key_ids().collect();
                     let what = format!(

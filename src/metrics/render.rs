@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::{ReactorMetrics, TURN_BUCKETS_US, UPGRADE_STATUSES};
-use crate::conn::Eviction;
-use crate::reactor::accounting::Refusal;
+use crate::outcome::Eviction;
+use crate::outcome::Refusal;
 
 /// The `Content-Type` of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

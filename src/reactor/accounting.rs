@@ -6,38 +6,9 @@ use std::time::Instant;
 
 use log::warn;
 
-use crate::conn::Eviction;
 use crate::logging::LogBudget;
 use crate::metrics::ReactorMetrics;
-
-/// Why a connection was refused at accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `--max-connections` reached.
-    MaxConnections,
-    /// `--max-connections-per-ip` reached for the client's address.
-    MaxConnectionsPerIp,
-    /// `--max-pending-handshakes` reached.
-    MaxPendingHandshakes,
-}
-
-impl Refusal {
-    /// Every reason, for counters indexed by `reason as usize`.
-    pub const ALL: [Refusal; 3] = [
-        Refusal::MaxConnections,
-        Refusal::MaxConnectionsPerIp,
-        Refusal::MaxPendingHandshakes,
-    ];
-
-    /// Name for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::MaxConnections => "max_connections",
-            Refusal::MaxConnectionsPerIp => "max_connections_per_ip",
-            Refusal::MaxPendingHandshakes => "max_pending_handshakes",
-        }
-    }
-}
+use crate::outcome::{Eviction, Refusal};
 
 /// Totals since start, by reason, kept in the reactor's metrics.
 #[derive(Debug)]

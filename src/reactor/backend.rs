@@ -5,7 +5,6 @@
 //! ACL commands.
 
 use std::io;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -18,13 +17,14 @@ use super::{Reactor, Slot};
 use crate::access::{Access, Identity};
 use crate::backend::cidr::Allowlist;
 use crate::backend::curve;
-use crate::backend::link::{random_nonzero, Backend, Link, LinkConfig};
+use crate::backend::endpoint::is_local_endpoint;
+use crate::backend::key_file::read_keys;
 use crate::backend::message::{Author, Message, Payload};
 use crate::backend::signing::KeyRing;
 use crate::backend::zap::{self, Policy, ZapHandler};
-use crate::cli::is_local_endpoint;
 use crate::config;
 use crate::conn::Conn;
+use crate::link::{random_nonzero, Backend, Link, LinkConfig};
 use crate::metrics::ReactorMetrics;
 use crate::node::connections::Resolved;
 use crate::node::workers::WorkerRef;
@@ -37,19 +37,6 @@ const MESSAGES_PER_TURN: usize = 1024;
 
 /// How soon full pipes are tried again when nothing else wakes the loop.
 const BLOCKED_RETRY: Duration = Duration::from_millis(20);
-
-/// Reads and parses a backend key file (at start and on SIGHUP), warning
-/// about admin key ids it lacks. The error names the file.
-pub fn read_keys(path: &Path, admin_keys: &[String]) -> Result<KeyRing, String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ring = KeyRing::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    for admin in admin_keys {
-        if !ring.key_ids().any(|id| id == admin) {
-            warn!("backend: admin key id {admin} is not in the key file: it can never verify");
-        }
-    }
-    Ok(ring)
-}
 
 /// Loads the key file, binds the link and sets the node up.
 pub(super) fn open(

@@ -25,15 +25,14 @@ use rustls::ServerConfig;
 use slab::Slab;
 
 use crate::access::Access;
-use crate::backend::link::Backend;
 use crate::config::Config;
 use crate::conn::{Conn, Shared};
 use crate::control::{Control, Seen, Shutdown};
+use crate::link::Backend;
 use crate::logging;
 use crate::metrics::{HandshakeFailure, ReactorMetrics};
 use crate::pace::Crowd;
 use accounting::Counters;
-pub use backend::read_keys;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
 
@@ -416,7 +415,7 @@ impl Reactor {
         if let Some(backend) = &mut self.backend {
             conn.farewell(backend, now);
         }
-        logging::access(conn, now);
+        logging::access(&conn.record(now));
     }
 
     fn fire_timers(&mut self, now: Instant) {

@@ -214,48 +214,6 @@ pub fn parse(buf: &[u8], policy: &Policy<'_>) -> Result<Option<Request>, Rejecti
     }
 }
 
-/// The path of the metrics endpoint (see [`parse_scrape`]).
-pub const METRICS_PATH: &str = "/metrics";
-
-/// A Prometheus scrape: `GET /metrics` asking for no upgrade.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scrape {
-    /// The `Authorization` field value, if sent.
-    pub authorization: Option<String>,
-}
-
-/// `Some` when `buf` starts with a complete, well-formed HTTP/1.1 head of
-/// `GET /metrics` (any query) with a `Host` and without an `Upgrade`
-/// field. Anything else (incomplete, another request, malformed) is for
-/// [`parse`] to answer. Only a head starting with `GET /metrics` is
-/// parsed, so handshakes pay one comparison for the endpoint.
-pub fn parse_scrape(buf: &[u8], policy: &Policy<'_>) -> Option<Scrape> {
-    if !buf.starts_with(b"GET /metrics") {
-        return None;
-    }
-    let window = buf.get(..policy.max_header_bytes).unwrap_or(buf);
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut head = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(_)) = head.parse(window) else {
-        return None;
-    };
-    let (path, _query) = split_target(head.path?).ok()?;
-    let asks_upgrade = head
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("upgrade"));
-    if head.version != Some(1) || path != METRICS_PATH || asks_upgrade {
-        return None;
-    }
-    let fields = Fields::collect(head.headers, &[]).ok()?;
-    fields.host.filter(|host| !host.is_empty())?;
-    let authorization = match fields.authorization {
-        Some(value) => Some(text(value, "Authorization is not UTF-8").ok()?),
-        None => None,
-    };
-    Some(Scrape { authorization })
-}
-
 /// Append the `101 Switching Protocols` response for `req`, which must come
 /// from [`parse`] (its values are written as they are).
 ///
@@ -369,7 +327,7 @@ fn validate(
 ///
 /// Absolute-form, authority-form and `*` are refused: a browser sends
 /// origin-form, and a gateway has no use for a proxy's target forms.
-fn split_target(target: &str) -> Result<(String, Option<String>), Rejection> {
+pub(crate) fn split_target(target: &str) -> Result<(String, Option<String>), Rejection> {
     // Non-ASCII bytes are not URI characters (RFC 3986 section 2). RFC 6455
     // section 3: "Fragment identifiers are meaningless in the context of
     // WebSocket URIs and MUST NOT be used on these URIs."
@@ -385,8 +343,8 @@ fn split_target(target: &str) -> Result<(String, Option<String>), Rejection> {
 /// The header fields the handshake reads, gathered in one pass. Values
 /// have their optional whitespace trimmed and borrow from the buffer.
 #[derive(Default)]
-struct Fields<'b, 'p> {
-    host: Option<&'b [u8]>,
+pub(crate) struct Fields<'b, 'p> {
+    pub(crate) host: Option<&'b [u8]>,
     origin: Option<&'b [u8]>,
     user_agent: Option<&'b [u8]>,
     cookies: Vec<&'b [u8]>,
@@ -396,7 +354,7 @@ struct Fields<'b, 'p> {
     connection_upgrade: bool,
     /// The negotiated subprotocol, as the policy spells it.
     subprotocol: Option<&'p str>,
-    authorization: Option<&'b [u8]>,
+    pub(crate) authorization: Option<&'b [u8]>,
     /// The token of the first `bearer.` subprotocol entry.
     bearer: Option<&'b [u8]>,
 }
@@ -411,7 +369,7 @@ impl<'b, 'p> Fields<'b, 'p> {
     /// 6455 sections 11.3.1 and 11.3.5, a second `Host` by RFC 9112 section
     /// 3.2, a second `Origin` by RFC 6454 section 7.3, and two answers to one
     /// question leave the server guessing.
-    fn collect(
+    pub(crate) fn collect(
         headers: &[httparse::Header<'b>],
         subprotocols: &'p [String],
     ) -> Result<Self, Rejection> {
@@ -550,7 +508,7 @@ fn is_zero(value: &[u8]) -> bool {
 }
 
 /// A field value the [`Request`] carries as a string.
-fn text(value: &[u8], not_utf8: &'static str) -> Result<String, Rejection> {
+pub(crate) fn text(value: &[u8], not_utf8: &'static str) -> Result<String, Rejection> {
     std::str::from_utf8(value)
         .map(str::to_owned)
         .map_err(|_| Rejection::BadRequest(not_utf8))
@@ -1008,41 +966,5 @@ mod tests {
             "400 Bad Request: missing Host"
         );
         assert_eq!(UpgradeRequired.to_string(), "426 Upgrade Required");
-    }
-
-    #[test]
-    fn only_a_plain_get_of_metrics_is_a_scrape() {
-        let policy = Policy {
-            max_header_bytes: 8192,
-            allowed_origins: &[],
-            subprotocols: &[],
-        };
-        let scrape = |head: &str| parse_scrape(head.as_bytes(), &policy);
-        let with_token = Scrape {
-            authorization: Some("Bearer abc".into()),
-        };
-        assert_eq!(
-            scrape("GET /metrics HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer abc\r\n\r\n"),
-            Some(with_token)
-        );
-        let anonymous = Some(Scrape {
-            authorization: None,
-        });
-        assert_eq!(
-            scrape("GET /metrics?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"),
-            anonymous
-        );
-        for not_a_scrape in [
-            "GET /metrics HTTP/1.1\r\nHost: h\r\n",
-            "GET /metricsx HTTP/1.1\r\nHost: h\r\n\r\n",
-            "GET /metrics HTTP/1.0\r\nHost: h\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
-            "GET /metrics HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
-            "POST /metrics HTTP/1.1\r\nHost: h\r\n\r\n",
-        ] {
-            assert_eq!(scrape(not_a_scrape), None, "{not_a_scrape:?}");
-        }
     }
 }

@@ -15,9 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::time::Instant;
 
-use super::batch::MAX_BATCH_BYTES;
-use super::message::{Auth, Initiator, Message, Payload, MAX_CONN_IDS, MAX_FRAMES};
-use super::monitor::HandshakeMonitor;
+use crate::backend::batch::MAX_BATCH_BYTES;
+use crate::backend::message::{Auth, Initiator, Message, Payload, MAX_CONN_IDS, MAX_FRAMES};
+use crate::backend::monitor::HandshakeMonitor;
 use crate::node::sessions::ConnectInfo;
 use crate::node::workers::WorkerRef;
 use crate::node::{Dropped, Node, Refused, Time, Wire};
@@ -32,7 +32,7 @@ pub struct LinkConfig {
     pub max_payload: u32,
     /// ZAP domain to set on the ROUTER, when an allowlist handler runs.
     pub zap_domain: Option<String>,
-    /// CURVE server with the node's key ([`super::curve`]), on a signed
+    /// CURVE server with the node's key ([`crate::backend::curve`]), on a signed
     /// link; the ZAP handler then checks client keys.
     pub curve: bool,
     /// High-water mark of each pipe, both ways, in messages.
@@ -98,7 +98,7 @@ impl Link {
                 .map_err(|e| fail("ZAP domain", e))?;
         }
         if config.curve {
-            super::curve::serve(&router).map_err(|e| fail("CURVE server", e))?;
+            crate::backend::curve::serve(&router).map_err(|e| fail("CURVE server", e))?;
         }
         // tcp://[::1]:PORT and other IPv6 endpoints bind only with this on.
         router.set_ipv6(true).map_err(|e| fail("IPv6", e))?;
