@@ -6,7 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use log::debug;
+
 use super::serve::forwarded_headers;
+use super::{Conn, Shared};
 use crate::access::Identity;
 use crate::backend::message::{Auth, AuthReply};
 use crate::link::Backend;
@@ -51,6 +54,70 @@ pub(super) fn verdict(reply: &AuthReply<'_>) -> Result<Identity, Rejection> {
         Ok(Identity::delegated(reply.user, reply.roles.iter()))
     } else {
         Err(Rejection::Unauthorized)
+    }
+}
+
+impl Conn {
+    /// A client without a token: a worker of the auth service judges its
+    /// request, and reading pauses until the verdict. No worker: 503.
+    pub(super) fn delegate(&mut self, request: Request, service: &str, sh: &mut Shared<'_>) {
+        let now = sh.now;
+        let asked = sh
+            .backend
+            .as_deref_mut()
+            .is_some_and(|backend| ask(backend, service, self.id, self.peer, &request, now));
+        if !asked {
+            debug!("{}: no worker for auth service {service}", self.peer);
+            return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
+        }
+        self.auth = Some(Box::new(AuthWait {
+            request,
+            until: now + sh.config.auth.auth_timeout,
+        }));
+        self.guard.settled();
+    }
+
+    /// The auth service's verdict on this connection's upgrade (the node
+    /// checked it came from the worker asked): an allow goes on to the
+    /// `connect` check (101 or 403), a deny is 401.
+    pub fn on_auth_reply(&mut self, sh: &mut Shared<'_>, reply: &AuthReply<'_>) {
+        if !self.is_upgrading() {
+            return;
+        }
+        let Some(wait) = self.auth.take() else {
+            return;
+        };
+        let config = sh.config;
+        match (verdict(reply), config.route(&wait.request.path)) {
+            (Ok(identity), Some(route)) => {
+                debug!(
+                    "{}: auth service vouches for {}",
+                    self.peer,
+                    identity.user()
+                );
+                self.open_session(wait.request, identity, &route.service, sh, &mut []);
+            }
+            (Err(rejection), _) => {
+                debug!("{}: auth service refused", self.peer);
+                self.refuse(rejection, sh.out, sh.now);
+            }
+            (Ok(_), None) => self.refuse(Rejection::NotFound, sh.out, sh.now),
+        }
+        // Resume reading: the bytes behind the head were kept, more may wait.
+        self.on_ready(sh, false);
+    }
+
+    /// No verdict will come (timeout, the auth worker died): 503, fail
+    /// closed.
+    pub(super) fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
+        if self.auth.take().is_none() {
+            return;
+        }
+        debug!("{}: {why}", self.peer);
+        if let Some(backend) = sh.backend.as_deref_mut() {
+            backend.node.auth_done(self.id);
+        }
+        self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
     }
 }
 

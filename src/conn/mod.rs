@@ -37,25 +37,37 @@
 //!
 //! The connection never touches the poll or the timer heap: it reports the
 //! interest and deadline it wants, and the reactor applies them.
+//!
+//! # Files
+//!
+//! - `mod.rs`: the state, the phases, and what the reactor and the
+//!   backend call (queue, close, worker lost, ACL re-check).
+//! - `transport.rs`: socket ↔ rustls ↔ plaintext, and the read pauses.
+//! - `opening.rs`: the upgrade head, judged and answered.
+//! - `delegate.rs`: a wait for the `--auth-service`'s verdict.
+//! - `serve.rs`: frames of an open session, to echo or to a worker.
+//! - `pacing.rs` and `guard.rs`: deadlines, timeouts and evictions.
+//! - `scrape.rs`: `GET /metrics`; `backlog.rs`: output waiting for rustls.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 mod backlog;
 mod delegate;
 mod guard;
+mod opening;
+mod pacing;
 mod scrape;
 mod serve;
 mod short_read;
+mod transport;
 
 use backlog::Backlog;
 use delegate::AuthWait;
 pub use guard::Guard;
 use serve::{Next, Serving};
 pub use serve::{Target, WorkerSession};
-use short_read::ShortRead;
 
 use log::debug;
 use mio::net::TcpStream;
@@ -63,24 +75,18 @@ use mio::Interest;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::access::{self, Access, Identity};
-use crate::auth::token::TokenError;
-use crate::backend::message::{AuthReply, Initiator, Payload};
-use crate::config::{Config, Service};
+use crate::backend::message::{Initiator, Payload};
+use crate::config::Config;
 use crate::link::Backend;
-use crate::metrics::{scrape_request, ReactorMetrics, TokenOutcome};
+use crate::metrics::ReactorMetrics;
 use crate::node::connections::Outcome;
 use crate::outcome::{AccessRecord, Closer, Eviction, Stats};
-use crate::pace::{Crowd, Unit};
-use crate::ws::upgrade::{self, Rejection};
-use crate::ws::{encoder, CloseCode, Decoder, OpCode};
+use crate::pace::Crowd;
+use crate::ws::{encoder, CloseCode, Decoder};
 
 /// Plaintext rustls may hold unsent before we keep the rest ourselves and
 /// stop reading from the client (TCP backpressure).
 const TLS_BUFFER_LIMIT: usize = 256 << 10;
-
-/// The unit size assumed for a client's TLS handshake flight, whose
-/// length the record layer does not announce up front: one full record.
-const TLS_FLIGHT_BYTES: u64 = 16 << 10;
 
 /// Read/flush rounds per event, so one busy connection cannot stall the
 /// reactor.
@@ -414,43 +420,6 @@ impl Conn {
         }
     }
 
-    /// When the connection next needs [`Conn::on_timeout`].
-    pub fn deadline(&self, config: &Config) -> Option<Instant> {
-        let pace = &config.protection.pace;
-        let input = match self.phase {
-            Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(),
-            _ => None,
-        };
-        let output = self.guard.output_deadline(pace, self.queued());
-        [self.phase_deadline(config), input, output]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    fn phase_deadline(&self, config: &Config) -> Option<Instant> {
-        let timeouts = &config.timeouts;
-        match &self.phase {
-            // The client owes nothing while the auth service decides.
-            Phase::Upgrading { .. } => match &self.auth {
-                Some(wait) => Some(wait.until),
-                None => Some(self.accepted_at + timeouts.handshake),
-            },
-            Phase::Open(_) => {
-                let idle = self.last_rx + timeouts.idle;
-                if self.pinged {
-                    Some(idle)
-                } else {
-                    Some(idle.min(self.last_rx + timeouts.ping_interval))
-                }
-            }
-            Phase::Closing { since, .. } | Phase::Draining { since, .. } => {
-                Some(*since + timeouts.close)
-            }
-            Phase::Done => None,
-        }
-    }
-
     /// Handles a readiness event: reads until `WouldBlock` (or until output
     /// backs up), serves what arrived, and flushes.
     pub fn on_ready(&mut self, sh: &mut Shared<'_>, readable: bool) {
@@ -470,57 +439,6 @@ impl Conn {
         debug!("{}: round cap reached in one event", self.peer);
     }
 
-    /// Handles the connection's deadline. What the kernel already holds is
-    /// read first: a client is judged by when its bytes arrived, not by
-    /// when a busy reactor got to them.
-    pub fn on_timeout(&mut self, sh: &mut Shared<'_>) {
-        if !self.is_done() && self.pending.is_empty() {
-            self.read_and_account(sh);
-        }
-        self.flush(sh);
-        let config = sh.config;
-        let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, sh.now);
-        let mut input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
-            && self.guard.input_deadline().is_some_and(|at| now >= at);
-        if input_overdue && self.stats.bytes_in == 0 {
-            input_overdue = !self.restretched(sh);
-        }
-        let output_overdue = self
-            .guard
-            .output_deadline(pace, self.queued())
-            .is_some_and(|at| now >= at);
-        match &self.phase {
-            _ if self.is_done() => {}
-            _ if input_overdue => {
-                let reason = self.slow_input_reason();
-                self.evict(sh.out, now, reason);
-            }
-            _ if output_overdue => self.evict(sh.out, now, Eviction::SlowConsumer),
-            Phase::Upgrading { .. } if self.auth.as_ref().is_some_and(|w| now >= w.until) => {
-                self.auth_unavailable(sh, "auth service timed out");
-            }
-            Phase::Upgrading { .. }
-                if self.auth.is_none() && now >= self.accepted_at + timeouts.handshake =>
-            {
-                self.evict(sh.out, now, Eviction::HandshakeTimeout);
-            }
-            Phase::Open(_) if now >= self.last_rx + timeouts.idle => {
-                self.evict(sh.out, now, Eviction::Idle);
-            }
-            Phase::Open(_) if !self.pinged && now >= self.last_rx + timeouts.ping_interval => {
-                encoder::encode_frame(sh.out, OpCode::Ping, b"");
-                self.pinged = true;
-            }
-            Phase::Closing { since, .. } | Phase::Draining { since, .. }
-                if now >= *since + timeouts.close =>
-            {
-                self.phase = Phase::Done;
-            }
-            _ => {}
-        }
-        self.flush(sh);
-    }
-
     /// Server shutdown: Close 1001 to an open session; a connection that is
     /// still upgrading is dropped.
     pub fn on_shutdown(&mut self, sh: &mut Shared<'_>) {
@@ -535,74 +453,6 @@ impl Conn {
             _ => {}
         }
         self.flush(sh);
-    }
-
-    /// A connection that has sent nothing is judged by how many its
-    /// address holds now, not only at accept; true if that gives it longer.
-    fn restretched(&mut self, sh: &Shared<'_>) -> bool {
-        let protection = &sh.config.protection;
-        let crowd = sh.control.crowd(self.peer.ip(), protection);
-        self.guard
-            .reopen(&protection.pace, self.accepted_at, crowd, sh.now)
-    }
-
-    /// Which slow-input eviction an overdue input deadline means now.
-    fn slow_input_reason(&self) -> Eviction {
-        match self.phase {
-            _ if self.guard.awaiting_first_byte() => Eviction::FirstByte,
-            Phase::Upgrading { .. } if self.tls.is_handshaking() => Eviction::SlowHandshake,
-            Phase::Upgrading { .. } => Eviction::SlowUpgrade,
-            _ => Eviction::SlowFrame,
-        }
-    }
-
-    /// Ends a connection that is too slow or too greedy. Before the upgrade
-    /// it is simply dropped: a slowloris gets no response to wait for.
-    fn evict(&mut self, out: &mut Vec<u8>, now: Instant, reason: Eviction) {
-        debug!("{}: evicted: {}", self.peer, reason.as_str());
-        // The first reason is the one that counts: a client closed for its
-        // message rate that then stops reading is not also a slow consumer.
-        self.eviction.get_or_insert(reason);
-        match (&self.phase, reason) {
-            (Phase::Open(_), Eviction::Idle) => {
-                self.start_close(out, now, CloseCode::GOING_AWAY, "idle timeout")
-            }
-            (Phase::Open(_) | Phase::Closing { .. }, Eviction::SlowConsumer) => {
-                // What never reached rustls is dropped; the Close goes out
-                // only if rustls can still take it, else TCP is dropped.
-                self.pending.clear();
-                out.clear();
-                encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, "slow consumer")));
-                let accepted = write_plaintext(&mut self.tls, out) == out.len();
-                out.clear();
-                self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
-                if accepted {
-                    self.drain(now);
-                } else {
-                    self.phase = Phase::Done;
-                }
-            }
-            (Phase::Open(_), _) => {
-                encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, reason.as_str())));
-                self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
-                self.drain(now);
-            }
-            _ => {
-                self.close
-                    .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
-                self.phase = Phase::Done;
-            }
-        }
-    }
-
-    /// Output queued for the client: ours, plus at most what rustls holds.
-    fn queued(&self) -> u64 {
-        let in_tls = if self.tls.wants_write() {
-            TLS_BUFFER_LIMIT
-        } else {
-            0
-        };
-        (self.pending.len() + in_tls) as u64
     }
 
     /// Sends our Close and waits for the peer's.
@@ -625,221 +475,13 @@ impl Conn {
         };
     }
 
-    /// Reads what there is, then brings the guard up to date with what the
-    /// client sent (and is still sending).
-    fn read_and_account(&mut self, sh: &mut Shared<'_>) {
-        let was_handshaking = self.tls.is_handshaking();
-        let (tls_before, plaintext_before) = (self.stats.bytes_in, self.plaintext_in);
-        self.read_all(sh);
-        let tls_got = self.stats.bytes_in - tls_before;
-        let plaintext_got = self.plaintext_in - plaintext_before;
-        self.account(sh, was_handshaking, tls_got, plaintext_got);
-    }
-
-    fn account(
-        &mut self,
-        sh: &Shared<'_>,
-        was_handshaking: bool,
-        tls_got: u64,
-        plaintext_got: u64,
-    ) {
-        let protection = &sh.config.protection;
-        let (pace, now) = (&protection.pace, sh.now);
-        let pressed = || sh.control.pressed(protection);
-        if !self.pending.is_empty() {
-            // We stopped reading (backpressure): the client owes nothing
-            // while we are not listening, and a unit it is in the middle
-            // of gets a fresh deadline once we read again.
-            return self.guard.settled();
-        }
-        match &self.phase {
-            Phase::Upgrading { .. } if self.tls.is_handshaking() => {
-                if tls_got == 0 {
-                    return;
-                }
-                if self.tls.wants_write() {
-                    // Their flight is complete: ours answers it, and the
-                    // next one is owed, a round trip away.
-                    let path = crate::sys::tcp_path(&self.socket);
-                    self.guard.ask(pace, now, path, pressed());
-                } else {
-                    let fresh = self.guard.awaiting_first_byte();
-                    self.guard
-                        .unit(pace, now, TLS_FLIGHT_BYTES, fresh, Unit::Handshake);
-                }
-            }
-            Phase::Upgrading { .. } if self.auth.is_some() => self.guard.settled(),
-            Phase::Upgrading { head } => {
-                let request_len = sh.config.max_header_bytes as u64;
-                if was_handshaking && head.is_empty() {
-                    self.guard.ask(pace, now, None, pressed());
-                } else if !head.is_empty() && (was_handshaking || plaintext_got > 0) {
-                    let fresh = was_handshaking || self.guard.awaiting_first_byte();
-                    self.guard
-                        .unit(pace, now, request_len, fresh, Unit::Handshake);
-                }
-            }
-            Phase::Open(session) | Phase::Closing { session, .. } => {
-                match session.decoder.frame_progress() {
-                    None => self.guard.settled(),
-                    Some((received, total)) => {
-                        let fresh = received <= plaintext_got;
-                        self.guard.unit(pace, now, total, fresh, Unit::Frame);
-                    }
-                }
-            }
-            _ => self.guard.settled(),
-        }
-    }
-
-    /// Reading stops while output backs up or a worker's pipe is full:
-    /// TCP pushes back to the client.
-    fn must_pause(&self) -> bool {
-        !self.pending.is_empty()
-            || self.auth.is_some()
-            || matches!(&self.target, Some(Target::Worker(session)) if session.blocked)
-    }
-
-    fn read_all(&mut self, sh: &mut Shared<'_>) {
-        // A read that filled less than it asked for emptied the socket: on
-        // epoll, edge-triggered, data arriving after it raises a new edge,
-        // so reading again would only return `WouldBlock` (tokio skips it
-        // too, tokio-rs/tokio#5866). One system call less per message.
-        let mut drained = false;
-        loop {
-            if self.must_pause() {
-                self.read_stalled = true;
-                return;
-            }
-            if let Some(mut unread) = self.take_unread() {
-                self.on_plaintext(&mut unread, sh);
-                self.flush_plaintext(sh.out);
-                continue;
-            }
-            self.read_plaintext(sh);
-            // Done here (the peer's close_notify, a reader error) must
-            // return: `read_plaintext` does nothing once done, so looping
-            // would spin forever and stall the reactor.
-            if self.is_done() || self.peer_done() {
-                return;
-            }
-            if self.must_pause() {
-                continue;
-            }
-            if drained {
-                self.read_stalled = false;
-                return;
-            }
-            let mut socket = ShortRead::new(&mut self.socket);
-            let read = self.tls.read_tls(&mut socket);
-            drained = socket.drained;
-            match read {
-                Ok(0) => return self.peer_gone(),
-                Ok(n) => {
-                    self.stats.bytes_in += n as u64;
-                    self.last_rx = sh.now;
-                    self.pinged = false;
-                    if let Err(e) = self.tls.process_new_packets() {
-                        debug!("{}: TLS error: {e}", self.peer);
-                        return self.last_gasp();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_stalled = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.peer_gone(),
-            }
-        }
-    }
-
-    /// Client bytes read but not yet served, taken out of the worker
-    /// session that holds them.
-    fn take_unread(&mut self) -> Option<Vec<u8>> {
-        match &mut self.target {
-            Some(Target::Worker(session)) if !session.unread.is_empty() => {
-                Some(std::mem::take(&mut session.unread))
-            }
-            _ => None,
-        }
-    }
-
-    /// Serves the plaintext rustls holds, until it is empty or output backs up.
-    fn read_plaintext(&mut self, sh: &mut Shared<'_>) {
-        while !self.is_done() && !self.must_pause() {
-            let n = match self.tls.reader().read(sh.buf) {
-                Ok(0) => return self.peer_gone(),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return self.peer_gone(),
-            };
-            self.plaintext_in += n as u64;
-            let buf = std::mem::take(&mut sh.buf);
-            self.on_plaintext(&mut buf[..n], sh);
-            sh.buf = buf;
-            self.flush_plaintext(sh.out);
-        }
-    }
-
     fn on_plaintext(&mut self, bytes: &mut [u8], sh: &mut Shared<'_>) {
-        let (config, now) = (sh.config, sh.now);
+        let now = sh.now;
         match &mut self.phase {
             // Reading pauses while the auth service decides; should bytes
             // come anyway, they wait behind the head.
             Phase::Upgrading { head } if self.auth.is_some() => head.extend_from_slice(bytes),
-            Phase::Upgrading { head } => {
-                let cap = config.max_header_bytes;
-                let taken = bytes.len().min(cap.saturating_sub(head.len()));
-                let seen = head.len();
-                head.extend_from_slice(&bytes[..taken]);
-                // httparse re-parses from the start: only try once the
-                // head can have ended, so a byte-at-a-time client costs
-                // one scan per byte, not one parse.
-                let fresh = &head[seen.saturating_sub(2)..];
-                let may_be_complete = head.len() >= cap
-                    || fresh.windows(2).any(|w| w == b"\n\n")
-                    || fresh.windows(3).any(|w| w == b"\n\r\n");
-                if !may_be_complete {
-                    return;
-                }
-                let policy = upgrade::Policy {
-                    max_header_bytes: cap,
-                    allowed_origins: &config.allowed_origins,
-                    subprotocols: &config.subprotocols,
-                };
-                if let Some(scrape) = scrape_request::parse_scrape(head, cap) {
-                    return self.scrape(&scrape, sh);
-                }
-                let mut request = match upgrade::parse(head, &policy) {
-                    Ok(None) => return,
-                    Ok(Some(request)) => request,
-                    Err(rejection) => return self.refuse(rejection, sh.out, now),
-                };
-                let Some(route) = config.route(&request.path) else {
-                    return self.refuse(Rejection::NotFound, sh.out, now);
-                };
-                self.path = Some(request.path.as_str().into());
-                self.subprotocol = request.subprotocol.as_deref().map(Box::from);
-                let identified = sh.access.identify(&request, access::unix_now());
-                count_token(sh.metrics, &identified);
-                let identity = match identified {
-                    Ok(identity) => identity,
-                    Err(e) => {
-                        debug!("{}: token refused: {e}", self.peer);
-                        return self.refuse(Rejection::Unauthorized, sh.out, now);
-                    }
-                };
-                request.query = request.query.map(|q| sh.access.forwarded_query(&q));
-                let rest = &mut bytes[taken..];
-                let delegate = config.auth.delegate_for(&request.path);
-                if let (false, Some(service)) = (identity.is_authenticated(), delegate) {
-                    // What followed the head waits with it for the verdict.
-                    head.extend_from_slice(rest);
-                    return self.delegate(request, service, sh);
-                }
-                self.open_session(request, identity, &route.service, sh, rest);
-            }
+            Phase::Upgrading { .. } => self.on_head_bytes(bytes, sh),
             Phase::Open(session) | Phase::Closing { session, .. } => {
                 let Some(target) = self.target.as_mut() else {
                     return;
@@ -904,237 +546,4 @@ impl Conn {
             Phase::Draining { .. } | Phase::Done => {}
         }
     }
-
-    /// Admits `identity` to the request's path (`connect`), then answers
-    /// 101 and opens the session. `rest` is what followed the head in the
-    /// read that completed it.
-    fn open_session(
-        &mut self,
-        request: upgrade::Request,
-        identity: Identity,
-        service: &Service,
-        sh: &mut Shared<'_>,
-        rest: &mut [u8],
-    ) {
-        let now = sh.now;
-        let admitted = sh.access.admit(&identity, &request.path);
-        self.identity = Some(identity);
-        if let Err(rejection) = admitted {
-            return self.refuse(rejection, sh.out, now);
-        }
-        upgrade::write_accept(sh.out, &request);
-        let mut early = match &mut self.phase {
-            Phase::Upgrading { head } => head.split_off(request.head_len),
-            _ => Vec::new(),
-        };
-        self.phase = Phase::Open(Session {
-            decoder: Decoder::new(sh.config.limits),
-        });
-        self.target = Some(match service {
-            Service::Echo => Target::Echo,
-            Service::Worker(name) => {
-                let identity = self.identity.as_ref();
-                let info = serve::connect_info(name, self.peer, &request, identity);
-                let served = sh
-                    .backend
-                    .as_deref_mut()
-                    .is_some_and(|backend| backend.open(self.id, info, now));
-                if !served {
-                    let reason = "no worker for this service";
-                    self.start_close(sh.out, now, CloseCode::TRY_AGAIN_LATER, reason);
-                }
-                Target::Worker(Box::new(WorkerSession::new(name)))
-            }
-        });
-        // Frames pipelined behind the request head.
-        self.on_plaintext(&mut early, sh);
-        if !self.is_done() {
-            self.on_plaintext(rest, sh);
-        }
-    }
-
-    /// A client without a token: a worker of the auth service judges its
-    /// request, and reading pauses until the verdict. No worker: 503.
-    fn delegate(&mut self, request: upgrade::Request, service: &str, sh: &mut Shared<'_>) {
-        let now = sh.now;
-        let asked = sh.backend.as_deref_mut().is_some_and(|backend| {
-            delegate::ask(backend, service, self.id, self.peer, &request, now)
-        });
-        if !asked {
-            debug!("{}: no worker for auth service {service}", self.peer);
-            return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
-        }
-        self.auth = Some(Box::new(AuthWait {
-            request,
-            until: now + sh.config.auth.auth_timeout,
-        }));
-        self.guard.settled();
-    }
-
-    /// The auth service's verdict on this connection's upgrade (the node
-    /// checked it came from the worker asked): an allow goes on to the
-    /// `connect` check (101 or 403), a deny is 401.
-    pub fn on_auth_reply(&mut self, sh: &mut Shared<'_>, reply: &AuthReply<'_>) {
-        if !self.is_upgrading() {
-            return;
-        }
-        let Some(wait) = self.auth.take() else {
-            return;
-        };
-        let config = sh.config;
-        match (delegate::verdict(reply), config.route(&wait.request.path)) {
-            (Ok(identity), Some(route)) => {
-                debug!(
-                    "{}: auth service vouches for {}",
-                    self.peer,
-                    identity.user()
-                );
-                self.open_session(wait.request, identity, &route.service, sh, &mut []);
-            }
-            (Err(rejection), _) => {
-                debug!("{}: auth service refused", self.peer);
-                self.refuse(rejection, sh.out, sh.now);
-            }
-            (Ok(_), None) => self.refuse(Rejection::NotFound, sh.out, sh.now),
-        }
-        // Resume reading: the bytes behind the head were kept, more may wait.
-        self.on_ready(sh, false);
-    }
-
-    /// No verdict will come (timeout, the auth worker died): 503, fail
-    /// closed.
-    fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
-        if self.auth.take().is_none() {
-            return;
-        }
-        debug!("{}: {why}", self.peer);
-        if let Some(backend) = sh.backend.as_deref_mut() {
-            backend.node.auth_done(self.id);
-        }
-        self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
-    }
-
-    fn refuse(&mut self, rejection: Rejection, out: &mut Vec<u8>, now: Instant) {
-        debug!("{}: upgrade refused with {}", self.peer, rejection.status());
-        rejection.write_response(out);
-        self.close = Some((rejection.status(), Closer::Server));
-        self.drain(now);
-    }
-
-    /// Moves staged output into rustls; what it cannot take waits in
-    /// `pending`, which pauses reading.
-    fn flush_plaintext(&mut self, out: &mut Vec<u8>) {
-        if !self.pending.is_empty() {
-            let n = write_plaintext(&mut self.tls, &self.pending);
-            self.pending.consume(n);
-        }
-        if !out.is_empty() {
-            let n = if self.pending.is_empty() {
-                write_plaintext(&mut self.tls, out)
-            } else {
-                0
-            };
-            self.pending.extend_from_slice(&out[n..]);
-            out.clear();
-        }
-    }
-
-    /// Writes TLS records until the socket would block, then, once a
-    /// draining connection has said everything, ends the TLS session and
-    /// the write side of TCP.
-    fn flush(&mut self, sh: &mut Shared<'_>) {
-        // More output for a client that already has more than its cap
-        // queued: it is not reading, and nothing more is buffered for it.
-        let over_cap = self.pending.len() > sh.config.protection.max_outbound_bytes;
-        if over_cap && !sh.out.is_empty() {
-            self.evict(sh.out, sh.now, Eviction::SlowConsumer);
-        }
-        self.flush_plaintext(sh.out);
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.socket) {
-                Ok(n) => self.stats.bytes_out += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    // A socket that cannot be written is gone for good.
-                    self.close
-                        .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
-                    self.phase = Phase::Done;
-                    return;
-                }
-            }
-            self.flush_plaintext(sh.out);
-        }
-        // An idle connection keeps no output buffer.
-        self.pending.release_if_empty();
-        let all_sent = self.pending.is_empty() && !self.tls.wants_write();
-        self.guard.output_blocked(sh.now, !all_sent);
-        if let Phase::Draining {
-            write_shut,
-            peer_done,
-            ..
-        } = &mut self.phase
-        {
-            if all_sent && !*write_shut {
-                *write_shut = true;
-                self.tls.send_close_notify();
-                let _ = self.tls.write_tls(&mut self.socket);
-                let _ = self.socket.shutdown(Shutdown::Write);
-            }
-            if *write_shut && *peer_done {
-                self.phase = Phase::Done;
-            }
-        }
-    }
-
-    /// After a TLS error rustls has queued an alert: send it if the socket
-    /// takes it at once, then drop the connection.
-    fn last_gasp(&mut self) {
-        let _ = self.tls.write_tls(&mut self.socket);
-        self.close
-            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
-        self.phase = Phase::Done;
-    }
-
-    /// The client ended its side (EOF, close_notify, an error). A draining
-    /// connection still flushes its last words; any other is done.
-    fn peer_gone(&mut self) {
-        self.close
-            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
-        match &mut self.phase {
-            Phase::Draining { peer_done, .. } => *peer_done = true,
-            _ => self.phase = Phase::Done,
-        }
-    }
-
-    fn peer_done(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Draining {
-                peer_done: true,
-                ..
-            }
-        )
-    }
-}
-
-/// Counts the verdict on a client's token, if it presented one.
-fn count_token(metrics: &ReactorMetrics, identified: &Result<Identity, TokenError>) {
-    match identified {
-        Ok(identity) if identity.is_authenticated() => metrics.token(TokenOutcome::Valid),
-        Ok(_) => {}
-        Err(_) => metrics.token(TokenOutcome::Invalid),
-    }
-}
-
-/// Writes as much of `data` into rustls as its buffer limit allows.
-fn write_plaintext(tls: &mut ServerConnection, data: &[u8]) -> usize {
-    let mut written = 0;
-    while written < data.len() {
-        match tls.writer().write(&data[written..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => written += n,
-        }
-    }
-    written
 }

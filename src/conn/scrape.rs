@@ -3,7 +3,8 @@
 //! (a token in `Authorization: Bearer`, or the ACL's guest). The answer
 //! closes the connection, as an error response does.
 
-use super::{count_token, Closer, Conn, Shared};
+use super::opening::count_token;
+use super::{Closer, Conn, Shared};
 use crate::access;
 use crate::metrics::render::{render, CONTENT_TYPE};
 use crate::metrics::scrape_request::{Scrape, METRICS_PATH};
