@@ -113,7 +113,7 @@ impl HandshakeMonitor {
         self.fd
     }
 
-    /// Reads and logs the queued events, up to [`EVENTS_PER_CALL`]; whether
+    /// Reads and logs the queued events, up to `EVENTS_PER_CALL`; whether
     /// more are waiting. Reading `ZMQ_EVENTS` re-arms the fd.
     pub fn drain(&mut self, now: Instant) -> bool {
         for _ in 0..EVENTS_PER_CALL {
