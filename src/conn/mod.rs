@@ -61,6 +61,7 @@ mod pacing;
 mod scrape;
 mod serve;
 mod short_read;
+mod tls;
 mod transport;
 
 use backlog::Backlog;
@@ -68,11 +69,13 @@ use delegate::AuthWait;
 pub use guard::Guard;
 use serve::{Next, Serving};
 pub use serve::{Target, WorkerSession};
+use tls::Tls;
+pub use tls::SCRATCH_SIZE;
 
 use log::debug;
 use mio::net::TcpStream;
 use mio::Interest;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 
 use crate::access::{self, Access, Identity};
 use crate::backend::message::{Initiator, Payload};
@@ -84,18 +87,17 @@ use crate::outcome::{AccessRecord, Closer, Eviction, Stats};
 use crate::pace::Crowd;
 use crate::ws::{encoder, CloseCode, Decoder};
 
-/// Plaintext rustls may hold unsent before we keep the rest ourselves and
-/// stop reading from the client (TCP backpressure).
-const TLS_BUFFER_LIMIT: usize = 256 << 10;
-
 /// Read/flush rounds per event, so one busy connection cannot stall the
 /// reactor.
 const MAX_ROUNDS_PER_EVENT: usize = 16;
 
 /// Reactor-owned state a connection borrows while it handles an event.
 pub struct Shared<'a> {
-    /// The reactor's read buffer, reused by every connection.
-    pub buf: &'a mut [u8],
+    /// The reactor's TLS read buffer ([`SCRATCH_SIZE`] bytes), reused by
+    /// every connection.
+    pub tls_in: &'a mut [u8],
+    /// The reactor's buffer for decrypted input, reused likewise.
+    pub plain: &'a mut Vec<u8>,
     /// Output staged during this event; flushed into the connection's TLS
     /// session before the next connection runs.
     pub out: &'a mut Vec<u8>,
@@ -117,7 +119,7 @@ pub struct Shared<'a> {
 pub struct Conn {
     socket: TcpStream,
     peer: SocketAddr,
-    tls: ServerConnection,
+    tls: Tls,
     phase: Phase,
     /// The connection's id on the backend link (never 0).
     id: u64,
@@ -183,8 +185,7 @@ impl Conn {
         crowd: Crowd,
         now: Instant,
     ) -> Result<Self, rustls::Error> {
-        let mut tls = ServerConnection::new(tls_config)?;
-        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        let tls = Tls::new(tls_config)?;
         let protection = &config.protection;
         let path = crate::sys::tcp_path(&socket).unwrap_or_default();
         let guard = Guard::new(

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use log::debug;
 
-use super::transport::write_plaintext;
-use super::{Conn, Phase, Shared, TLS_BUFFER_LIMIT};
+use super::tls::OUTGOING_LIMIT;
+use super::{Conn, Phase, Shared};
 use crate::config::Config;
 use crate::outcome::{Closer, Eviction};
 use crate::pace::Unit;
@@ -142,7 +142,7 @@ impl Conn {
                 self.pending.clear();
                 out.clear();
                 encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, "slow consumer")));
-                let accepted = write_plaintext(&mut self.tls, out) == out.len();
+                let accepted = self.tls.write_plaintext(out) == out.len();
                 out.clear();
                 self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
                 if accepted {
@@ -234,7 +234,7 @@ impl Conn {
     /// Output queued for the client: ours, plus at most what rustls holds.
     pub(super) fn queued(&self) -> u64 {
         let in_tls = if self.tls.wants_write() {
-            TLS_BUFFER_LIMIT
+            OUTGOING_LIMIT
         } else {
             0
         };

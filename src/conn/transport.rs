@@ -2,13 +2,13 @@
 //! out of it to the phase at hand, and staged output back through rustls
 //! to the socket, with the pauses that make TCP push back.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 
 use log::debug;
-use rustls::ServerConnection;
 
 use super::short_read::ShortRead;
+use super::tls::ReceiveError;
 use super::{Conn, Phase, Shared, Target};
 use crate::outcome::{Closer, Eviction};
 use crate::ws::CloseCode;
@@ -38,40 +38,56 @@ impl Conn {
                 self.flush_plaintext(sh.out);
                 continue;
             }
-            self.read_plaintext(sh);
             // Done here (the peer's close_notify, a reader error) must
-            // return: `read_plaintext` does nothing once done, so looping
-            // would spin forever and stall the reactor.
+            // return: nothing more is read once done, so looping would
+            // spin forever and stall the reactor.
             if self.is_done() || self.peer_done() {
                 return;
-            }
-            if self.must_pause() {
-                continue;
             }
             if drained {
                 self.read_stalled = false;
                 return;
             }
             let mut socket = ShortRead::new(&mut self.socket);
-            let read = self.tls.read_tls(&mut socket);
+            let mut plain = std::mem::take(sh.plain);
+            plain.clear();
+            let received = self.tls.receive(&mut socket, sh.tls_in, &mut plain);
             drained = socket.drained;
-            match read {
-                Ok(0) => return self.peer_gone(),
+            match received {
+                Ok(0) => {
+                    *sh.plain = plain;
+                    return self.peer_gone();
+                }
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
                     self.last_rx = sh.now;
                     self.pinged = false;
-                    if let Err(e) = self.tls.process_new_packets() {
-                        debug!("{}: TLS error: {e}", self.peer);
-                        return self.last_gasp();
+                }
+                Err(ReceiveError::Tls(e)) => {
+                    *sh.plain = plain;
+                    debug!("{}: TLS error: {e}", self.peer);
+                    return self.last_gasp();
+                }
+                Err(ReceiveError::Io(e)) => {
+                    *sh.plain = plain;
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            self.read_stalled = false;
+                            return;
+                        }
+                        io::ErrorKind::Interrupted => continue,
+                        _ => return self.peer_gone(),
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_stalled = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.peer_gone(),
+            }
+            if !plain.is_empty() {
+                self.plaintext_in += plain.len() as u64;
+                self.on_plaintext(&mut plain, sh);
+                self.flush_plaintext(sh.out);
+            }
+            *sh.plain = plain;
+            if self.tls.peer_closed() {
+                return self.peer_gone();
             }
         }
     }
@@ -87,33 +103,16 @@ impl Conn {
         }
     }
 
-    /// Serves the plaintext rustls holds, until it is empty or output backs up.
-    pub(super) fn read_plaintext(&mut self, sh: &mut Shared<'_>) {
-        while !self.is_done() && !self.must_pause() {
-            let n = match self.tls.reader().read(sh.buf) {
-                Ok(0) => return self.peer_gone(),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return self.peer_gone(),
-            };
-            self.plaintext_in += n as u64;
-            let buf = std::mem::take(&mut sh.buf);
-            self.on_plaintext(&mut buf[..n], sh);
-            sh.buf = buf;
-            self.flush_plaintext(sh.out);
-        }
-    }
-
     /// Moves staged output into rustls; what it cannot take waits in
     /// `pending`, which pauses reading.
     pub(super) fn flush_plaintext(&mut self, out: &mut Vec<u8>) {
         if !self.pending.is_empty() {
-            let n = write_plaintext(&mut self.tls, &self.pending);
+            let n = self.tls.write_plaintext(&self.pending);
             self.pending.consume(n);
         }
         if !out.is_empty() {
             let n = if self.pending.is_empty() {
-                write_plaintext(&mut self.tls, out)
+                self.tls.write_plaintext(out)
             } else {
                 0
             };
@@ -173,6 +172,7 @@ impl Conn {
     /// After a TLS error rustls has queued an alert: send it if the socket
     /// takes it at once, then drop the connection.
     pub(super) fn last_gasp(&mut self) {
+        self.tls.encode_alert();
         let _ = self.tls.write_tls(&mut self.socket);
         self.close
             .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
@@ -199,16 +199,4 @@ impl Conn {
             }
         )
     }
-}
-
-/// Writes as much of `data` into rustls as its buffer limit allows.
-pub(super) fn write_plaintext(tls: &mut ServerConnection, data: &[u8]) -> usize {
-    let mut written = 0;
-    while written < data.len() {
-        match tls.writer().write(&data[written..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => written += n,
-        }
-    }
-    written
 }

@@ -26,7 +26,7 @@ use slab::Slab;
 
 use crate::access::Access;
 use crate::config::Config;
-use crate::conn::{Conn, Shared};
+use crate::conn::{Conn, Shared, SCRATCH_SIZE};
 use crate::control::{Control, Seen, Shutdown};
 use crate::link::Backend;
 use crate::logging;
@@ -36,8 +36,6 @@ use accounting::Counters;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
 
-/// Size of the read buffer shared by every connection of the reactor.
-const READ_BUFFER: usize = 64 << 10;
 /// Staged output above this is released after the event that needed it.
 const OUT_BUFFER_KEEP: usize = 1 << 20;
 /// Pause before accepting again after EMFILE/ENFILE.
@@ -78,7 +76,10 @@ pub struct Reactor {
     config: Config,
     /// Token verification and the ACL in force here.
     access: Access,
-    buf: Vec<u8>,
+    /// TLS bytes read, shared by every connection ([`SCRATCH_SIZE`]).
+    tls_in: Vec<u8>,
+    /// Decrypted input, shared by every connection.
+    plain: Vec<u8>,
     out: Vec<u8>,
     next_generation: u32,
     /// Connections of this reactor still upgrading (the gauge; the limit
@@ -147,7 +148,8 @@ impl Reactor {
             timers,
             config,
             access,
-            buf: vec![0; READ_BUFFER],
+            tls_in: vec![0; SCRATCH_SIZE],
+            plain: Vec::new(),
             out: Vec::new(),
             next_generation: 1,
             pending_handshakes: 0,
@@ -338,7 +340,8 @@ impl Reactor {
             return None; // a stale event for a slot that has been reused
         }
         let mut sh = Shared {
-            buf: &mut self.buf,
+            tls_in: &mut self.tls_in,
+            plain: &mut self.plain,
             out: &mut self.out,
             config: &self.config,
             now,

@@ -1,0 +1,269 @@
+//! The client's TLS session, through rustls' unbuffered API: the
+//! connection owns the buffers, so between messages it holds none. Bytes
+//! are read into the reactor's shared buffer and decrypted there in
+//! place; only the start of a record that has not fully arrived is kept,
+//! and only records the socket did not take wait in `outgoing`. (The
+//! buffered `ServerConnection` keeps a 4 KiB read buffer for the life of
+//! every connection, half of an idle connection's memory.)
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    AppDataRecord, ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus,
+    WriteTraffic,
+};
+use rustls::{Error, ServerConfig};
+
+use super::backlog::Backlog;
+
+/// Most TLS bytes read from the socket at once.
+pub const READ_SIZE: usize = 64 << 10;
+
+/// Most received TLS bytes a connection keeps between reads: a handshake
+/// message rustls joins across records (it allows 64 KiB) and one record.
+pub const MAX_KEPT: usize = (64 << 10) + (18 << 10);
+
+/// Size of the reactor's shared read buffer: kept bytes, then a read.
+pub const SCRATCH_SIZE: usize = MAX_KEPT + READ_SIZE;
+
+/// Encrypted output rustls' buffered API would hold before refusing more
+/// plaintext; the connection keeps the rest as plaintext and stops
+/// reading (TCP backpressure).
+pub const OUTGOING_LIMIT: usize = 256 << 10;
+
+/// Per-record room asked for beyond the plaintext when encrypting: a TLS
+/// 1.2 GCM record adds 29 bytes, a TLS 1.3 one 22. A short guess costs a
+/// retry, never an error.
+const RECORD_OVERHEAD: usize = 64;
+
+/// Why receiving failed.
+#[derive(Debug)]
+pub enum ReceiveError {
+    /// The socket's error (`WouldBlock` included).
+    Io(io::Error),
+    /// The peer broke TLS; an alert may be queued (see [`Tls::encode_alert`]).
+    Tls(Error),
+}
+
+/// One client's TLS session and the bytes it holds.
+pub struct Tls {
+    conn: UnbufferedServerConnection,
+    /// Received bytes not processed yet: an incomplete record.
+    incoming: Backlog,
+    /// Records waiting for the socket.
+    outgoing: Backlog,
+    /// The client's close_notify arrived.
+    peer_closed: bool,
+}
+
+impl Tls {
+    /// A server session under `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Result<Self, Error> {
+        Ok(Tls {
+            conn: UnbufferedServerConnection::new(config)?,
+            incoming: Backlog::default(),
+            outgoing: Backlog::default(),
+            peer_closed: false,
+        })
+    }
+
+    /// True until the handshake has completed.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// True while records wait for the socket.
+    pub fn wants_write(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// True once the client's close_notify has been read.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Reads once from `socket` into `scratch` (behind the bytes kept from
+    /// the last read) and processes every complete record: application
+    /// data is appended to `plain`, handshake records are queued to send.
+    /// `Ok(0)` is the end of the stream.
+    pub fn receive(
+        &mut self,
+        socket: &mut impl Read,
+        scratch: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<usize, ReceiveError> {
+        let kept = self.incoming.len();
+        scratch[..kept].copy_from_slice(&self.incoming);
+        let room = scratch.len().saturating_sub(kept).min(READ_SIZE);
+        let read = socket
+            .read(&mut scratch[kept..kept + room])
+            .map_err(ReceiveError::Io)?;
+        if read == 0 {
+            return Ok(0);
+        }
+        let used = kept + read;
+        let consumed = self
+            .process(&mut scratch[..used], plain)
+            .map_err(ReceiveError::Tls)?;
+        let rest = &scratch[consumed..used];
+        if rest.len() > MAX_KEPT {
+            let too_long = Error::General("TLS message too long".into());
+            return Err(ReceiveError::Tls(too_long));
+        }
+        self.incoming.clear();
+        self.incoming.extend_from_slice(rest);
+        self.incoming.release_if_empty();
+        Ok(read)
+    }
+
+    /// Encrypts as much of `data` as the outgoing limit allows and returns
+    /// how much that was; nothing before the handshake has completed.
+    pub fn write_plaintext(&mut self, data: &[u8]) -> usize {
+        let room = OUTGOING_LIMIT.saturating_sub(self.outgoing.len());
+        let take = data.len().min(room);
+        if take == 0 || self.conn.is_handshaking() {
+            return 0;
+        }
+        let data = &data[..take];
+        let guess = take + RECORD_OVERHEAD * (take / (16 << 10) + 1);
+        let written = self.with_write_traffic(|traffic, out| {
+            append(out, guess, |buf| traffic.encrypt(data, buf).map_err(needed))
+        });
+        if written {
+            take
+        } else {
+            0
+        }
+    }
+
+    /// Queues a close_notify alert.
+    pub fn send_close_notify(&mut self) {
+        self.with_write_traffic(|traffic, out| {
+            append(out, RECORD_OVERHEAD, |buf| {
+                traffic.queue_close_notify(buf).map_err(needed)
+            })
+        });
+    }
+
+    /// After a [`ReceiveError::Tls`], queues the alert rustls has for the
+    /// peer, if any.
+    pub fn encode_alert(&mut self) {
+        let _ = self.process(&mut [], &mut Vec::new());
+    }
+
+    /// Writes queued records to `socket` (one call); `Ok(0)` once none wait.
+    pub fn write_tls(&mut self, socket: &mut impl Write) -> io::Result<usize> {
+        if self.outgoing.is_empty() {
+            return Ok(0);
+        }
+        let n = socket.write(&self.outgoing)?;
+        self.outgoing.consume(n);
+        self.outgoing.release_if_empty();
+        Ok(n)
+    }
+
+    /// Runs rustls over `incoming` until it needs more bytes or has
+    /// nothing to say; returns how many bytes it used up.
+    fn process(&mut self, incoming: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, Error> {
+        let mut consumed = 0;
+        loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut incoming[consumed..]);
+            match state? {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        let AppDataRecord {
+                            discard: more,
+                            payload,
+                        } = record?;
+                        discard += more;
+                        plain.extend_from_slice(payload);
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    if !encode(self.outgoing.vec_mut(), &mut data) {
+                        return Err(Error::General("cannot encode a TLS record".into()));
+                    }
+                }
+                // The records are in `outgoing`; `flush` writes them.
+                ConnectionState::TransmitTlsData(data) => data.done(),
+                ConnectionState::PeerClosed => self.peer_closed = true,
+                ConnectionState::BlockedHandshake
+                | ConnectionState::WriteTraffic(_)
+                | ConnectionState::Closed => return Ok(consumed + discard),
+                // Early data is off (`max_early_data_size` 0), and no
+                // other state exists in this rustls version.
+                _ => return Err(Error::General("unexpected TLS state".into())),
+            }
+            consumed += discard;
+        }
+    }
+
+    /// Runs `write` with the session's write state and the outgoing
+    /// buffer, once rustls has nothing else to send; false if it cannot.
+    fn with_write_traffic(
+        &mut self,
+        mut write: impl FnMut(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> bool,
+    ) -> bool {
+        loop {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    return write(&mut traffic, self.outgoing.vec_mut());
+                }
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    if !encode(self.outgoing.vec_mut(), &mut data) {
+                        return false;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Appends the handshake or alert record rustls has ready to `out`.
+fn encode(out: &mut Vec<u8>, data: &mut EncodeTlsData<'_, ServerConnectionData>) -> bool {
+    append(out, 4096, |buf| {
+        data.encode(buf).map_err(|e| match e {
+            EncodeError::InsufficientSize(size) => Some(size.required_size),
+            _ => None,
+        })
+    })
+}
+
+/// The size an encryption needs, from its error; `None` for any other.
+fn needed(error: EncryptError) -> Option<usize> {
+    match error {
+        EncryptError::InsufficientSize(size) => Some(size.required_size),
+        _ => None,
+    }
+}
+
+/// Appends what `write` puts into a buffer of `guess` bytes (or of the
+/// size it says it needs) to `out`; false if it fails otherwise.
+fn append(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> bool {
+    let start = out.len();
+    let mut room = guess;
+    loop {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return true;
+            }
+            Err(Some(needed)) if needed > room => room = needed,
+            Err(_) => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+}
