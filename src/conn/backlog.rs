@@ -45,6 +45,14 @@ impl Backlog {
     }
 }
 
+#[cfg(test)]
+impl Backlog {
+    /// Whether the buffer holds an allocation.
+    pub fn is_allocated(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 impl Deref for Backlog {
     type Target = [u8];
 

@@ -267,3 +267,126 @@ fn append(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsSource;
+    use crate::tls::TlsContext;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    /// A server session and a real rustls client that trusts it.
+    fn pair() -> (Tls, ClientConnection) {
+        // One file per pair: tests run in parallel, each its own certificate.
+        static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PAIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("averyws-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join(format!("cert-{n}.pem"));
+        let context = TlsContext::new(TlsSource::Development {
+            out: Some(cert.clone()),
+        })
+        .unwrap();
+        let mut roots = RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(&cert).unwrap() {
+            roots.add(der.unwrap()).unwrap();
+        }
+        std::fs::remove_file(&cert).unwrap();
+        let client = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = ClientConnection::new(Arc::new(client), name).unwrap();
+        (Tls::new(context.config()).unwrap(), client)
+    }
+
+    /// Moves the client's TLS bytes to the server `chunk` bytes a read,
+    /// and the server's back; returns the plaintext the server got.
+    fn exchange(server: &mut Tls, client: &mut ClientConnection, chunk: usize) -> Vec<u8> {
+        let mut scratch = vec![0; SCRATCH_SIZE];
+        let mut plain = Vec::new();
+        for _ in 0..100 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            for mut piece in wire.chunks(chunk) {
+                while !piece.is_empty() {
+                    server
+                        .receive(&mut piece, &mut scratch, &mut plain)
+                        .unwrap();
+                }
+            }
+            let mut back = Vec::new();
+            while server.write_tls(&mut back).unwrap() > 0 {}
+            if wire.is_empty() && back.is_empty() {
+                break;
+            }
+            client.read_tls(&mut back.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        plain
+    }
+
+    #[test]
+    fn a_session_between_messages_holds_no_buffer() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, usize::MAX);
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        client
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            exchange(&mut server, &mut client, usize::MAX),
+            b"GET / HTTP/1.1\r\n\r\n"
+        );
+        assert_eq!(server.write_plaintext(b"pong"), 4);
+        exchange(&mut server, &mut client, usize::MAX);
+        let mut got = [0; 4];
+        client.reader().read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+        assert!(server.incoming.is_empty() && server.outgoing.is_empty());
+        assert!(!server.incoming.is_allocated() && !server.outgoing.is_allocated());
+    }
+
+    #[test]
+    fn records_split_across_reads_are_kept_until_whole() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, 7);
+        let message = vec![0x5a; 40_000];
+        client.writer().write_all(&message).unwrap();
+        assert_eq!(exchange(&mut server, &mut client, 1000), message);
+        assert!(!server.incoming.is_allocated());
+    }
+
+    #[test]
+    fn output_beyond_the_limit_is_refused_not_buffered() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, usize::MAX);
+        let big = vec![1; OUTGOING_LIMIT + 10];
+        assert_eq!(server.write_plaintext(&big), OUTGOING_LIMIT);
+        assert_eq!(server.write_plaintext(b"more"), 0);
+        assert!(server.wants_write());
+    }
+
+    #[test]
+    fn the_clients_close_notify_is_seen() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, usize::MAX);
+        client.send_close_notify();
+        exchange(&mut server, &mut client, usize::MAX);
+        assert!(server.peer_closed());
+    }
+
+    #[test]
+    fn garbage_is_a_tls_error() {
+        let (mut server, _) = pair();
+        let mut scratch = vec![0; SCRATCH_SIZE];
+        let mut garbage: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let got = server.receive(&mut garbage, &mut scratch, &mut Vec::new());
+        assert!(matches!(got, Err(ReceiveError::Tls(_))), "{got:?}");
+    }
+}
