@@ -480,6 +480,8 @@ impl Args {
                 handshakes_per_turn: self.handshakes_per_turn,
                 max_messages_per_s: self.max_messages_per_s,
                 message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
+                tls_backlog_bytes: crate::config::DEFAULT_TLS_BACKLOG_BYTES,
+                max_partial_tls_bytes: crate::config::DEFAULT_MAX_PARTIAL_TLS_BYTES,
             },
             backend,
             auth: Auth {

@@ -260,7 +260,24 @@ pub struct Protection {
     /// Messages a client may send in a burst above the sustained rate.
     /// Default: one second's worth.
     pub message_burst: u32,
+    /// Encrypted records a connection keeps waiting for its socket; past
+    /// this, output waits as plaintext and reading pauses (TCP
+    /// backpressure). Default [`DEFAULT_TLS_BACKLOG_BYTES`] (256 KiB).
+    pub tls_backlog_bytes: usize,
+    /// Received TLS bytes a connection keeps between reads: the start of a
+    /// record, or of a handshake message rustls joins across records (it
+    /// allows 64 KiB). More is a TLS error, and each reactor's read buffer
+    /// is this plus 64 KiB. Default [`DEFAULT_MAX_PARTIAL_TLS_BYTES`]
+    /// (82 KiB: that handshake message and one full record).
+    pub max_partial_tls_bytes: usize,
 }
+
+/// Default [`Protection::tls_backlog_bytes`]: what rustls' buffered API
+/// held before refusing more plaintext.
+pub const DEFAULT_TLS_BACKLOG_BYTES: usize = 256 << 10;
+
+/// Default [`Protection::max_partial_tls_bytes`].
+pub const DEFAULT_MAX_PARTIAL_TLS_BYTES: usize = (64 << 10) + (18 << 10);
 
 impl Default for Protection {
     fn default() -> Self {
@@ -273,6 +290,8 @@ impl Default for Protection {
             handshakes_per_turn: 32,
             max_messages_per_s: 0,
             message_burst: 0,
+            tls_backlog_bytes: DEFAULT_TLS_BACKLOG_BYTES,
+            max_partial_tls_bytes: DEFAULT_MAX_PARTIAL_TLS_BYTES,
         }
     }
 }

@@ -70,7 +70,7 @@ pub use guard::Guard;
 use serve::{Next, Serving};
 pub use serve::{Target, WorkerSession};
 use tls::Tls;
-pub use tls::SCRATCH_SIZE;
+pub use tls::READ_SIZE;
 
 use log::debug;
 use mio::net::TcpStream;
@@ -93,8 +93,8 @@ const MAX_ROUNDS_PER_EVENT: usize = 16;
 
 /// Reactor-owned state a connection borrows while it handles an event.
 pub struct Shared<'a> {
-    /// The reactor's TLS read buffer ([`SCRATCH_SIZE`] bytes), reused by
-    /// every connection.
+    /// The reactor's TLS read buffer ([`READ_SIZE`] plus
+    /// `max_partial_tls_bytes`), reused by every connection.
     pub tls_in: &'a mut [u8],
     /// The reactor's buffer for decrypted input, reused likewise.
     pub plain: &'a mut Vec<u8>,
@@ -185,8 +185,8 @@ impl Conn {
         crowd: Crowd,
         now: Instant,
     ) -> Result<Self, rustls::Error> {
-        let tls = Tls::new(tls_config)?;
         let protection = &config.protection;
+        let tls = Tls::new(tls_config, protection.tls_backlog_bytes)?;
         let path = crate::sys::tcp_path(&socket).unwrap_or_default();
         let guard = Guard::new(
             now,

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use log::debug;
 
-use super::tls::OUTGOING_LIMIT;
 use super::{Conn, Phase, Shared};
 use crate::config::Config;
 use crate::outcome::{Closer, Eviction};
@@ -25,7 +24,7 @@ impl Conn {
             Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(),
             _ => None,
         };
-        let output = self.guard.output_deadline(pace, self.queued());
+        let output = self.guard.output_deadline(pace, self.queued(config));
         [self.phase_deadline(config), input, output]
             .into_iter()
             .flatten()
@@ -72,7 +71,7 @@ impl Conn {
         }
         let output_overdue = self
             .guard
-            .output_deadline(pace, self.queued())
+            .output_deadline(pace, self.queued(config))
             .is_some_and(|at| now >= at);
         match &self.phase {
             _ if self.is_done() => {}
@@ -231,10 +230,11 @@ impl Conn {
         }
     }
 
-    /// Output queued for the client: ours, plus at most what rustls holds.
-    pub(super) fn queued(&self) -> u64 {
+    /// Output queued for the client: ours, plus at most what the TLS
+    /// backlog holds.
+    pub(super) fn queued(&self, config: &Config) -> u64 {
         let in_tls = if self.tls.wants_write() {
-            OUTGOING_LIMIT
+            config.protection.tls_backlog_bytes
         } else {
             0
         };

@@ -18,20 +18,10 @@ use rustls::{Error, ServerConfig};
 
 use super::backlog::Backlog;
 
-/// Most TLS bytes read from the socket at once.
+/// Most TLS bytes read from the socket at once. The reactor's read
+/// buffer is this plus `Protection::max_partial_tls_bytes`, the most a
+/// connection keeps between reads.
 pub const READ_SIZE: usize = 64 << 10;
-
-/// Most received TLS bytes a connection keeps between reads: a handshake
-/// message rustls joins across records (it allows 64 KiB) and one record.
-pub const MAX_KEPT: usize = (64 << 10) + (18 << 10);
-
-/// Size of the reactor's shared read buffer: kept bytes, then a read.
-pub const SCRATCH_SIZE: usize = MAX_KEPT + READ_SIZE;
-
-/// Encrypted output rustls' buffered API would hold before refusing more
-/// plaintext; the connection keeps the rest as plaintext and stops
-/// reading (TCP backpressure).
-pub const OUTGOING_LIMIT: usize = 256 << 10;
 
 /// Per-record room asked for beyond the plaintext when encrypting: a TLS
 /// 1.2 GCM record adds 29 bytes, a TLS 1.3 one 22. A short guess costs a
@@ -54,17 +44,22 @@ pub struct Tls {
     incoming: Backlog,
     /// Records waiting for the socket.
     outgoing: Backlog,
+    /// Most bytes of records kept for the socket
+    /// (`Protection::tls_backlog_bytes`).
+    backlog_limit: usize,
     /// The client's close_notify arrived.
     peer_closed: bool,
 }
 
 impl Tls {
-    /// A server session under `config`.
-    pub fn new(config: Arc<ServerConfig>) -> Result<Self, Error> {
+    /// A server session under `config`, keeping at most `backlog_limit`
+    /// bytes of records for the socket.
+    pub fn new(config: Arc<ServerConfig>, backlog_limit: usize) -> Result<Self, Error> {
         Ok(Tls {
             conn: UnbufferedServerConnection::new(config)?,
             incoming: Backlog::default(),
             outgoing: Backlog::default(),
+            backlog_limit,
             peer_closed: false,
         })
     }
@@ -87,12 +82,14 @@ impl Tls {
     /// Reads once from `socket` into `scratch` (behind the bytes kept from
     /// the last read) and processes every complete record: application
     /// data is appended to `plain`, handshake records are queued to send.
-    /// `Ok(0)` is the end of the stream.
+    /// More than `max_kept` bytes left incomplete is an error. `Ok(0)` is
+    /// the end of the stream.
     pub fn receive(
         &mut self,
         socket: &mut impl Read,
         scratch: &mut [u8],
         plain: &mut Vec<u8>,
+        max_kept: usize,
     ) -> Result<usize, ReceiveError> {
         let kept = self.incoming.len();
         scratch[..kept].copy_from_slice(&self.incoming);
@@ -108,7 +105,7 @@ impl Tls {
             .process(&mut scratch[..used], plain)
             .map_err(ReceiveError::Tls)?;
         let rest = &scratch[consumed..used];
-        if rest.len() > MAX_KEPT {
+        if rest.len() > max_kept {
             let too_long = Error::General("TLS message too long".into());
             return Err(ReceiveError::Tls(too_long));
         }
@@ -118,10 +115,11 @@ impl Tls {
         Ok(read)
     }
 
-    /// Encrypts as much of `data` as the outgoing limit allows and returns
-    /// how much that was; nothing before the handshake has completed.
+    /// Encrypts as much of `data` as keeps the records waiting for the
+    /// socket within the backlog limit, and returns how much that was;
+    /// nothing before the handshake has completed.
     pub fn write_plaintext(&mut self, data: &[u8]) -> usize {
-        let room = OUTGOING_LIMIT.saturating_sub(self.outgoing.len());
+        let room = self.backlog_limit.saturating_sub(self.outgoing.len());
         let take = data.len().min(room);
         if take == 0 || self.conn.is_handshaking() {
             return 0;
@@ -272,6 +270,7 @@ fn append(
 mod tests {
     use super::*;
     use crate::config::TlsSource;
+    use crate::config::{DEFAULT_MAX_PARTIAL_TLS_BYTES, DEFAULT_TLS_BACKLOG_BYTES};
     use crate::tls::TlsContext;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
@@ -299,13 +298,14 @@ mod tests {
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").unwrap();
         let client = ClientConnection::new(Arc::new(client), name).unwrap();
-        (Tls::new(context.config()).unwrap(), client)
+        let tls = Tls::new(context.config(), DEFAULT_TLS_BACKLOG_BYTES).unwrap();
+        (tls, client)
     }
 
     /// Moves the client's TLS bytes to the server `chunk` bytes a read,
     /// and the server's back; returns the plaintext the server got.
     fn exchange(server: &mut Tls, client: &mut ClientConnection, chunk: usize) -> Vec<u8> {
-        let mut scratch = vec![0; SCRATCH_SIZE];
+        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
         let mut plain = Vec::new();
         for _ in 0..100 {
             let mut wire = Vec::new();
@@ -315,7 +315,12 @@ mod tests {
             for mut piece in wire.chunks(chunk) {
                 while !piece.is_empty() {
                     server
-                        .receive(&mut piece, &mut scratch, &mut plain)
+                        .receive(
+                            &mut piece,
+                            &mut scratch,
+                            &mut plain,
+                            DEFAULT_MAX_PARTIAL_TLS_BYTES,
+                        )
                         .unwrap();
                 }
             }
@@ -363,11 +368,26 @@ mod tests {
     }
 
     #[test]
+    fn an_incomplete_record_over_the_cap_is_an_error() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, usize::MAX);
+        client.writer().write_all(&[7; 40_000]).unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
+        let mut first = &wire[..2000];
+        let got = server.receive(&mut first, &mut scratch, &mut Vec::new(), 1024);
+        assert!(matches!(got, Err(ReceiveError::Tls(_))), "{got:?}");
+    }
+
+    #[test]
     fn output_beyond_the_limit_is_refused_not_buffered() {
         let (mut server, mut client) = pair();
         exchange(&mut server, &mut client, usize::MAX);
-        let big = vec![1; OUTGOING_LIMIT + 10];
-        assert_eq!(server.write_plaintext(&big), OUTGOING_LIMIT);
+        let big = vec![1; DEFAULT_TLS_BACKLOG_BYTES + 10];
+        assert_eq!(server.write_plaintext(&big), DEFAULT_TLS_BACKLOG_BYTES);
         assert_eq!(server.write_plaintext(b"more"), 0);
         assert!(server.wants_write());
     }
@@ -384,9 +404,9 @@ mod tests {
     #[test]
     fn garbage_is_a_tls_error() {
         let (mut server, _) = pair();
-        let mut scratch = vec![0; SCRATCH_SIZE];
+        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
         let mut garbage: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let got = server.receive(&mut garbage, &mut scratch, &mut Vec::new());
+        let got = server.receive(&mut garbage, &mut scratch, &mut Vec::new(), 0);
         assert!(matches!(got, Err(ReceiveError::Tls(_))), "{got:?}");
     }
 }

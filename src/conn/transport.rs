@@ -51,7 +51,10 @@ impl Conn {
             let mut socket = ShortRead::new(&mut self.socket);
             let mut plain = std::mem::take(sh.plain);
             plain.clear();
-            let received = self.tls.receive(&mut socket, sh.tls_in, &mut plain);
+            let max_kept = sh.config.protection.max_partial_tls_bytes;
+            let received = self
+                .tls
+                .receive(&mut socket, sh.tls_in, &mut plain, max_kept);
             drained = socket.drained;
             match received {
                 Ok(0) => {

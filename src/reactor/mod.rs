@@ -26,7 +26,7 @@ use slab::Slab;
 
 use crate::access::Access;
 use crate::config::Config;
-use crate::conn::{Conn, Shared, SCRATCH_SIZE};
+use crate::conn::{Conn, Shared, READ_SIZE};
 use crate::control::{Control, Seen, Shutdown};
 use crate::link::Backend;
 use crate::logging;
@@ -76,7 +76,8 @@ pub struct Reactor {
     config: Config,
     /// Token verification and the ACL in force here.
     access: Access,
-    /// TLS bytes read, shared by every connection ([`SCRATCH_SIZE`]).
+    /// TLS bytes read, shared by every connection ([`READ_SIZE`] plus
+    /// what a connection may keep between reads).
     tls_in: Vec<u8>,
     /// Decrypted input, shared by every connection.
     plain: Vec<u8>,
@@ -116,6 +117,7 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics = Arc::new(ReactorMetrics::default());
+        let tls_in = READ_SIZE + config.protection.max_partial_tls_bytes;
         let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
         let (zmq, node, zap) = match &config.backend {
             Some(backend_config) => {
@@ -148,7 +150,7 @@ impl Reactor {
             timers,
             config,
             access,
-            tls_in: vec![0; SCRATCH_SIZE],
+            tls_in: vec![0; tls_in],
             plain: Vec::new(),
             out: Vec::new(),
             next_generation: 1,
