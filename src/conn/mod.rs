@@ -42,7 +42,8 @@
 //!
 //! - `mod.rs`: the state, the phases, and what the reactor and the
 //!   backend call (queue, close, worker lost, ACL re-check).
-//! - `transport.rs`: socket ↔ rustls ↔ plaintext, and the read pauses.
+//! - `transport.rs`: socket ↔ TLS ↔ plaintext, and the read pauses;
+//!   `tls.rs`: the rustls session over buffers the reactor shares.
 //! - `opening.rs`: the upgrade head, judged and answered.
 //! - `delegate.rs`: a wait for the `--auth-service`'s verdict.
 //! - `serve.rs`: frames of an open session, to echo or to a worker.
