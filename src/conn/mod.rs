@@ -57,6 +57,7 @@ use std::time::Instant;
 mod backlog;
 mod delegate;
 mod guard;
+mod head;
 mod opening;
 mod pacing;
 mod scrape;

@@ -6,73 +6,58 @@ use std::time::Instant;
 
 use log::debug;
 
+use super::head::{self, Verdict};
 use super::serve::{self, Target, WorkerSession};
 use super::{Conn, Phase, Session, Shared};
 use crate::access::{self, Identity};
 use crate::auth::token::TokenError;
 use crate::config::Service;
-use crate::metrics::{scrape_request, ReactorMetrics, TokenOutcome};
+use crate::metrics::{ReactorMetrics, TokenOutcome};
 use crate::outcome::Closer;
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{CloseCode, Decoder};
 impl Conn {
-    /// Collects the upgrade request's head and judges it once complete:
-    /// a scrape, a refusal, a wait for the auth service, or the session.
+    /// Collects the upgrade request's head and carries out its verdict
+    /// once complete ([`head::judge`]): a scrape, a refusal, a wait for the
+    /// auth service, or the session.
     pub(super) fn on_head_bytes(&mut self, bytes: &mut [u8], sh: &mut Shared<'_>) {
         let (config, now) = (sh.config, sh.now);
         let Phase::Upgrading { head } = &mut self.phase else {
             return;
         };
-        let cap = config.max_header_bytes;
-        let taken = bytes.len().min(cap.saturating_sub(head.len()));
-        let seen = head.len();
-        head.extend_from_slice(&bytes[..taken]);
-        // httparse re-parses from the start: only try once the
-        // head can have ended, so a byte-at-a-time client costs
-        // one scan per byte, not one parse.
-        let fresh = &head[seen.saturating_sub(2)..];
-        let may_be_complete = head.len() >= cap
-            || fresh.windows(2).any(|w| w == b"\n\n")
-            || fresh.windows(3).any(|w| w == b"\n\r\n");
+        let (taken, may_be_complete) = head::collect(head, bytes, config.max_header_bytes);
         if !may_be_complete {
             return;
         }
-        let policy = upgrade::Policy {
-            max_header_bytes: cap,
-            allowed_origins: &config.allowed_origins,
-            subprotocols: &config.subprotocols,
-        };
-        if let Some(scrape) = scrape_request::parse_scrape(head, cap) {
-            return self.scrape(&scrape, sh);
+        let judged = head::judge(head, config, sh.access, access::unix_now());
+        if let Some((path, subprotocol)) = judged.route {
+            self.path = Some(path.into());
+            self.subprotocol = subprotocol.map(Box::from);
         }
-        let mut request = match upgrade::parse(head, &policy) {
-            Ok(None) => return,
-            Ok(Some(request)) => request,
-            Err(rejection) => return self.refuse(rejection, sh.out, now),
-        };
-        let Some(route) = config.route(&request.path) else {
-            return self.refuse(Rejection::NotFound, sh.out, now);
-        };
-        self.path = Some(request.path.as_str().into());
-        self.subprotocol = request.subprotocol.as_deref().map(Box::from);
-        let identified = sh.access.identify(&request, access::unix_now());
-        count_token(sh.metrics, &identified);
-        let identity = match identified {
-            Ok(identity) => identity,
-            Err(e) => {
+        match &judged.token {
+            Some(Ok(())) => sh.metrics.token(TokenOutcome::Valid),
+            Some(Err(e)) => {
+                sh.metrics.token(TokenOutcome::Invalid);
                 debug!("{}: token refused: {e}", self.peer);
-                return self.refuse(Rejection::Unauthorized, sh.out, now);
             }
-        };
-        request.query = request.query.map(|q| sh.access.forwarded_query(&q));
-        let rest = &mut bytes[taken..];
-        let delegate = config.auth.delegate_for(&request.path);
-        if let (false, Some(service)) = (identity.is_authenticated(), delegate) {
-            // What followed the head waits with it for the verdict.
-            head.extend_from_slice(rest);
-            return self.delegate(request, service, sh);
+            None => {}
         }
-        self.open_session(request, identity, &route.service, sh, rest);
+        let rest = &mut bytes[taken..];
+        match judged.verdict {
+            Verdict::More => {}
+            Verdict::Scrape(scrape) => self.scrape(&scrape, sh),
+            Verdict::Refuse(rejection) => self.refuse(rejection, sh.out, now),
+            Verdict::Delegate { request, service } => {
+                // What followed the head waits with it for the verdict.
+                head.extend_from_slice(rest);
+                self.delegate(request, &service, sh);
+            }
+            Verdict::Open {
+                request,
+                identity,
+                service,
+            } => self.open_session(request, identity, &service, sh, rest),
+        }
     }
 
     /// Admits `identity` to the request's path (`connect`), then answers
