@@ -23,6 +23,11 @@ impl Backlog {
         }
     }
 
+    /// The bytes, to be changed in place.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+
     /// Drops the first `n` bytes.
     pub fn consume(&mut self, n: usize) {
         if let Some(buf) = &mut self.0 {

@@ -1,7 +1,9 @@
 //! The client's TLS session, through rustls' unbuffered API: the
 //! connection owns the buffers, so between messages it holds none. Bytes
-//! are read into the reactor's shared buffer and decrypted there in
-//! place; only the start of a record that has not fully arrived is kept,
+//! are read into the reactor's shared buffer and decrypted there (rustls
+//! 0.23 then copies each record's plaintext into a queue of its own, which
+//! we empty into the reactor's plaintext buffer at once); only the start
+//! of a record that has not fully arrived is kept,
 //! and only records the socket did not take wait in `outgoing`. (The
 //! buffered `ServerConnection` keeps a 4 KiB read buffer for the life of
 //! every connection, half of an idle connection's memory.)
@@ -101,17 +103,18 @@ impl Tls {
             return Ok(0);
         }
         let used = kept + read;
-        let consumed = self
-            .process(&mut scratch[..used], plain)
-            .map_err(ReceiveError::Tls)?;
+        let (consumed, processed) = self.process(&mut scratch[..used], plain);
         let rest = &scratch[consumed..used];
+        // Kept even on an error: rustls' handshake deframer holds offsets
+        // into these bytes, and the alert it encodes next reads them.
+        self.incoming.clear();
+        self.incoming.extend_from_slice(rest);
+        self.incoming.release_if_empty();
+        processed.map_err(ReceiveError::Tls)?;
         if rest.len() > max_kept {
             let too_long = Error::General("TLS message too long".into());
             return Err(ReceiveError::Tls(too_long));
         }
-        self.incoming.clear();
-        self.incoming.extend_from_slice(rest);
-        self.incoming.release_if_empty();
         Ok(read)
     }
 
@@ -148,7 +151,21 @@ impl Tls {
     /// After a [`ReceiveError::Tls`], queues the alert rustls has for the
     /// peer, if any.
     pub fn encode_alert(&mut self) {
-        let _ = self.process(&mut [], &mut Vec::new());
+        // Only while rustls has records queued (the alert may follow the
+        // rest of its flight): it hands those out before it deframes
+        // anything, and deframing the bytes that failed again would fail
+        // again (and trip its assertion that one fatal alert is sent). The
+        // kept bytes, not an empty slice: it may hold offsets into them.
+        let mut kept = std::mem::take(&mut self.incoming);
+        while self.conn.wants_write() {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(kept.as_mut_slice());
+            let Ok(ConnectionState::EncodeTlsData(mut data)) = state else {
+                break;
+            };
+            if !encode(self.outgoing.vec_mut(), &mut data) {
+                break;
+            }
+        }
     }
 
     /// Writes queued records to `socket` (one call); `Ok(0)` once none wait.
@@ -163,39 +180,58 @@ impl Tls {
     }
 
     /// Runs rustls over `incoming` until it needs more bytes or has
-    /// nothing to say; returns how many bytes it used up.
-    fn process(&mut self, incoming: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, Error> {
+    /// nothing to say; returns how many bytes it used up, and the error
+    /// that stopped it, if one did.
+    fn process(&mut self, incoming: &mut [u8], plain: &mut Vec<u8>) -> (usize, Result<(), Error>) {
         let mut consumed = 0;
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut incoming[consumed..]);
-            match state? {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        let AppDataRecord {
+            let step = match state {
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
+                    match traffic.next_record() {
+                        Some(Ok(AppDataRecord {
                             discard: more,
                             payload,
-                        } = record?;
-                        discard += more;
-                        plain.extend_from_slice(payload);
+                        })) => {
+                            discard += more;
+                            plain.extend_from_slice(payload);
+                        }
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(true),
                     }
-                }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    if !encode(self.outgoing.vec_mut(), &mut data) {
-                        return Err(Error::General("cannot encode a TLS record".into()));
+                },
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    match encode(self.outgoing.vec_mut(), &mut data) {
+                        true => Ok(true),
+                        false => Err(Error::General("cannot encode a TLS record".into())),
                     }
                 }
                 // The records are in `outgoing`; `flush` writes them.
-                ConnectionState::TransmitTlsData(data) => data.done(),
-                ConnectionState::PeerClosed => self.peer_closed = true,
-                ConnectionState::BlockedHandshake
-                | ConnectionState::WriteTraffic(_)
-                | ConnectionState::Closed => return Ok(consumed + discard),
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    data.done();
+                    Ok(true)
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Ok(true)
+                }
+                Ok(
+                    ConnectionState::BlockedHandshake
+                    | ConnectionState::WriteTraffic(_)
+                    | ConnectionState::Closed,
+                ) => Ok(false),
                 // Early data is off (`max_early_data_size` 0), and no
                 // other state exists in this rustls version.
-                _ => return Err(Error::General("unexpected TLS state".into())),
-            }
+                Ok(_) => Err(Error::General("unexpected TLS state".into())),
+                Err(e) => Err(e),
+            };
             consumed += discard;
+            match step {
+                Ok(true) => {}
+                Ok(false) => return (consumed, Ok(())),
+                Err(e) => return (consumed, Err(e)),
+            }
         }
     }
 
@@ -205,21 +241,34 @@ impl Tls {
         &mut self,
         mut write: impl FnMut(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> bool,
     ) -> bool {
-        loop {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
-            match state {
+        // rustls' handshake deframer holds offsets into the kept bytes (a
+        // handshake message split across records): they, not an empty
+        // slice, are the buffer it must be shown.
+        let mut kept = std::mem::take(&mut self.incoming);
+        let written = loop {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(kept.as_mut_slice());
+            let done = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-                    return write(&mut traffic, self.outgoing.vec_mut());
+                    Some(write(&mut traffic, self.outgoing.vec_mut()))
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    if !encode(self.outgoing.vec_mut(), &mut data) {
-                        return false;
-                    }
+                    (!encode(self.outgoing.vec_mut(), &mut data)).then_some(false)
                 }
-                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
-                _ => return false,
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    data.done();
+                    None
+                }
+                _ => Some(false),
+            };
+            kept.consume(discard);
+            if let Some(written) = done {
+                break written;
             }
-        }
+        };
+        kept.release_if_empty();
+        self.incoming = kept;
+        written
     }
 }
 
@@ -293,9 +342,10 @@ mod tests {
             roots.add(der.unwrap()).unwrap();
         }
         std::fs::remove_file(&cert).unwrap();
-        let client = ClientConfig::builder()
+        let mut client = ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        client.enable_secret_extraction = true;
         let name = ServerName::try_from("localhost").unwrap();
         let client = ClientConnection::new(Arc::new(client), name).unwrap();
         let tls = Tls::new(context.config(), DEFAULT_TLS_BACKLOG_BYTES).unwrap();
@@ -401,12 +451,125 @@ mod tests {
         assert!(server.peer_closed());
     }
 
-    #[test]
-    fn garbage_is_a_tls_error() {
-        let (mut server, _) = pair();
+    /// Receives `bytes` in one read under the default cap.
+    fn receive(server: &mut Tls, mut bytes: &[u8]) -> Result<usize, ReceiveError> {
         let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
-        let mut garbage: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let got = server.receive(&mut garbage, &mut scratch, &mut Vec::new(), 0);
-        assert!(matches!(got, Err(ReceiveError::Tls(_))), "{got:?}");
+        server.receive(
+            &mut bytes,
+            &mut scratch,
+            &mut Vec::new(),
+            DEFAULT_MAX_PARTIAL_TLS_BYTES,
+        )
+    }
+
+    /// The alert the server sends after an error.
+    fn alert(server: &mut Tls) -> Vec<u8> {
+        server.encode_alert();
+        let mut out = Vec::new();
+        while server.write_tls(&mut out).unwrap() > 0 {}
+        out
+    }
+
+    #[test]
+    fn plaintext_http_is_a_tls_error_answered_with_an_alert() {
+        let (mut server, _) = pair();
+        let got = receive(&mut server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            matches!(got, Err(ReceiveError::Tls(Error::InvalidMessage(_)))),
+            "{got:?}"
+        );
+        // A fatal alert record: type 21, level 2.
+        let alert = alert(&mut server);
+        assert_eq!((alert[0], alert.get(5)), (0x15, Some(&2)), "{alert:02x?}");
+    }
+
+    /// Regression (review of the unbuffered change): one byte of a
+    /// ClientHello, then a ChangeCipherSpec. rustls refuses it while it
+    /// holds an offset into the kept byte; encoding the alert over an
+    /// empty buffer then panicked the reactor ("range start index 6").
+    /// rustls queues no alert for this error (the buffered API neither).
+    #[test]
+    fn a_record_between_pieces_of_a_client_hello_is_refused_without_a_panic() {
+        let (mut server, _) = pair();
+        let got = receive(&mut server, &[0x16, 3, 1, 0, 1, 0x01, 0x14, 3, 3, 0, 1, 1]);
+        assert!(
+            matches!(
+                got,
+                Err(ReceiveError::Tls(Error::PeerMisbehaved(
+                    rustls::PeerMisbehaved::MessageInterleavedWithHandshakeMessage
+                )))
+            ),
+            "{got:?}"
+        );
+        assert_eq!(alert(&mut server), b"");
+    }
+
+    /// A TLS 1.3 record sealed with the client's extracted keys: what a
+    /// client library sends only when it chooses to.
+    struct Sealer {
+        key: ring::aead::LessSafeKey,
+        iv: [u8; 12],
+        seq: u64,
+    }
+
+    impl Sealer {
+        fn new(client: ClientConnection) -> Self {
+            let secrets = client.dangerous_extract_secrets().unwrap();
+            let (seq, secret) = secrets.tx;
+            let (algorithm, key, iv) = match secret {
+                rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+                    (&ring::aead::AES_256_GCM, key, iv)
+                }
+                rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+                    (&ring::aead::AES_128_GCM, key, iv)
+                }
+                _ => panic!("unexpected suite"),
+            };
+            let key = ring::aead::UnboundKey::new(algorithm, key.as_ref()).unwrap();
+            Sealer {
+                key: ring::aead::LessSafeKey::new(key),
+                iv: iv.as_ref().try_into().unwrap(),
+                seq,
+            }
+        }
+
+        fn record(&mut self, content_type: u8, payload: &[u8]) -> Vec<u8> {
+            let mut inner = payload.to_vec();
+            inner.push(content_type);
+            let len = u16::try_from(inner.len() + 16).unwrap().to_be_bytes();
+            let header = [0x17, 3, 3, len[0], len[1]];
+            let mut nonce = self.iv;
+            for (at, byte) in self.seq.to_be_bytes().iter().enumerate() {
+                nonce[4 + at] ^= byte;
+            }
+            self.seq += 1;
+            let nonce = ring::aead::Nonce::assume_unique_for_key(nonce);
+            let aad = ring::aead::Aad::from(header);
+            self.key
+                .seal_in_place_append_tag(nonce, aad, &mut inner)
+                .unwrap();
+            [&header[..], &inner].concat()
+        }
+    }
+
+    /// Regression (review of the unbuffered change): a KeyUpdate split
+    /// across two records is legal; writing between them showed rustls an
+    /// empty buffer where it held an offset, and panicked.
+    #[test]
+    fn writing_between_the_records_of_a_split_key_update_works() {
+        let (mut server, mut client) = pair();
+        exchange(&mut server, &mut client, usize::MAX);
+        let mut sealer = Sealer::new(client);
+        let mut first = sealer.record(0x17, b"ping");
+        first.extend(sealer.record(0x16, &[0x18, 0, 0]));
+        let second = sealer.record(0x16, &[1, 0]);
+        receive(&mut server, &first).unwrap();
+        assert!(server.incoming.is_allocated(), "the half message is kept");
+        assert_eq!(server.write_plaintext(b"pong"), 4);
+        receive(&mut server, &second).unwrap();
+        assert!(!server.incoming.is_allocated());
+        assert_eq!(server.write_plaintext(b"pong"), 4);
+        server.send_close_notify();
+        assert!(server.wants_write());
     }
 }
