@@ -266,8 +266,8 @@ pub struct Protection {
     pub tls_backlog_bytes: usize,
     /// Received TLS bytes a connection keeps between reads: the start of a
     /// record, or of a handshake message rustls joins across records (it
-    /// allows 64 KiB). More is a TLS error, and each reactor's read buffer
-    /// is this plus 64 KiB. Default [`DEFAULT_MAX_PARTIAL_TLS_BYTES`]
+    /// allows 64 KiB). More is a TLS error. Default
+    /// [`DEFAULT_MAX_PARTIAL_TLS_BYTES`]
     /// (82 KiB: that handshake message and one full record).
     pub max_partial_tls_bytes: usize,
 }

@@ -95,8 +95,8 @@ const MAX_ROUNDS_PER_EVENT: usize = 16;
 
 /// Reactor-owned state a connection borrows while it handles an event.
 pub struct Shared<'a> {
-    /// The reactor's TLS read buffer ([`READ_SIZE`] plus
-    /// `max_partial_tls_bytes`), reused by every connection.
+    /// The reactor's TLS read buffer ([`READ_SIZE`] bytes), reused by
+    /// every connection.
     pub tls_in: &'a mut [u8],
     /// The reactor's buffer for decrypted input, reused likewise.
     pub plain: &'a mut Vec<u8>,

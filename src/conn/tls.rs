@@ -20,9 +20,8 @@ use rustls::{Error, ServerConfig};
 
 use super::backlog::Backlog;
 
-/// Most TLS bytes read from the socket at once. The reactor's read
-/// buffer is this plus `Protection::max_partial_tls_bytes`, the most a
-/// connection keeps between reads.
+/// Most TLS bytes read from the socket at once: the size of the reactor's
+/// shared read buffer.
 pub const READ_SIZE: usize = 64 << 10;
 
 /// Per-record room asked for beyond the plaintext when encrypting: a TLS
@@ -81,11 +80,14 @@ impl Tls {
         self.peer_closed
     }
 
-    /// Reads once from `socket` into `scratch` (behind the bytes kept from
-    /// the last read) and processes every complete record: application
-    /// data is appended to `plain`, handshake records are queued to send.
-    /// More than `max_kept` bytes left incomplete is an error. `Ok(0)` is
-    /// the end of the stream.
+    /// Reads once from `socket` into `scratch` and processes every
+    /// complete record: application data is appended to `plain`, handshake
+    /// records are queued to send. Usually nothing is kept and the records
+    /// are processed where they were read; behind kept bytes, the read is
+    /// appended to them instead, so a client dribbling a large message
+    /// costs a copy of each byte once, not of everything kept on every
+    /// read. More than `max_kept` bytes left incomplete is an error.
+    /// `Ok(0)` is the end of the stream.
     pub fn receive(
         &mut self,
         socket: &mut impl Read,
@@ -93,25 +95,30 @@ impl Tls {
         plain: &mut Vec<u8>,
         max_kept: usize,
     ) -> Result<usize, ReceiveError> {
-        let kept = self.incoming.len();
-        scratch[..kept].copy_from_slice(&self.incoming);
-        let room = scratch.len().saturating_sub(kept).min(READ_SIZE);
+        let room = scratch.len().min(READ_SIZE);
         let read = socket
-            .read(&mut scratch[kept..kept + room])
+            .read(&mut scratch[..room])
             .map_err(ReceiveError::Io)?;
         if read == 0 {
             return Ok(0);
         }
-        let used = kept + read;
-        let (consumed, processed) = self.process(&mut scratch[..used], plain);
-        let rest = &scratch[consumed..used];
         // Kept even on an error: rustls' handshake deframer holds offsets
         // into these bytes, and the alert it encodes next reads them.
-        self.incoming.clear();
-        self.incoming.extend_from_slice(rest);
+        let processed = if self.incoming.is_empty() {
+            let (consumed, processed) = self.process(&mut scratch[..read], plain);
+            self.incoming.extend_from_slice(&scratch[consumed..read]);
+            processed
+        } else {
+            self.incoming.extend_from_slice(&scratch[..read]);
+            let mut kept = std::mem::take(&mut self.incoming);
+            let (consumed, processed) = self.process(kept.as_mut_slice(), plain);
+            kept.consume(consumed);
+            self.incoming = kept;
+            processed
+        };
         self.incoming.release_if_empty();
         processed.map_err(ReceiveError::Tls)?;
-        if rest.len() > max_kept {
+        if self.incoming.len() > max_kept {
             let too_long = Error::General("TLS message too long".into());
             return Err(ReceiveError::Tls(too_long));
         }
@@ -355,7 +362,7 @@ mod tests {
     /// Moves the client's TLS bytes to the server `chunk` bytes a read,
     /// and the server's back; returns the plaintext the server got.
     fn exchange(server: &mut Tls, client: &mut ClientConnection, chunk: usize) -> Vec<u8> {
-        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
+        let mut scratch = vec![0; READ_SIZE];
         let mut plain = Vec::new();
         for _ in 0..100 {
             let mut wire = Vec::new();
@@ -426,7 +433,7 @@ mod tests {
         while client.wants_write() {
             client.write_tls(&mut wire).unwrap();
         }
-        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
+        let mut scratch = vec![0; READ_SIZE];
         let mut first = &wire[..2000];
         let got = server.receive(&mut first, &mut scratch, &mut Vec::new(), 1024);
         assert!(matches!(got, Err(ReceiveError::Tls(_))), "{got:?}");
@@ -453,7 +460,7 @@ mod tests {
 
     /// Receives `bytes` in one read under the default cap.
     fn receive(server: &mut Tls, mut bytes: &[u8]) -> Result<usize, ReceiveError> {
-        let mut scratch = vec![0; DEFAULT_MAX_PARTIAL_TLS_BYTES + READ_SIZE];
+        let mut scratch = vec![0; READ_SIZE];
         server.receive(
             &mut bytes,
             &mut scratch,

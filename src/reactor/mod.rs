@@ -76,8 +76,7 @@ pub struct Reactor {
     config: Config,
     /// Token verification and the ACL in force here.
     access: Access,
-    /// TLS bytes read, shared by every connection ([`READ_SIZE`] plus
-    /// what a connection may keep between reads).
+    /// TLS bytes read, shared by every connection ([`READ_SIZE`]).
     tls_in: Vec<u8>,
     /// Decrypted input, shared by every connection.
     plain: Vec<u8>,
@@ -117,7 +116,6 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics = Arc::new(ReactorMetrics::default());
-        let tls_in = READ_SIZE + config.protection.max_partial_tls_bytes;
         let index = control.join(Waker::new(poll.registry(), WAKE)?, Arc::clone(&metrics));
         let (zmq, node, zap) = match &config.backend {
             Some(backend_config) => {
@@ -150,7 +148,7 @@ impl Reactor {
             timers,
             config,
             access,
-            tls_in: vec![0; tls_in],
+            tls_in: vec![0; READ_SIZE],
             plain: Vec::new(),
             out: Vec::new(),
             next_generation: 1,
