@@ -482,6 +482,9 @@ impl Args {
                 message_burst: self.message_burst.unwrap_or(self.max_messages_per_s),
                 tls_backlog_bytes: crate::config::DEFAULT_TLS_BACKLOG_BYTES,
                 max_partial_tls_bytes: crate::config::DEFAULT_MAX_PARTIAL_TLS_BYTES,
+                accepts_per_event: crate::config::DEFAULT_ACCEPTS_PER_EVENT,
+                rounds_per_event: crate::config::DEFAULT_ROUNDS_PER_EVENT,
+                out_buffer_keep: crate::config::DEFAULT_OUT_BUFFER_KEEP,
             },
             backend,
             auth: Auth {
@@ -575,6 +578,7 @@ impl Args {
             pipe_hwm: crate::config::DEFAULT_PIPE_HWM,
             max_workers: crate::node::workers::MAX_WORKERS,
             max_channels_per_conn: crate::node::channels::MAX_CHANNELS_PER_CONN,
+            messages_per_turn: crate::config::DEFAULT_MESSAGES_PER_TURN,
             reactors: crate::backend::message::Reactors::ALONE,
         }))
     }

@@ -179,6 +179,10 @@ pub struct Backend {
     /// Most channel subscriptions of one connection. Default
     /// [`crate::node::channels::MAX_CHANNELS_PER_CONN`] (256).
     pub max_channels_per_conn: usize,
+    /// Worker messages a reactor handles per loop turn, so a flood from
+    /// workers cannot starve the clients; the rest wait for the next turn.
+    /// Default [`DEFAULT_MESSAGES_PER_TURN`].
+    pub messages_per_turn: usize,
     /// This node's place among the reactors of the process, told to
     /// version 3 workers in WELCOME: set by [`Config::for_reactor`],
     /// [`Reactors::ALONE`] until then.
@@ -188,6 +192,9 @@ pub struct Backend {
 /// Default [`Backend::worker_queue`]: far above the CONNECTs and
 /// DISCONNECTs a burst of clients queues for a briefly slow worker.
 pub const DEFAULT_WORKER_QUEUE: usize = 4096;
+
+/// Default [`Backend::messages_per_turn`].
+pub const DEFAULT_MESSAGES_PER_TURN: usize = 1024;
 
 /// Default [`Backend::pipe_hwm`]: libzmq's own default, set on purpose.
 pub const DEFAULT_PIPE_HWM: i32 = 1000;
@@ -270,11 +277,29 @@ pub struct Protection {
     /// [`DEFAULT_MAX_PARTIAL_TLS_BYTES`]
     /// (82 KiB: that handshake message and one full record).
     pub max_partial_tls_bytes: usize,
+    /// Connections accepted per listener event, so a connect flood cannot
+    /// starve established connections. Default 256.
+    pub accepts_per_event: usize,
+    /// Read/flush rounds one connection gets per readiness event, so one
+    /// busy connection cannot stall the reactor. Default 16.
+    pub rounds_per_event: usize,
+    /// Output staged for one event above this capacity is released after
+    /// it, so one large burst does not pin its memory. Default 1 MiB.
+    pub out_buffer_keep: usize,
 }
 
 /// Default [`Protection::tls_backlog_bytes`]: what rustls' buffered API
 /// held before refusing more plaintext.
 pub const DEFAULT_TLS_BACKLOG_BYTES: usize = 256 << 10;
+
+/// Default [`Protection::accepts_per_event`].
+pub const DEFAULT_ACCEPTS_PER_EVENT: usize = 256;
+
+/// Default [`Protection::rounds_per_event`].
+pub const DEFAULT_ROUNDS_PER_EVENT: usize = 16;
+
+/// Default [`Protection::out_buffer_keep`].
+pub const DEFAULT_OUT_BUFFER_KEEP: usize = 1 << 20;
 
 /// Default [`Protection::max_partial_tls_bytes`].
 pub const DEFAULT_MAX_PARTIAL_TLS_BYTES: usize = (64 << 10) + (18 << 10);
@@ -292,6 +317,9 @@ impl Default for Protection {
             message_burst: 0,
             tls_backlog_bytes: DEFAULT_TLS_BACKLOG_BYTES,
             max_partial_tls_bytes: DEFAULT_MAX_PARTIAL_TLS_BYTES,
+            accepts_per_event: DEFAULT_ACCEPTS_PER_EVENT,
+            rounds_per_event: DEFAULT_ROUNDS_PER_EVENT,
+            out_buffer_keep: DEFAULT_OUT_BUFFER_KEEP,
         }
     }
 }

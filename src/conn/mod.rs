@@ -89,10 +89,6 @@ use crate::outcome::{AccessRecord, Closer, Eviction, Stats};
 use crate::pace::Crowd;
 use crate::ws::{encoder, CloseCode, Decoder};
 
-/// Read/flush rounds per event, so one busy connection cannot stall the
-/// reactor.
-const MAX_ROUNDS_PER_EVENT: usize = 16;
-
 /// Reactor-owned state a connection borrows while it handles an event.
 pub struct Shared<'a> {
     /// The reactor's TLS read buffer ([`READ_SIZE`] bytes), reused by
@@ -427,7 +423,7 @@ impl Conn {
     /// backs up), serves what arrived, and flushes.
     pub fn on_ready(&mut self, sh: &mut Shared<'_>, readable: bool) {
         let mut read = readable || self.read_stalled;
-        for _ in 0..MAX_ROUNDS_PER_EVENT {
+        for _ in 0..sh.config.protection.rounds_per_event {
             if read && !self.is_done() {
                 self.read_and_account(sh);
             }

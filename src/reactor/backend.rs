@@ -31,10 +31,6 @@ use crate::node::workers::WorkerRef;
 use crate::node::{Edge, Followup, Node, NodeConfig};
 use crate::ws::Limits;
 
-/// Worker messages handled per turn, so a flood from workers cannot starve
-/// the clients; the rest wait for the next turn.
-const MESSAGES_PER_TURN: usize = 1024;
-
 /// How soon full pipes are tried again when nothing else wakes the loop.
 const BLOCKED_RETRY: Duration = Duration::from_millis(20);
 
@@ -125,7 +121,12 @@ impl Reactor {
         // This turn's client messages go before the replies are read.
         self.flush_batches();
         let mut parts = Vec::new();
-        for _ in 0..MESSAGES_PER_TURN {
+        let per_turn = self
+            .config
+            .backend
+            .as_ref()
+            .map_or(0, |b| b.messages_per_turn);
+        for _ in 0..per_turn {
             let Some(backend) = self.backend.as_mut() else {
                 return;
             };

@@ -36,13 +36,8 @@ use accounting::Counters;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
 
-/// Staged output above this is released after the event that needed it.
-const OUT_BUFFER_KEEP: usize = 1 << 20;
 /// Pause before accepting again after EMFILE/ENFILE.
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
-/// Connections accepted per listener event, so a connect flood cannot
-/// starve established connections.
-const ACCEPTS_PER_EVENT: usize = 256;
 
 /// A connection and the registration state the reactor keeps for it.
 struct Slot {
@@ -228,7 +223,7 @@ impl Reactor {
     }
 
     fn accept(&mut self, now: Instant) {
-        for _ in 0..ACCEPTS_PER_EVENT {
+        for _ in 0..self.config.protection.accepts_per_event {
             let Some(listener) = &self.listener else {
                 return;
             };
@@ -356,7 +351,7 @@ impl Reactor {
         if handshaking && !slot.conn.is_tls_handshaking() {
             self.metrics.tls_handshakes.add(1);
         }
-        if self.out.capacity() > OUT_BUFFER_KEEP {
+        if self.out.capacity() > self.config.protection.out_buffer_keep {
             self.out = Vec::new();
         }
         self.settle(id, now);
