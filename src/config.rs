@@ -9,8 +9,9 @@ use crate::backend::message::Reactors;
 use crate::pace::Pace;
 use crate::ws::Limits;
 
-/// Everything the reactor needs to run; built from the command line by
-/// [`crate::cli`], so every value here has already been checked.
+/// Everything the reactor needs to run; built from the command line (the
+/// `cli` module, a layer above), so every value here has already been
+/// checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address of the TLS listener. Default `127.0.0.1:8443`.
@@ -173,11 +174,10 @@ pub struct Backend {
     /// window of docs/protocol.md section 7. Default [`DEFAULT_PIPE_HWM`].
     pub pipe_hwm: i32,
     /// Most workers registered at once, and most READYs waiting for
-    /// their confirmation. Default [`crate::node::workers::MAX_WORKERS`]
-    /// (4096).
+    /// their confirmation. Default 4096 (`node::workers::MAX_WORKERS`).
     pub max_workers: usize,
-    /// Most channel subscriptions of one connection. Default
-    /// [`crate::node::channels::MAX_CHANNELS_PER_CONN`] (256).
+    /// Most channel subscriptions of one connection. Default 256
+    /// (`node::channels::MAX_CHANNELS_PER_CONN`).
     pub max_channels_per_conn: usize,
     /// Worker messages a reactor handles per loop turn, so a flood from
     /// workers cannot starve the clients; the rest wait for the next turn.
