@@ -22,6 +22,7 @@ pub mod node;
 pub mod outcome;
 pub mod pace;
 pub mod reactor;
+pub mod session;
 pub mod sys;
 pub mod tls;
 pub mod ws;

@@ -21,6 +21,7 @@ use crate::backend::monitor::HandshakeMonitor;
 use crate::node::sessions::ConnectInfo;
 use crate::node::workers::WorkerRef;
 use crate::node::{Dropped, Node, Refused, Time, Wire};
+use crate::session::NodePort;
 use crate::ws::CloseCode;
 
 /// How the link is set up.
@@ -242,28 +243,32 @@ impl Backend {
             .send_control(&mut self.link, worker, message, time);
     }
 
-    /// [`Node::open`] on this link at `now`.
-    pub fn open(&mut self, conn: u64, info: ConnectInfo, now: Instant) -> bool {
-        let time = self.at(now);
-        self.node.open(&mut self.link, conn, info, time)
-    }
-
-    /// [`Node::message`] on this link at `now`.
-    pub fn message(&mut self, conn: u64, payload: Payload<'_>, now: Instant) -> bool {
-        let time = self.at(now);
-        self.node.message(&mut self.link, conn, payload, time)
-    }
-
     /// [`Node::close`] on this link at `now`.
     pub fn close(&mut self, conn: u64, why: (CloseCode, Initiator), now: Instant) {
         let time = self.at(now);
         self.node.close(&mut self.link, conn, why, time);
     }
+}
 
-    /// [`Node::ask_auth`] on this link at `now`.
-    pub fn ask_auth(&mut self, service: &str, auth: &Auth<'_>, now: Instant) -> bool {
+/// A session's calls on the node go out on this link.
+impl NodePort for Backend {
+    fn open(&mut self, conn: u64, info: ConnectInfo, now: Instant) -> bool {
+        let time = self.at(now);
+        self.node.open(&mut self.link, conn, info, time)
+    }
+
+    fn message(&mut self, conn: u64, payload: Payload<'_>, now: Instant) -> bool {
+        let time = self.at(now);
+        self.node.message(&mut self.link, conn, payload, time)
+    }
+
+    fn ask_auth(&mut self, service: &str, auth: &Auth<'_>, now: Instant) -> bool {
         let time = self.at(now);
         self.node.ask_auth(&mut self.link, service, auth, time)
+    }
+
+    fn auth_done(&mut self, conn: u64) {
+        self.node.auth_done(conn);
     }
 }
 

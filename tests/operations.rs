@@ -54,15 +54,15 @@ fn json_log_lines_are_objects_with_time_level_target_and_message() {
 #[test]
 fn log_levels_can_differ_by_module() {
     // The default stays info (the address line), the access log is off,
-    // and the connection module says why it refused, at debug.
-    let spec = "info,averyws::access=off,averyws::conn=debug";
+    // and the session module says why it refused, at debug.
+    let spec = "info,averyws::access=off,averyws::session=debug";
     let server = Server::start(&["--log-level", spec]);
     let mut refused = server.tls();
     send(&mut refused, upgrade_request("/nope", "").as_bytes());
     assert_eq!(status(&read_response_head(&mut refused)), 404);
     drop(refused);
     let line = server.wait_log("upgrade refused with 404", LIMIT);
-    assert!(line.is_some_and(|l| l.contains("DEBUG averyws::conn")));
+    assert!(line.is_some_and(|l| l.contains("DEBUG averyws::session")));
     close_normally(&mut common::raw_ws(&server, "/echo"));
     // Both connections above have ended (their FINs went out before this
     // one's handshake), so their access lines would be written by now.

@@ -312,7 +312,7 @@ fn client_that_never_reads_is_evicted_and_memory_stays_bounded() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut pushed, mut write_failed) = (0u64, false);
     // The connection's debug line says it was evicted, before it is gone.
-    let evicted = format!(" averyws::conn::pacing: 127.0.0.1:{ws_port}: evicted: ");
+    let evicted = format!(" averyws::session::pacing: 127.0.0.1:{ws_port}: evicted: ");
     while pushed < 256 * MIB && Instant::now() < deadline {
         match ws.write_all(&frame).and_then(|()| ws.flush()) {
             Ok(()) => pushed += frame.len() as u64,

@@ -9,17 +9,14 @@ use log::debug;
 
 use super::short_read::ShortRead;
 use super::tls::ReceiveError;
-use super::{Conn, Phase, Shared, Target};
+use super::{Conn, Shared};
 use crate::outcome::{Closer, Eviction};
-use crate::ws::CloseCode;
 
 impl Conn {
     /// Reading stops while output backs up or a worker's pipe is full:
     /// TCP pushes back to the client.
     pub(super) fn must_pause(&self) -> bool {
-        !self.pending.is_empty()
-            || self.auth.is_some()
-            || matches!(&self.target, Some(Target::Worker(session)) if session.blocked)
+        !self.pending.is_empty() || self.session.holds_input()
     }
 
     pub(super) fn read_all(&mut self, sh: &mut Shared<'_>) {
@@ -33,15 +30,15 @@ impl Conn {
                 self.read_stalled = true;
                 return;
             }
-            if let Some(mut unread) = self.take_unread() {
-                self.on_plaintext(&mut unread, sh);
-                self.flush_plaintext(sh.out);
+            if let Some(mut unread) = self.session.take_unread() {
+                self.session.on_input(&mut unread, &mut sh.ctx);
+                self.flush_plaintext(sh.ctx.out);
                 continue;
             }
             // Done here (the peer's close_notify, a reader error) must
             // return: nothing more is read once done, so looping would
             // spin forever and stall the reactor.
-            if self.is_done() || self.peer_done() {
+            if self.session.is_done() || self.session.peer_done() {
                 return;
             }
             if drained {
@@ -51,7 +48,7 @@ impl Conn {
             let mut socket = ShortRead::new(&mut self.socket);
             let mut plain = std::mem::take(sh.plain);
             plain.clear();
-            let max_kept = sh.config.protection.max_partial_tls_bytes;
+            let max_kept = sh.ctx.config.protection.max_partial_tls_bytes;
             let received = self
                 .tls
                 .receive(&mut socket, sh.tls_in, &mut plain, max_kept);
@@ -59,16 +56,12 @@ impl Conn {
             match received {
                 Ok(0) => {
                     *sh.plain = plain;
-                    return self.peer_gone();
+                    return self.session.peer_gone();
                 }
-                Ok(n) => {
-                    self.stats.bytes_in += n as u64;
-                    self.last_rx = sh.now;
-                    self.pinged = false;
-                }
+                Ok(n) => self.session.received(n, sh.ctx.now),
                 Err(ReceiveError::Tls(e)) => {
                     *sh.plain = plain;
-                    debug!("{}: TLS error: {e}", self.peer);
+                    debug!("{}: TLS error: {e}", self.session.peer());
                     return self.last_gasp();
                 }
                 Err(ReceiveError::Io(e)) => {
@@ -79,30 +72,18 @@ impl Conn {
                             return;
                         }
                         io::ErrorKind::Interrupted => continue,
-                        _ => return self.peer_gone(),
+                        _ => return self.session.peer_gone(),
                     }
                 }
             }
             if !plain.is_empty() {
-                self.plaintext_in += plain.len() as u64;
-                self.on_plaintext(&mut plain, sh);
-                self.flush_plaintext(sh.out);
+                self.session.on_input(&mut plain, &mut sh.ctx);
+                self.flush_plaintext(sh.ctx.out);
             }
             *sh.plain = plain;
             if self.tls.peer_closed() {
-                return self.peer_gone();
+                return self.session.peer_gone();
             }
-        }
-    }
-
-    /// Client bytes read but not yet served, taken out of the worker
-    /// session that holds them.
-    pub(super) fn take_unread(&mut self) -> Option<Vec<u8>> {
-        match &mut self.target {
-            Some(Target::Worker(session)) if !session.unread.is_empty() => {
-                Some(std::mem::take(&mut session.unread))
-            }
-            _ => None,
         }
     }
 
@@ -125,50 +106,35 @@ impl Conn {
     }
 
     /// Writes TLS records until the socket would block, then, once a
-    /// draining connection has said everything, ends the TLS session and
+    /// draining session has said everything, ends the TLS session and
     /// the write side of TCP.
     pub(super) fn flush(&mut self, sh: &mut Shared<'_>) {
         // More output for a client that already has more than its cap
         // queued: it is not reading, and nothing more is buffered for it.
-        let over_cap = self.pending.len() > sh.config.protection.max_outbound_bytes;
-        if over_cap && !sh.out.is_empty() {
-            self.evict(sh.out, sh.now, Eviction::SlowConsumer);
+        let over_cap = self.pending.len() > sh.ctx.config.protection.max_outbound_bytes;
+        if over_cap && !sh.ctx.out.is_empty() {
+            self.evict(sh, Eviction::SlowConsumer);
         }
-        self.flush_plaintext(sh.out);
+        self.flush_plaintext(sh.ctx.out);
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.socket) {
-                Ok(n) => self.stats.bytes_out += n as u64,
+                Ok(n) => self.session.sent(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     // A socket that cannot be written is gone for good.
-                    self.close
-                        .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
-                    self.phase = Phase::Done;
-                    return;
+                    return self.session.broken(Closer::Client);
                 }
             }
-            self.flush_plaintext(sh.out);
+            self.flush_plaintext(sh.ctx.out);
         }
         // An idle connection keeps no output buffer.
         self.pending.release_if_empty();
         let all_sent = self.pending.is_empty() && !self.tls.wants_write();
-        self.guard.output_blocked(sh.now, !all_sent);
-        if let Phase::Draining {
-            write_shut,
-            peer_done,
-            ..
-        } = &mut self.phase
-        {
-            if all_sent && !*write_shut {
-                *write_shut = true;
-                self.tls.send_close_notify();
-                let _ = self.tls.write_tls(&mut self.socket);
-                let _ = self.socket.shutdown(Shutdown::Write);
-            }
-            if *write_shut && *peer_done {
-                self.phase = Phase::Done;
-            }
+        if self.session.flushed(sh.ctx.now, all_sent) {
+            self.tls.send_close_notify();
+            let _ = self.tls.write_tls(&mut self.socket);
+            let _ = self.socket.shutdown(Shutdown::Write);
         }
     }
 
@@ -177,29 +143,6 @@ impl Conn {
     pub(super) fn last_gasp(&mut self) {
         self.tls.encode_alert();
         let _ = self.tls.write_tls(&mut self.socket);
-        self.close
-            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
-        self.phase = Phase::Done;
-    }
-
-    /// The client ended its side (EOF, close_notify, an error). A draining
-    /// connection still flushes its last words; any other is done.
-    pub(super) fn peer_gone(&mut self) {
-        self.close
-            .get_or_insert((CloseCode::ABNORMAL.0, Closer::Client));
-        match &mut self.phase {
-            Phase::Draining { peer_done, .. } => *peer_done = true,
-            _ => self.phase = Phase::Done,
-        }
-    }
-
-    pub(super) fn peer_done(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Draining {
-                peer_done: true,
-                ..
-            }
-        )
+        self.session.broken(Closer::Server);
     }
 }

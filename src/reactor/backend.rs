@@ -319,9 +319,9 @@ impl Edge for Conns<'_> {
             return false;
         }
         // Outside `with_conn`, so counted here.
-        let before = slot.conn.stats();
+        let before = slot.conn.session().stats();
         let queued = slot.conn.queue(payload, self.cap);
-        self.metrics.traffic(&before, &slot.conn.stats());
+        self.metrics.traffic(&before, &slot.conn.session().stats());
         if !queued {
             return false;
         }
@@ -333,12 +333,12 @@ impl Edge for Conns<'_> {
     }
 
     fn permits(&self, conn: u64, resource: &str, permission: &str) -> Option<bool> {
-        let identity = self.conn(conn)?.identity()?;
+        let identity = self.conn(conn)?.session().identity()?;
         Some(identity.may(self.access.acl(), resource, permission))
     }
 
     fn is_open(&self, conn: u64) -> bool {
-        self.conn(conn).is_some_and(Conn::is_open)
+        self.conn(conn).is_some_and(|c| c.session().is_open())
     }
 
     /// The author is judged as a client holding its user and roles would

@@ -32,6 +32,7 @@ use crate::link::Backend;
 use crate::logging;
 use crate::metrics::{HandshakeFailure, ReactorMetrics};
 use crate::pace::Crowd;
+use crate::session::{Ctx, NodePort};
 use accounting::Counters;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
@@ -337,17 +338,19 @@ impl Reactor {
         let mut sh = Shared {
             tls_in: &mut self.tls_in,
             plain: &mut self.plain,
-            out: &mut self.out,
-            config: &self.config,
-            now,
-            backend: self.backend.as_mut(),
-            access: &self.access,
-            metrics: &self.metrics,
-            control: &self.control,
+            ctx: Ctx {
+                out: &mut self.out,
+                config: &self.config,
+                now,
+                node: self.backend.as_mut().map(|b| b as &mut dyn NodePort),
+                access: &self.access,
+                metrics: &self.metrics,
+                control: &self.control,
+            },
         };
-        let (traffic, handshaking) = (slot.conn.stats(), slot.conn.is_tls_handshaking());
+        let (traffic, handshaking) = (slot.conn.session().stats(), slot.conn.is_tls_handshaking());
         let result = f(&mut slot.conn, &mut sh);
-        self.metrics.traffic(&traffic, &slot.conn.stats());
+        self.metrics.traffic(&traffic, &slot.conn.session().stats());
         if handshaking && !slot.conn.is_tls_handshaking() {
             self.metrics.tls_handshakes.add(1);
         }
@@ -363,11 +366,11 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.upgrading && !slot.conn.is_upgrading() {
+        if slot.upgrading && !slot.conn.session().is_upgrading() {
             slot.upgrading = false;
             self.pending_handshakes -= 1;
             self.control.upgraded();
-            match slot.conn.upgrade_answer() {
+            match slot.conn.session().upgrade_answer() {
                 Some(status) => self.metrics.upgrade_answered(status),
                 None if slot.conn.is_tls_handshaking() => {
                     self.metrics.handshake_failed(HandshakeFailure::Tls)
@@ -375,7 +378,7 @@ impl Reactor {
                 None => self.metrics.handshake_failed(HandshakeFailure::Upgrade),
             }
         }
-        if slot.conn.is_done() {
+        if slot.conn.session().is_done() {
             let mut slot = self.slots.remove(key);
             let _ = self.poll.registry().deregister(slot.conn.socket());
             self.forget(&slot.conn, now);
@@ -389,7 +392,7 @@ impl Reactor {
                 .reregister(slot.conn.socket(), id.token(), interest)
             {
                 Ok(()) => slot.interest = interest,
-                Err(e) => warn!("reregister {}: {e}", slot.conn.peer()),
+                Err(e) => warn!("reregister {}: {e}", slot.conn.session().peer()),
             }
         }
         if let Some(at) = slot.conn.deadline(&self.config) {
@@ -406,14 +409,14 @@ impl Reactor {
     /// and writes its access-log line.
     fn forget(&mut self, conn: &Conn, now: Instant) {
         // Its upgrade, if any, ended in `settle` before it got here.
-        self.control.closed(conn.peer().ip(), false);
-        if let Some(reason) = conn.eviction() {
-            self.counters.evicted(reason, conn.peer(), now);
+        self.control.closed(conn.session().peer().ip(), false);
+        if let Some(reason) = conn.session().eviction() {
+            self.counters.evicted(reason, conn.session().peer(), now);
         }
         if let Some(backend) = &mut self.backend {
-            conn.farewell(backend, now);
+            backend.close(conn.session().id(), conn.session().farewell(), now);
         }
-        logging::access(&conn.record(now));
+        logging::access(&conn.session().record(now));
     }
 
     fn fire_timers(&mut self, now: Instant) {

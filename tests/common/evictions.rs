@@ -50,7 +50,7 @@ pub fn assert_evicted(server: &Server, port: u16, reason: &str) -> String {
     );
     // The connection's own debug lines: it was never evicted for anything
     // else first (the access log keeps only the last reason).
-    let debug = format!(" averyws::conn::pacing: 127.0.0.1:{port}: evicted: ");
+    let debug = format!(" averyws::session::pacing: 127.0.0.1:{port}: evicted: ");
     let reasons: Vec<String> = server
         .log()
         .iter()

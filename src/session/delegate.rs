@@ -9,10 +9,9 @@ use std::time::Instant;
 use log::debug;
 
 use super::serve::forwarded_headers;
-use super::{Conn, Shared};
+use super::{Ctx, NodePort, Session};
 use crate::access::Identity;
 use crate::backend::message::{Auth, AuthReply};
-use crate::link::Backend;
 use crate::ws::upgrade::{Rejection, Request};
 
 /// An upgrade waiting for the auth service's verdict.
@@ -26,7 +25,7 @@ pub(super) struct AuthWait {
 /// Sends AUTH about `request` (the request id is the connection id) to a
 /// worker of `service`; false when the service has no worker.
 pub(super) fn ask(
-    backend: &mut Backend,
+    node: &mut dyn NodePort,
     service: &str,
     conn: u64,
     peer: SocketAddr,
@@ -44,7 +43,7 @@ pub(super) fn ask(
         query: request.query.as_deref().unwrap_or_default(),
         headers: headers.as_slice().into(),
     };
-    backend.ask_auth(service, &auth, now)
+    node.ask_auth(service, &auth, now)
 }
 
 /// The identity an AUTH_REPLY establishes, or the refusal it means: a
@@ -57,37 +56,39 @@ pub(super) fn verdict(reply: &AuthReply<'_>) -> Result<Identity, Rejection> {
     }
 }
 
-impl Conn {
+impl Session {
     /// A client without a token: a worker of the auth service judges its
     /// request, and reading pauses until the verdict. No worker: 503.
-    pub(super) fn delegate(&mut self, request: Request, service: &str, sh: &mut Shared<'_>) {
-        let now = sh.now;
-        let asked = sh
-            .backend
+    pub(super) fn delegate(&mut self, request: Request, service: &str, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let (id, peer) = (self.id, self.peer);
+        let asked = ctx
+            .node
             .as_deref_mut()
-            .is_some_and(|backend| ask(backend, service, self.id, self.peer, &request, now));
+            .is_some_and(|node| ask(node, service, id, peer, &request, now));
         if !asked {
             debug!("{}: no worker for auth service {service}", self.peer);
-            return self.refuse(Rejection::ServiceUnavailable, sh.out, now);
+            return self.refuse(Rejection::ServiceUnavailable, ctx.out, now);
         }
         self.auth = Some(Box::new(AuthWait {
             request,
-            until: now + sh.config.auth.auth_timeout,
+            until: now + ctx.config.auth.auth_timeout,
         }));
         self.guard.settled();
     }
 
-    /// The auth service's verdict on this connection's upgrade (the node
+    /// The auth service's verdict on this session's upgrade (the node
     /// checked it came from the worker asked): an allow goes on to the
-    /// `connect` check (101 or 403), a deny is 401.
-    pub fn on_auth_reply(&mut self, sh: &mut Shared<'_>, reply: &AuthReply<'_>) {
+    /// `connect` check (101 or 403), a deny is 401. False when the
+    /// session was not waiting for one.
+    pub fn on_auth_reply(&mut self, ctx: &mut Ctx<'_>, reply: &AuthReply<'_>) -> bool {
         if !self.is_upgrading() {
-            return;
+            return false;
         }
         let Some(wait) = self.auth.take() else {
-            return;
+            return false;
         };
-        let config = sh.config;
+        let config = ctx.config;
         match (verdict(reply), config.route(&wait.request.path)) {
             (Ok(identity), Some(route)) => {
                 debug!(
@@ -95,29 +96,28 @@ impl Conn {
                     self.peer,
                     identity.user()
                 );
-                self.open_session(wait.request, identity, &route.service, sh, &mut []);
+                self.open_session(wait.request, identity, &route.service, ctx, &mut []);
             }
             (Err(rejection), _) => {
                 debug!("{}: auth service refused", self.peer);
-                self.refuse(rejection, sh.out, sh.now);
+                self.refuse(rejection, ctx.out, ctx.now);
             }
-            (Ok(_), None) => self.refuse(Rejection::NotFound, sh.out, sh.now),
+            (Ok(_), None) => self.refuse(Rejection::NotFound, ctx.out, ctx.now),
         }
-        // Resume reading: the bytes behind the head were kept, more may wait.
-        self.on_ready(sh, false);
+        true
     }
 
     /// No verdict will come (timeout, the auth worker died): 503, fail
     /// closed.
-    pub(super) fn auth_unavailable(&mut self, sh: &mut Shared<'_>, why: &str) {
+    pub(super) fn auth_unavailable(&mut self, ctx: &mut Ctx<'_>, why: &str) {
         if self.auth.take().is_none() {
             return;
         }
         debug!("{}: {why}", self.peer);
-        if let Some(backend) = sh.backend.as_deref_mut() {
-            backend.node.auth_done(self.id);
+        if let Some(node) = ctx.node.as_deref_mut() {
+            node.auth_done(self.id);
         }
-        self.refuse(Rejection::ServiceUnavailable, sh.out, sh.now);
+        self.refuse(Rejection::ServiceUnavailable, ctx.out, ctx.now);
     }
 }
 

@@ -4,10 +4,11 @@
 //! closes the connection, as an error response does.
 
 use super::opening::count_token;
-use super::{Closer, Conn, Shared};
+use super::{Ctx, Session};
 use crate::access;
 use crate::metrics::render::{render, CONTENT_TYPE};
 use crate::metrics::scrape_request::{Scrape, METRICS_PATH};
+use crate::outcome::Closer;
 use crate::ws::upgrade::Rejection;
 
 /// The ACL resource a scrape needs [`READ`] on.
@@ -15,24 +16,24 @@ pub const METRICS_RESOURCE: &str = "metrics";
 /// The permission a scrape needs on [`METRICS_RESOURCE`].
 pub const READ: &str = "read";
 
-impl Conn {
+impl Session {
     /// Answers a scrape: 200 with the metrics, or 401/403.
-    pub(super) fn scrape(&mut self, scrape: &Scrape, sh: &mut Shared<'_>) {
+    pub(super) fn scrape(&mut self, scrape: &Scrape, ctx: &mut Ctx<'_>) {
         self.path = Some(METRICS_PATH.into());
-        let identified = sh
+        let identified = ctx
             .access
             .identify_authorization(scrape.authorization.as_deref(), access::unix_now());
-        count_token(sh.metrics, &identified);
+        count_token(ctx.metrics, &identified);
         let Ok(identity) = identified else {
-            return self.refuse(Rejection::Unauthorized, sh.out, sh.now);
+            return self.refuse(Rejection::Unauthorized, ctx.out, ctx.now);
         };
-        let permitted = sh.access.permit(&identity, METRICS_RESOURCE, READ);
+        let permitted = ctx.access.permit(&identity, METRICS_RESOURCE, READ);
         self.identity = Some(identity);
         if let Err(rejection) = permitted {
-            return self.refuse(rejection, sh.out, sh.now);
+            return self.refuse(rejection, ctx.out, ctx.now);
         }
-        sh.metrics.scrapes.add(1);
-        let all = sh.control.metrics();
+        ctx.metrics.scrapes.add(1);
+        let all = ctx.control.metrics();
         let reactors: Vec<_> = all.iter().map(AsRef::as_ref).collect();
         let mut body = String::new();
         render(&reactors, &mut body);
@@ -41,9 +42,9 @@ impl Conn {
              Cache-Control: no-store\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        sh.out.extend_from_slice(head.as_bytes());
-        sh.out.extend_from_slice(body.as_bytes());
+        ctx.out.extend_from_slice(head.as_bytes());
+        ctx.out.extend_from_slice(body.as_bytes());
         self.close = Some((200, Closer::Server));
-        self.drain(sh.now);
+        self.drain(ctx.now);
     }
 }

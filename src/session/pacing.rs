@@ -1,4 +1,4 @@
-//! Time and pace: the connection's next deadline, what happens when it
+//! Time and pace: the session's next deadline, what happens when it
 //! passes (eviction, ping, the end of a close), and the slow-client
 //! accounting of each read against [`crate::pace`]'s rules.
 
@@ -6,32 +6,51 @@ use std::time::Instant;
 
 use log::debug;
 
-use super::{Conn, Phase, Shared};
+use super::{Ctx, Phase, Session};
 use crate::config::Config;
 use crate::outcome::{Closer, Eviction};
-use crate::pace::Unit;
+use crate::pace::{Path, Unit};
 use crate::ws::{encoder, CloseCode, OpCode};
 
 /// The unit size assumed for a client's TLS handshake flight, whose
 /// length the record layer does not announce up front: one full record.
 const TLS_FLIGHT_BYTES: u64 = 16 << 10;
 
-impl Conn {
-    /// When the connection next needs [`Conn::on_timeout`].
-    pub fn deadline(&self, config: &Config) -> Option<Instant> {
+/// What one round of reading told the shell, for the slow-client rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadReport {
+    /// The TLS handshake ran before the read.
+    pub was_handshaking: bool,
+    /// The TLS handshake still runs.
+    pub handshaking: bool,
+    /// The client's handshake flight is complete and ours answers it:
+    /// with the TCP path measured then, for the round trip to the next.
+    pub flight_answered: Option<Option<Path>>,
+    /// TLS bytes the read brought.
+    pub tls_got: u64,
+    /// Plaintext bytes the read brought.
+    pub plaintext_got: u64,
+    /// Our output is backed up, so reading stopped.
+    pub output_paused: bool,
+}
+
+impl Session {
+    /// When the session next needs [`Session::expire`], with `queued`
+    /// bytes of output waiting in the shell.
+    pub fn deadline(&self, config: &Config, queued: u64) -> Option<Instant> {
         let pace = &config.protection.pace;
         let input = match self.phase {
             Phase::Upgrading { .. } | Phase::Open(_) => self.guard.input_deadline(),
             _ => None,
         };
-        let output = self.guard.output_deadline(pace, self.queued(config));
+        let output = self.guard.output_deadline(pace, queued);
         [self.phase_deadline(config), input, output]
             .into_iter()
             .flatten()
             .min()
     }
 
-    pub(super) fn phase_deadline(&self, config: &Config) -> Option<Instant> {
+    fn phase_deadline(&self, config: &Config) -> Option<Instant> {
         let timeouts = &config.timeouts;
         match &self.phase {
             // The client owes nothing while the auth service decides.
@@ -54,45 +73,43 @@ impl Conn {
         }
     }
 
-    /// Handles the connection's deadline. What the kernel already holds is
-    /// read first: a client is judged by when its bytes arrived, not by
-    /// when a busy reactor got to them.
-    pub fn on_timeout(&mut self, sh: &mut Shared<'_>) {
-        if !self.is_done() && self.pending.is_empty() {
-            self.read_and_account(sh);
-        }
-        self.flush(sh);
-        let config = sh.config;
-        let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, sh.now);
+    /// Handles what is due at `ctx.now`, with `queued` bytes of output
+    /// waiting in the shell and the TLS handshake still running or not.
+    /// The shell first reads what the kernel already holds: a client is
+    /// judged by when its bytes arrived, not by when a busy reactor got to
+    /// them. Returns the eviction the shell carries out, if one is due.
+    pub fn expire(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        queued: u64,
+        handshaking: bool,
+    ) -> Option<Eviction> {
+        let config = ctx.config;
+        let (timeouts, pace, now) = (&config.timeouts, &config.protection.pace, ctx.now);
         let mut input_overdue = matches!(self.phase, Phase::Upgrading { .. } | Phase::Open(_))
             && self.guard.input_deadline().is_some_and(|at| now >= at);
         if input_overdue && self.stats.bytes_in == 0 {
-            input_overdue = !self.restretched(sh);
+            input_overdue = !self.restretched(ctx);
         }
         let output_overdue = self
             .guard
-            .output_deadline(pace, self.queued(config))
+            .output_deadline(pace, queued)
             .is_some_and(|at| now >= at);
         match &self.phase {
-            _ if self.is_done() => {}
-            _ if input_overdue => {
-                let reason = self.slow_input_reason();
-                self.evict(sh.out, now, reason);
-            }
-            _ if output_overdue => self.evict(sh.out, now, Eviction::SlowConsumer),
+            Phase::Done => {}
+            _ if input_overdue => return Some(self.slow_input_reason(handshaking)),
+            _ if output_overdue => return Some(Eviction::SlowConsumer),
             Phase::Upgrading { .. } if self.auth.as_ref().is_some_and(|w| now >= w.until) => {
-                self.auth_unavailable(sh, "auth service timed out");
+                self.auth_unavailable(ctx, "auth service timed out");
             }
             Phase::Upgrading { .. }
                 if self.auth.is_none() && now >= self.accepted_at + timeouts.handshake =>
             {
-                self.evict(sh.out, now, Eviction::HandshakeTimeout);
+                return Some(Eviction::HandshakeTimeout);
             }
-            Phase::Open(_) if now >= self.last_rx + timeouts.idle => {
-                self.evict(sh.out, now, Eviction::Idle);
-            }
+            Phase::Open(_) if now >= self.last_rx + timeouts.idle => return Some(Eviction::Idle),
             Phase::Open(_) if !self.pinged && now >= self.last_rx + timeouts.ping_interval => {
-                encoder::encode_frame(sh.out, OpCode::Ping, b"");
+                encoder::encode_frame(ctx.out, OpCode::Ping, b"");
                 self.pinged = true;
             }
             Phase::Closing { since, .. } | Phase::Draining { since, .. }
@@ -102,103 +119,81 @@ impl Conn {
             }
             _ => {}
         }
-        self.flush(sh);
+        None
     }
 
-    /// A connection that has sent nothing is judged by how many its
-    /// address holds now, not only at accept; true if that gives it longer.
-    pub(super) fn restretched(&mut self, sh: &Shared<'_>) -> bool {
-        let protection = &sh.config.protection;
-        let crowd = sh.control.crowd(self.peer.ip(), protection);
+    /// A client that has sent nothing is judged by how many its address
+    /// holds now, not only at accept; true if that gives it longer.
+    fn restretched(&mut self, ctx: &Ctx<'_>) -> bool {
+        let protection = &ctx.config.protection;
+        let crowd = ctx.control.crowd(self.peer.ip(), protection);
         self.guard
-            .reopen(&protection.pace, self.accepted_at, crowd, sh.now)
+            .reopen(&protection.pace, self.accepted_at, crowd, ctx.now)
     }
 
     /// Which slow-input eviction an overdue input deadline means now.
-    pub(super) fn slow_input_reason(&self) -> Eviction {
+    fn slow_input_reason(&self, handshaking: bool) -> Eviction {
         match self.phase {
             _ if self.guard.awaiting_first_byte() => Eviction::FirstByte,
-            Phase::Upgrading { .. } if self.tls.is_handshaking() => Eviction::SlowHandshake,
+            Phase::Upgrading { .. } if handshaking => Eviction::SlowHandshake,
             Phase::Upgrading { .. } => Eviction::SlowUpgrade,
             _ => Eviction::SlowFrame,
         }
     }
 
-    /// Ends a connection that is too slow or too greedy. Before the upgrade
+    /// Ends a session that is too slow or too greedy. Before the upgrade
     /// it is simply dropped: a slowloris gets no response to wait for.
-    pub(super) fn evict(&mut self, out: &mut Vec<u8>, now: Instant, reason: Eviction) {
+    ///
+    /// True for a slow consumer with a session to close: `out` then holds
+    /// only our Close, and the shell drops every byte it still holds for
+    /// the client, offers TLS the Close alone, and calls
+    /// [`Session::broken`] if TLS cannot take it.
+    pub fn evict(&mut self, out: &mut Vec<u8>, now: Instant, reason: Eviction) -> bool {
         debug!("{}: evicted: {}", self.peer, reason.as_str());
         // The first reason is the one that counts: a client closed for its
         // message rate that then stops reading is not also a slow consumer.
         self.eviction.get_or_insert(reason);
         match (&self.phase, reason) {
             (Phase::Open(_), Eviction::Idle) => {
-                self.start_close(out, now, CloseCode::GOING_AWAY, "idle timeout")
+                self.start_close(out, now, CloseCode::GOING_AWAY, "idle timeout");
             }
             (Phase::Open(_) | Phase::Closing { .. }, Eviction::SlowConsumer) => {
-                // What never reached rustls is dropped; the Close goes out
-                // only if rustls can still take it, else TCP is dropped.
-                self.pending.clear();
                 out.clear();
                 encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, "slow consumer")));
-                let accepted = self.tls.write_plaintext(out) == out.len();
-                out.clear();
                 self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
-                if accepted {
-                    self.drain(now);
-                } else {
-                    self.phase = Phase::Done;
-                }
+                self.drain(now);
+                return true;
             }
             (Phase::Open(_), _) => {
                 encoder::encode_close(out, Some((CloseCode::POLICY_VIOLATION, reason.as_str())));
                 self.close = Some((CloseCode::POLICY_VIOLATION.0, Closer::Server));
                 self.drain(now);
             }
-            _ => {
-                self.close
-                    .get_or_insert((CloseCode::ABNORMAL.0, Closer::Server));
-                self.phase = Phase::Done;
-            }
+            _ => self.broken(Closer::Server),
         }
+        false
     }
 
-    /// Reads what there is, then brings the guard up to date with what the
-    /// client sent (and is still sending).
-    pub(super) fn read_and_account(&mut self, sh: &mut Shared<'_>) {
-        let was_handshaking = self.tls.is_handshaking();
-        let (tls_before, plaintext_before) = (self.stats.bytes_in, self.plaintext_in);
-        self.read_all(sh);
-        let tls_got = self.stats.bytes_in - tls_before;
-        let plaintext_got = self.plaintext_in - plaintext_before;
-        self.account(sh, was_handshaking, tls_got, plaintext_got);
-    }
-
-    pub(super) fn account(
-        &mut self,
-        sh: &Shared<'_>,
-        was_handshaking: bool,
-        tls_got: u64,
-        plaintext_got: u64,
-    ) {
-        let protection = &sh.config.protection;
-        let (pace, now) = (&protection.pace, sh.now);
-        let pressed = || sh.control.pressed(protection);
-        if !self.pending.is_empty() {
+    /// Brings the guard up to date with what one round of reading brought
+    /// (and what the client is still sending).
+    pub fn account(&mut self, ctx: &Ctx<'_>, read: ReadReport) {
+        let protection = &ctx.config.protection;
+        let (pace, now) = (&protection.pace, ctx.now);
+        let pressed = || ctx.control.pressed(protection);
+        if read.output_paused {
             // We stopped reading (backpressure): the client owes nothing
             // while we are not listening, and a unit it is in the middle
             // of gets a fresh deadline once we read again.
             return self.guard.settled();
         }
         match &self.phase {
-            Phase::Upgrading { .. } if self.tls.is_handshaking() => {
-                if tls_got == 0 {
+            Phase::Upgrading { .. } if read.handshaking => {
+                if read.tls_got == 0 {
                     return;
                 }
-                if self.tls.wants_write() {
+                if let Some(path) = read.flight_answered {
                     // Their flight is complete: ours answers it, and the
                     // next one is owed, a round trip away.
-                    let path = crate::sys::tcp_path(&self.socket);
                     self.guard.ask(pace, now, path, pressed());
                 } else {
                     let fresh = self.guard.awaiting_first_byte();
@@ -208,36 +203,25 @@ impl Conn {
             }
             Phase::Upgrading { .. } if self.auth.is_some() => self.guard.settled(),
             Phase::Upgrading { head } => {
-                let request_len = sh.config.max_header_bytes as u64;
-                if was_handshaking && head.is_empty() {
+                let request_len = ctx.config.max_header_bytes as u64;
+                if read.was_handshaking && head.is_empty() {
                     self.guard.ask(pace, now, None, pressed());
-                } else if !head.is_empty() && (was_handshaking || plaintext_got > 0) {
-                    let fresh = was_handshaking || self.guard.awaiting_first_byte();
+                } else if !head.is_empty() && (read.was_handshaking || read.plaintext_got > 0) {
+                    let fresh = read.was_handshaking || self.guard.awaiting_first_byte();
                     self.guard
                         .unit(pace, now, request_len, fresh, Unit::Handshake);
                 }
             }
-            Phase::Open(session) | Phase::Closing { session, .. } => {
-                match session.decoder.frame_progress() {
+            Phase::Open(frames) | Phase::Closing { frames, .. } => {
+                match frames.decoder.frame_progress() {
                     None => self.guard.settled(),
                     Some((received, total)) => {
-                        let fresh = received <= plaintext_got;
+                        let fresh = received <= read.plaintext_got;
                         self.guard.unit(pace, now, total, fresh, Unit::Frame);
                     }
                 }
             }
             _ => self.guard.settled(),
         }
-    }
-
-    /// Output queued for the client: ours, plus at most what the TLS
-    /// backlog holds.
-    pub(super) fn queued(&self, config: &Config) -> u64 {
-        let in_tls = if self.tls.wants_write() {
-            config.protection.tls_backlog_bytes
-        } else {
-            0
-        };
-        (self.pending.len() + in_tls) as u64
     }
 }

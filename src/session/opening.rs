@@ -8,7 +8,7 @@ use log::debug;
 
 use super::head::{self, Verdict};
 use super::serve::{self, Target, WorkerSession};
-use super::{Conn, Phase, Session, Shared};
+use super::{Ctx, Frames, Phase, Session};
 use crate::access::{self, Identity};
 use crate::auth::token::TokenError;
 use crate::config::Service;
@@ -16,12 +16,12 @@ use crate::metrics::{ReactorMetrics, TokenOutcome};
 use crate::outcome::Closer;
 use crate::ws::upgrade::{self, Rejection};
 use crate::ws::{CloseCode, Decoder};
-impl Conn {
+impl Session {
     /// Collects the upgrade request's head and carries out its verdict
     /// once complete ([`head::judge`]): a scrape, a refusal, a wait for the
     /// auth service, or the session.
-    pub(super) fn on_head_bytes(&mut self, bytes: &mut [u8], sh: &mut Shared<'_>) {
-        let (config, now) = (sh.config, sh.now);
+    pub(super) fn on_head_bytes(&mut self, bytes: &mut [u8], ctx: &mut Ctx<'_>) {
+        let (config, now) = (ctx.config, ctx.now);
         let Phase::Upgrading { head } = &mut self.phase else {
             return;
         };
@@ -29,15 +29,15 @@ impl Conn {
         if !may_be_complete {
             return;
         }
-        let judged = head::judge(head, config, sh.access, access::unix_now());
+        let judged = head::judge(head, config, ctx.access, access::unix_now());
         if let Some((path, subprotocol)) = judged.route {
             self.path = Some(path.into());
             self.subprotocol = subprotocol.map(Box::from);
         }
         match &judged.token {
-            Some(Ok(())) => sh.metrics.token(TokenOutcome::Valid),
+            Some(Ok(())) => ctx.metrics.token(TokenOutcome::Valid),
             Some(Err(e)) => {
-                sh.metrics.token(TokenOutcome::Invalid);
+                ctx.metrics.token(TokenOutcome::Invalid);
                 debug!("{}: token refused: {e}", self.peer);
             }
             None => {}
@@ -45,18 +45,18 @@ impl Conn {
         let rest = &mut bytes[taken..];
         match judged.verdict {
             Verdict::More => {}
-            Verdict::Scrape(scrape) => self.scrape(&scrape, sh),
-            Verdict::Refuse(rejection) => self.refuse(rejection, sh.out, now),
+            Verdict::Scrape(scrape) => self.scrape(&scrape, ctx),
+            Verdict::Refuse(rejection) => self.refuse(rejection, ctx.out, now),
             Verdict::Delegate { request, service } => {
                 // What followed the head waits with it for the verdict.
                 head.extend_from_slice(rest);
-                self.delegate(request, &service, sh);
+                self.delegate(request, &service, ctx);
             }
             Verdict::Open {
                 request,
                 identity,
                 service,
-            } => self.open_session(request, identity, &service, sh, rest),
+            } => self.open_session(request, identity, &service, ctx, rest),
         }
     }
 
@@ -68,43 +68,43 @@ impl Conn {
         request: upgrade::Request,
         identity: Identity,
         service: &Service,
-        sh: &mut Shared<'_>,
+        ctx: &mut Ctx<'_>,
         rest: &mut [u8],
     ) {
-        let now = sh.now;
-        let admitted = sh.access.admit(&identity, &request.path);
+        let now = ctx.now;
+        let admitted = ctx.access.admit(&identity, &request.path);
         self.identity = Some(identity);
         if let Err(rejection) = admitted {
-            return self.refuse(rejection, sh.out, now);
+            return self.refuse(rejection, ctx.out, now);
         }
-        upgrade::write_accept(sh.out, &request);
+        upgrade::write_accept(ctx.out, &request);
         let mut early = match &mut self.phase {
             Phase::Upgrading { head } => head.split_off(request.head_len),
             _ => Vec::new(),
         };
-        self.phase = Phase::Open(Session {
-            decoder: Decoder::new(sh.config.limits),
+        self.phase = Phase::Open(Frames {
+            decoder: Decoder::new(ctx.config.limits),
         });
         self.target = Some(match service {
             Service::Echo => Target::Echo,
             Service::Worker(name) => {
                 let identity = self.identity.as_ref();
                 let info = serve::connect_info(name, self.peer, &request, identity);
-                let served = sh
-                    .backend
+                let served = ctx
+                    .node
                     .as_deref_mut()
-                    .is_some_and(|backend| backend.open(self.id, info, now));
+                    .is_some_and(|node| node.open(self.id, info, now));
                 if !served {
                     let reason = "no worker for this service";
-                    self.start_close(sh.out, now, CloseCode::TRY_AGAIN_LATER, reason);
+                    self.start_close(ctx.out, now, CloseCode::TRY_AGAIN_LATER, reason);
                 }
                 Target::Worker(Box::new(WorkerSession::new(name)))
             }
         });
         // Frames pipelined behind the request head.
-        self.on_plaintext(&mut early, sh);
+        self.on_plaintext(&mut early, ctx);
         if !self.is_done() {
-            self.on_plaintext(rest, sh);
+            self.on_plaintext(rest, ctx);
         }
     }
 

@@ -1,6 +1,6 @@
 //! The upgrade request's head, judged without I/O: the bytes collected so
 //! far, the configuration, the token verifier and the ACL in; a verdict
-//! out. The connection carries the verdict out (`opening.rs`); tests
+//! out. The session carries the verdict out (`opening.rs`); tests
 //! drive this with tables of heads.
 
 use crate::access::{Access, Identity};

@@ -3,10 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Guard, Stats};
+use super::{Guard, NodePort, Stats};
 use crate::access::Identity;
 use crate::backend::message::Payload;
-use crate::link::Backend;
 use crate::node::sessions::ConnectInfo;
 use crate::ws::upgrade::Request;
 use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
@@ -121,8 +120,8 @@ pub enum Next {
 pub struct Serving<'a> {
     /// Output for the client.
     pub out: &'a mut Vec<u8>,
-    /// The backend node and its link, when there is one.
-    pub backend: Option<&'a mut Backend>,
+    /// The backend node, when there is one.
+    pub node: Option<&'a mut dyn NodePort>,
     /// The connection's budget of messages.
     pub guard: &'a mut Guard,
     /// The connection's counters.
@@ -198,12 +197,12 @@ impl Serving<'_> {
                 true
             }
             Target::Worker(session) => {
-                let Some(backend) = self.backend.as_deref_mut() else {
+                let Some(node) = self.node.as_deref_mut() else {
                     return true;
                 };
                 // A refused message waits in the node, which says when
-                // it is out (`Conn::resume`).
-                session.blocked = !backend.message(self.conn, payload, self.now);
+                // it is out (`Session::resume`).
+                session.blocked = !node.message(self.conn, payload, self.now);
                 !session.blocked
             }
         }
