@@ -110,7 +110,8 @@ impl Session {
     /// No verdict will come (timeout, the auth worker died): 503, fail
     /// closed.
     pub(super) fn auth_unavailable(&mut self, ctx: &mut Ctx<'_>, why: &str) {
-        if self.auth.take().is_none() {
+        // A session that ended meanwhile (the client hung up) stays ended.
+        if !self.is_upgrading() || self.auth.take().is_none() {
             return;
         }
         debug!("{}: {why}", self.peer);

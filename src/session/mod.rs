@@ -462,8 +462,13 @@ impl Session {
         self.phase = Phase::Done;
     }
 
-    /// Sends our Close and waits for the peer's.
+    /// Sends our Close and waits for the peer's; a session that is not
+    /// open has nothing to close (found by fuzzing: a worker lost while its
+    /// session was closing once dropped the connection at once).
     fn start_close(&mut self, out: &mut Vec<u8>, now: Instant, code: CloseCode, reason: &str) {
+        if !self.is_open() {
+            return;
+        }
         if let Phase::Open(frames) = std::mem::replace(&mut self.phase, Phase::Done) {
             encoder::encode_close(out, Some((code, reason)));
             self.close = Some((code.0, Closer::Server));

@@ -422,3 +422,47 @@ fn shutdown_closes_an_open_session_with_1001_and_drops_an_upgrade() {
     d.session.on_shutdown(&mut ctx);
     assert!(d.session.is_done());
 }
+
+#[test]
+fn a_worker_lost_while_the_session_closes_changes_nothing() {
+    // Found by the session fuzz target: start_close on a session that was
+    // not open replaced its phase with Done, dropping the connection with
+    // its last bytes unsent and its peer's Close unread.
+    let mut d = worker_driver(&[]);
+    d.feed(&upgrade_request("/w", ""));
+    let mut ctx = d.rig.ctx();
+    d.session.on_shutdown(&mut ctx);
+    let lost = Outcome::Close(CloseCode::SERVICE_RESTART, "worker lost");
+    d.session.worker_lost(&mut ctx, lost);
+    let (_, frames) = d.take_output();
+    let codes: Vec<u16> = frames.iter().map(|(_, p)| code_of(p)).collect();
+    assert_eq!(codes, [1001], "one Close, the first");
+    assert!(!d.session.is_done());
+    d.feed(&close_frame(1001, ""));
+    assert!(d.write_shut);
+    // The fuzzer's input: an upgrade waiting for the auth service.
+    let mut d = worker_driver(&["--auth-service", "auth"]);
+    d.feed(&upgrade_request("/q", "Sec-WebSocket-Protocol: x\r\n"));
+    let mut ctx = d.rig.ctx();
+    d.session.worker_lost(&mut ctx, lost);
+    assert!(!d.session.is_done(), "the wait goes on");
+    d.session.worker_lost(&mut ctx, Outcome::AuthLost);
+    let head = d.take_output().0.unwrap();
+    assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+}
+
+#[test]
+fn a_session_that_ended_while_it_waited_for_the_auth_service_stays_ended() {
+    // Found by the session fuzz target: the client hung up during the
+    // wait, then the auth worker's loss refused the upgrade with 503,
+    // reviving a session that was done.
+    let mut d = worker_driver(&["--auth-service", "auth"]);
+    d.feed(&upgrade_request("/w", ""));
+    d.hang_up();
+    assert!(d.session.is_done());
+    let mut ctx = d.rig.ctx();
+    d.session.worker_lost(&mut ctx, Outcome::AuthLost);
+    assert!(d.session.is_done());
+    assert!(d.rig.take_out().is_empty());
+    assert!(d.rig.node.auth_done.is_empty());
+}
