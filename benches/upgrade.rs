@@ -40,7 +40,7 @@ fn handshake(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             if let Ok(Some(req)) = upgrade::parse(black_box(BROWSER), &policy) {
-                upgrade::write_accept(&mut out, &req);
+                upgrade::write_accept(&mut out, &req, None);
             }
             black_box(&out);
         })

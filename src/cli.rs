@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
@@ -10,10 +11,11 @@ use argh::FromArgs;
 use crate::backend::endpoint::is_local_endpoint;
 use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
-    Auth, Backend, Config, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
+    Auth, Backend, Config, Deflate, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
 };
 use crate::logging::{AccessLog, Format, LevelSpec, Settings};
 use crate::pace::Pace;
+use crate::ws::deflate::Policy as DeflatePolicy;
 use crate::ws::Limits;
 
 /// averyws: a TLS-only WebSocket gateway. With no arguments it serves
@@ -230,6 +232,35 @@ pub struct Args {
     #[argh(option, default = "2000")]
     pub auth_timeout_ms: u64,
 
+    /// permessage-deflate when a client offers it: on or off (default on)
+    #[argh(option, default = "Switch::On")]
+    pub permessage_deflate: Switch,
+
+    /// the largest compression window the server uses, 9 to 15 bits
+    /// (default 15)
+    #[argh(option, default = "15")]
+    pub deflate_server_window_bits: u8,
+
+    /// the largest compression window a client may use, 8 to 15 bits; below
+    /// 15, offers that cannot be limited are declined (default 15)
+    #[argh(option, default = "15")]
+    pub deflate_client_window_bits: u8,
+
+    /// messages shorter than this many bytes are sent uncompressed
+    /// (default 128)
+    #[argh(option, default = "crate::config::DEFAULT_DEFLATE_MIN_BYTES")]
+    pub deflate_min_bytes: usize,
+
+    /// a compressed message may inflate to this many times its size (and
+    /// to 64 KiB whatever its size) before it is closed with 1009
+    /// (default 256)
+    #[argh(option, default = "crate::config::DEFAULT_DEFLATE_MAX_RATIO")]
+    pub deflate_max_ratio: usize,
+
+    /// a route path whose sessions never compress (repeatable)
+    #[argh(option)]
+    pub uncompressed_route: Vec<String>,
+
     /// log level: off, error, warn, info, debug or trace, optionally with
     /// per-module levels as RUST_LOG has them, e.g.
     /// `warn,averyws::backend=debug` (default: RUST_LOG, else info)
@@ -249,6 +280,27 @@ pub struct Args {
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl FromStr for Switch {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "on" => Ok(Switch::On),
+            "off" => Ok(Switch::Off),
+            _ => Err(format!("`{value}` is not on or off")),
+        }
+    }
 }
 
 /// A `PATH=SERVICE` pair from `--route`.
@@ -370,6 +422,7 @@ impl Args {
             });
         }
         let backend = self.backend(&routes)?;
+        let deflate = self.deflate(&routes)?;
         let tls = match (self.cert, self.key) {
             (Some(cert), Some(key)) if self.dev_cert_out.is_none() => {
                 TlsSource::Files { cert, key }
@@ -486,6 +539,7 @@ impl Args {
                 rounds_per_event: crate::config::DEFAULT_ROUNDS_PER_EVENT,
                 out_buffer_keep: crate::config::DEFAULT_OUT_BUFFER_KEEP,
             },
+            deflate,
             backend,
             auth: Auth {
                 jwt_secret_file: self.jwt_secret_file,
@@ -496,6 +550,38 @@ impl Args {
                 auth_timeout: Duration::from_millis(self.auth_timeout_ms),
                 auth_routes: self.auth_route,
             },
+        })
+    }
+
+    /// The permessage-deflate settings, checked.
+    fn deflate(&mut self, routes: &[Route]) -> Result<Deflate, String> {
+        if !(9..=15).contains(&self.deflate_server_window_bits) {
+            return Err("--deflate-server-window-bits must be 9 to 15".into());
+        }
+        if !(8..=15).contains(&self.deflate_client_window_bits) {
+            return Err("--deflate-client-window-bits must be 8 to 15".into());
+        }
+        if self.deflate_max_ratio == 0 {
+            return Err("--deflate-max-ratio must be greater than 0".into());
+        }
+        let uncompressed_routes = std::mem::take(&mut self.uncompressed_route);
+        if let Some(path) = uncompressed_routes
+            .iter()
+            .find(|path| !routes.iter().any(|r| &r.path == *path))
+        {
+            return Err(format!(
+                "--uncompressed-route `{path}` is not a --route path"
+            ));
+        }
+        Ok(Deflate {
+            enabled: self.permessage_deflate == Switch::On,
+            policy: DeflatePolicy {
+                server_max_window_bits: self.deflate_server_window_bits,
+                client_max_window_bits: self.deflate_client_window_bits,
+            },
+            min_bytes: self.deflate_min_bytes,
+            max_ratio: self.deflate_max_ratio,
+            uncompressed_routes,
         })
     }
 

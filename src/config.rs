@@ -39,6 +39,56 @@ pub struct Config {
     pub backend: Option<Backend>,
     /// Where tokens and the ACL come from.
     pub auth: Auth,
+    /// permessage-deflate (RFC 7692).
+    pub deflate: Deflate,
+}
+
+/// permessage-deflate: what the server accepts and when it compresses.
+/// No compression context outlives a message, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deflate {
+    /// Accept a client's offer. Default on.
+    pub enabled: bool,
+    /// The window sizes accepted. Default 15 and 15 (32 KiB each).
+    pub policy: crate::ws::deflate::Policy,
+    /// Messages shorter than this go out uncompressed. Default
+    /// [`DEFAULT_DEFLATE_MIN_BYTES`].
+    pub min_bytes: usize,
+    /// A compressed message may inflate to this many times its size, and
+    /// to 64 KiB whatever its size, never past the message size cap.
+    /// Default [`DEFAULT_DEFLATE_MAX_RATIO`].
+    pub max_ratio: usize,
+    /// Route paths whose sessions never compress.
+    pub uncompressed_routes: Vec<String>,
+}
+
+/// Below this, deflate's block overhead outweighs what it saves.
+pub const DEFAULT_DEFLATE_MIN_BYTES: usize = 128;
+/// Chat-like text compresses 3 to 10 times; 256 leaves room for
+/// repetitive JSON and stops a bomb's CPU cost early.
+pub const DEFAULT_DEFLATE_MAX_RATIO: usize = 256;
+
+impl Default for Deflate {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            policy: crate::ws::deflate::Policy {
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            },
+            min_bytes: DEFAULT_DEFLATE_MIN_BYTES,
+            max_ratio: DEFAULT_DEFLATE_MAX_RATIO,
+            uncompressed_routes: Vec::new(),
+        }
+    }
+}
+
+impl Deflate {
+    /// The policy for a session on `path`, if it may compress at all.
+    pub fn policy_for(&self, path: &str) -> Option<&crate::ws::deflate::Policy> {
+        let compresses = self.enabled && !self.uncompressed_routes.iter().any(|r| r == path);
+        compresses.then_some(&self.policy)
+    }
 }
 
 /// The source of the server certificate.

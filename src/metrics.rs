@@ -151,6 +151,10 @@ pub struct ReactorMetrics {
     pub acl_cache: [Counter; 2],
     /// `GET /metrics` requests served.
     pub scrapes: Counter,
+    /// Sessions that agreed to permessage-deflate.
+    pub deflate_sessions: Counter,
+    /// Messages inflated from clients, then compressed for them.
+    pub deflate_messages: [Counter; 2],
     /// Loop turn durations.
     pub turns: TurnHistogram,
 }

@@ -1,6 +1,7 @@
 //! A real browser's first WebSocket to a fresh server opens, at the
-//! default pace: headless Chromium, which verifies the certificate between
-//! its TLS flights, driven over its DevTools protocol. Runs where
+//! default pace, and agrees to permessage-deflate: headless Chromium,
+//! which verifies the certificate between its TLS flights, driven over its
+//! DevTools protocol. Runs where
 //! `chromium` is installed (`apt-get install chromium`), and says SKIPPED
 //! otherwise.
 
@@ -21,14 +22,21 @@ use tungstenite::Message as Ws;
 /// How long the browser may take to start, load the page and echo.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The page: one WebSocket to the server, its first message echoed into
-/// the body.
+/// The page: one WebSocket to the server; its first message's echo, the
+/// extensions the server agreed to, and whether a long (compressed) second
+/// message came back intact, written into the body.
 fn page(port: u16) -> String {
     format!(
         r#"<html><body>waiting<script>
 const ws = new WebSocket("wss://localhost:{port}/echo");
+const long = "a chat line that repeats, ".repeat(40);
+let first = null;
 ws.onopen = () => ws.send("from chromium");
-ws.onmessage = (e) => {{ document.body.textContent = "echo:" + e.data; ws.close(1000); }};
+ws.onmessage = (e) => {{
+  if (first === null) {{ first = e.data; ws.send(long); return; }}
+  document.body.textContent = "echo:" + first + "|" + ws.extensions + "|" + (e.data === long);
+  ws.close(1000);
+}};
 ws.onerror = () => {{ document.body.textContent = "error"; }};
 ws.onclose = (e) => {{ if (!document.body.textContent.startsWith("echo:"))
   document.body.textContent = "closed " + e.code; }};
@@ -140,7 +148,9 @@ fn chromiums_first_websocket_to_a_fresh_server_opens() {
     });
     let outcome = outcome.unwrap_or_else(|| panic!("the page never finished: {}", browser.log()));
     assert!(
-        outcome.contains(r#""value":"echo:from chromium""#),
+        outcome.contains(
+            r#""value":"echo:from chromium|permessage-deflate; server_no_context_takeover; client_no_context_takeover|true""#
+        ),
         "{outcome}\n{:#?}",
         server.log()
     );

@@ -29,7 +29,7 @@ user prom roles scraper
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family the server exposes.
-const FAMILIES: [&str; 24] = [
+const FAMILIES: [&str; 26] = [
     "averyws_connections_accepted_total",
     "averyws_connections_refused_total",
     "averyws_connections_open",
@@ -41,6 +41,8 @@ const FAMILIES: [&str; 24] = [
     "averyws_tokens_total",
     "averyws_messages_received_total",
     "averyws_messages_sent_total",
+    "averyws_deflate_sessions_total",
+    "averyws_deflate_messages_total",
     "averyws_bytes_received_total",
     "averyws_bytes_sent_total",
     "averyws_evictions_total",

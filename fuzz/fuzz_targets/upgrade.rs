@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(req.clone()))
             );
             let mut out = Vec::new();
-            upgrade::write_accept(&mut out, req);
+            upgrade::write_accept(&mut out, req, None);
             assert_eq!(ends_of_head(&out), [out.len() - 4]);
             assert_eq!(
                 count_lines(&out),

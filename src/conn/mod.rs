@@ -44,7 +44,8 @@ use crate::node::connections::Outcome;
 use crate::outcome::Eviction;
 use crate::pace::Crowd;
 use crate::session::{opcode_of, Ctx, ReadReport, Session};
-use crate::ws::{encoder, CloseCode};
+use crate::ws::deflate::Codec;
+use crate::ws::CloseCode;
 
 /// Reactor-owned state a connection borrows while it handles an event.
 pub struct Shared<'a> {
@@ -129,19 +130,26 @@ impl Conn {
     /// The frame is queued behind what is already pending: the reactor
     /// calls [`Conn::flush_queued`] once after a batch of worker messages,
     /// so they leave in as few TLS records and writes as possible. More
-    /// output for a client already over `cap` evicts it instead.
-    pub fn queue(&mut self, payload: Payload<'_>, cap: usize) -> bool {
+    /// output for a client already over `cap` evicts it instead. A
+    /// session that agreed to permessage-deflate gets it compressed when
+    /// it has `deflate_min_bytes` or more.
+    pub fn queue(
+        &mut self,
+        payload: Payload<'_>,
+        cap: usize,
+        codec: &mut Codec,
+        deflate_min_bytes: usize,
+    ) -> bool {
         if !self.session.is_open() {
             return false;
         }
         if self.pending.len() > cap {
             self.over_cap = true;
         } else {
-            encoder::encode_frame(
-                self.pending.vec_mut(),
-                opcode_of(payload),
-                payload.as_bytes(),
-            );
+            let (opcode, bytes) = (opcode_of(payload), payload.as_bytes());
+            let out = self.pending.vec_mut();
+            let deflate = self.session.deflate();
+            codec.encode_message(out, opcode, bytes, deflate, deflate_min_bytes);
             self.session.message_queued();
         }
         true

@@ -98,6 +98,20 @@ pub fn render(reactors: &[&ReactorMetrics], out: &mut String) {
         |m| m.messages_out.get(),
     );
     w.scalar(
+        "averyws_deflate_sessions_total",
+        "counter",
+        "Sessions that agreed to permessage-deflate.",
+        |m| m.deflate_sessions.get(),
+    );
+    w.labelled(
+        "averyws_deflate_messages_total",
+        "counter",
+        "Data messages compressed with permessage-deflate, by direction.",
+        "direction",
+        &["received", "sent"],
+        |m, i| m.deflate_messages[i].get(),
+    );
+    w.scalar(
         "averyws_bytes_received_total",
         "counter",
         "TLS bytes received from clients.",

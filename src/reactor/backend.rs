@@ -29,6 +29,7 @@ use crate::metrics::ReactorMetrics;
 use crate::node::connections::Resolved;
 use crate::node::workers::WorkerRef;
 use crate::node::{Edge, Followup, Node, NodeConfig};
+use crate::ws::deflate::Codec;
 use crate::ws::Limits;
 
 /// How soon full pipes are tried again when nothing else wakes the loop.
@@ -243,6 +244,8 @@ impl Reactor {
             metrics: &self.metrics,
             access: &self.access,
             cap: self.config.protection.max_outbound_bytes,
+            codec: &mut self.codec,
+            deflate_min_bytes: self.config.deflate.min_bytes,
         };
         Some((backend, conns))
     }
@@ -295,6 +298,8 @@ struct Conns<'a> {
     metrics: &'a ReactorMetrics,
     access: &'a Access,
     cap: usize,
+    codec: &'a mut Codec,
+    deflate_min_bytes: usize,
 }
 
 impl Conns<'_> {
@@ -320,7 +325,9 @@ impl Edge for Conns<'_> {
         }
         // Outside `with_conn`, so counted here.
         let before = slot.conn.session().stats();
-        let queued = slot.conn.queue(payload, self.cap);
+        let queued = slot
+            .conn
+            .queue(payload, self.cap, self.codec, self.deflate_min_bytes);
         self.metrics.traffic(&before, &slot.conn.session().stats());
         if !queued {
             return false;

@@ -33,6 +33,7 @@ use crate::logging;
 use crate::metrics::{HandshakeFailure, ReactorMetrics};
 use crate::pace::Crowd;
 use crate::session::{Ctx, NodePort};
+use crate::ws::deflate::Codec;
 use accounting::Counters;
 use timers::{Timer, Timers};
 use token::{ConnId, BACKEND, LISTENER, MONITOR, WAKE, ZAP};
@@ -77,6 +78,8 @@ pub struct Reactor {
     /// Decrypted input, shared by every connection.
     plain: Vec<u8>,
     out: Vec<u8>,
+    /// permessage-deflate state, shared by every connection.
+    codec: Codec,
     next_generation: u32,
     /// Connections of this reactor still upgrading (the gauge; the limit
     /// is the process's, in the control state).
@@ -147,6 +150,7 @@ impl Reactor {
             tls_in: vec![0; READ_SIZE],
             plain: Vec::new(),
             out: Vec::new(),
+            codec: Codec::default(),
             next_generation: 1,
             pending_handshakes: 0,
             accept_paused: false,
@@ -346,6 +350,7 @@ impl Reactor {
                 access: &self.access,
                 metrics: &self.metrics,
                 control: &self.control,
+                codec: &mut self.codec,
             },
         };
         let (traffic, handshaking) = (slot.conn.session().stats(), slot.conn.is_tls_handshaking());
@@ -487,6 +492,8 @@ impl Reactor {
         m.acl_decisions[1].mirror(decisions.denied);
         m.acl_cache[0].mirror(decisions.hits);
         m.acl_cache[1].mirror(decisions.misses);
+        m.deflate_messages[0].mirror(self.codec.inflated());
+        m.deflate_messages[1].mirror(self.codec.deflated());
         if let Some(Backend { node, .. }) = &self.backend {
             m.backend_dropped.mirror(node.dropped());
             m.workers.set(node.workers().len() as u64);

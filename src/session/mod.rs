@@ -80,6 +80,7 @@ use crate::node::connections::Outcome;
 use crate::node::sessions::ConnectInfo;
 use crate::outcome::{AccessRecord, Closer, Eviction, Stats};
 use crate::pace::{Crowd, Path};
+use crate::ws::deflate::Codec;
 use crate::ws::{encoder, CloseCode, Decoder};
 
 /// What a session asks of the backend node. The reactor implements it
@@ -113,6 +114,8 @@ pub struct Ctx<'a> {
     pub metrics: &'a ReactorMetrics,
     /// The process's control state: every reactor's metrics, the crowds.
     pub control: &'a Control,
+    /// The reactor's permessage-deflate state, shared by its sessions.
+    pub codec: &'a mut Codec,
 }
 
 /// A client's session.
@@ -141,6 +144,9 @@ pub struct Session {
     /// Plaintext bytes served so far, to tell which input a batch held.
     plaintext_in: u64,
     stats: Stats,
+    /// The server's compression window, once permessage-deflate was
+    /// agreed.
+    deflate: Option<u8>,
 }
 
 enum Phase {
@@ -204,6 +210,7 @@ impl Session {
             guard,
             plaintext_in: 0,
             stats: Stats::default(),
+            deflate: None,
         }
     }
 
@@ -225,6 +232,12 @@ impl Session {
     /// Who the client is, once its upgrade request was judged.
     pub fn identity(&self) -> Option<&Identity> {
         self.identity.as_ref()
+    }
+
+    /// The server's compression window, when permessage-deflate was
+    /// agreed: what goes out to the client is compressed with it.
+    pub fn deflate(&self) -> Option<u8> {
+        self.deflate
     }
 
     /// True while the WebSocket session is open (upgraded, not closing).
@@ -512,6 +525,11 @@ impl Session {
                     // Once our Close is out, only the peer's Close matters.
                     closing: self.close.is_some(),
                     may_send,
+                    codec: &mut *ctx.codec,
+                    deflate: self.deflate,
+                    deflate_config: &ctx.config.deflate,
+                    max_message: usize::try_from(ctx.config.limits.max_message_size)
+                        .unwrap_or(usize::MAX),
                 };
                 let closing = serving.closing;
                 let served = serving.frames(&mut frames.decoder, target, bytes);

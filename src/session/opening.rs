@@ -15,7 +15,7 @@ use crate::config::Service;
 use crate::metrics::{ReactorMetrics, TokenOutcome};
 use crate::outcome::Closer;
 use crate::ws::upgrade::{self, Rejection};
-use crate::ws::{CloseCode, Decoder};
+use crate::ws::{deflate, CloseCode, Decoder};
 impl Session {
     /// Collects the upgrade request's head and carries out its verdict
     /// once complete ([`head::judge`]): a scrape, a refusal, a wait for the
@@ -77,14 +77,22 @@ impl Session {
         if let Err(rejection) = admitted {
             return self.refuse(rejection, ctx.out, now);
         }
-        upgrade::write_accept(ctx.out, &request);
+        let policy = ctx.config.deflate.policy_for(&request.path);
+        let offers = request.extensions.as_deref().zip(policy);
+        let agreed = offers.and_then(|(offers, policy)| deflate::negotiate(offers, policy));
+        let response = agreed.map(|agreed| agreed.response());
+        upgrade::write_accept(ctx.out, &request, response.as_deref());
         let mut early = match &mut self.phase {
             Phase::Upgrading { head } => head.split_off(request.head_len),
             _ => Vec::new(),
         };
-        self.phase = Phase::Open(Frames {
-            decoder: Decoder::new(ctx.config.limits),
-        });
+        let mut decoder = Decoder::new(ctx.config.limits);
+        if agreed.is_some() {
+            decoder.accept_compressed();
+            ctx.metrics.deflate_sessions.add(1);
+        }
+        self.deflate = agreed.map(|agreed| agreed.server_window_bits);
+        self.phase = Phase::Open(Frames { decoder });
         self.target = Some(match service {
             Service::Echo => Target::Echo,
             Service::Worker(name) => {

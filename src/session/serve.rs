@@ -6,9 +6,12 @@ use std::time::Instant;
 use super::{Guard, NodePort, Stats};
 use crate::access::Identity;
 use crate::backend::message::Payload;
+use crate::config;
 use crate::node::sessions::ConnectInfo;
+use crate::ws::deflate::codec::inflate_limit;
+use crate::ws::deflate::{Codec, InflateError};
 use crate::ws::upgrade::Request;
-use crate::ws::{encoder, CloseCode, Decoder, Event, OpCode};
+use crate::ws::{encoder, CloseCode, Decoder, Error, Event, OpCode};
 
 /// The service behind an open connection.
 pub enum Target {
@@ -134,6 +137,14 @@ pub struct Serving<'a> {
     pub closing: bool,
     /// The ACL lets the client send on the service.
     pub may_send: bool,
+    /// The reactor's compression state.
+    pub codec: &'a mut Codec,
+    /// The server's window, when permessage-deflate was agreed.
+    pub deflate: Option<u8>,
+    /// The permessage-deflate settings.
+    pub deflate_config: &'a config::Deflate,
+    /// The message size cap, which inflated messages keep too.
+    pub max_message: usize,
 }
 
 impl Serving<'_> {
@@ -144,24 +155,35 @@ impl Serving<'_> {
         decoder: &mut Decoder,
         target: &mut Target,
         bytes: &mut [u8],
-    ) -> Result<Next, crate::ws::Error> {
+    ) -> Result<Next, Error> {
         let mut pos = 0;
         while pos < bytes.len() {
             let (used, event) = decoder.decode(&mut bytes[pos..])?;
             pos += used;
             let Some(event) = event else { continue };
+            let data = matches!(
+                event,
+                Event::Text(_) | Event::Binary(_) | Event::Compressed { .. }
+            );
+            let mut inflated = None;
             let payload = match event {
                 // RFC 6455 section 5.5.1: after sending Close, data is
                 // discarded.
-                Event::Text(_) | Event::Binary(_) | Event::Ping(_) if self.closing => continue,
-                Event::Text(_) | Event::Binary(_) if !self.may_send => {
-                    return Ok(Next::Forbidden(pos))
-                }
-                Event::Text(_) | Event::Binary(_) if !self.guard.admit_message(self.now) => {
-                    return Ok(Next::OverBudget)
-                }
+                Event::Ping(_) if self.closing => continue,
+                _ if data && self.closing => continue,
+                _ if data && !self.may_send => return Ok(Next::Forbidden(pos)),
+                _ if data && !self.guard.admit_message(self.now) => return Ok(Next::OverBudget),
                 Event::Text(text) => Payload::Text(text),
                 Event::Binary(data) => Payload::Binary(data),
+                Event::Compressed { text, payload } => {
+                    let whole = inflated.insert(self.inflate(payload)?);
+                    if text {
+                        let text = std::str::from_utf8(whole).map_err(|_| Error::InvalidUtf8)?;
+                        Payload::Text(text)
+                    } else {
+                        Payload::Binary(whole)
+                    }
+                }
                 // RFC 6455 section 5.5.3: a Pong carries the Ping's payload.
                 Event::Ping(payload) => {
                     encoder::encode_frame(self.out, OpCode::Pong, payload);
@@ -180,11 +202,28 @@ impl Serving<'_> {
                 }
             };
             self.stats.messages_in += 1;
-            if !self.serve(target, payload) {
+            let served = self.serve(target, payload);
+            if let Some(buffer) = inflated {
+                self.codec.recycle(buffer);
+            }
+            if !served {
                 return Ok(Next::Blocked(pos));
             }
         }
         Ok(Next::Stay)
+    }
+
+    /// A compressed message's payload, inflated within the message size
+    /// cap and the ratio cap (RFC 7692 section 7.2.2).
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Vec<u8>, Error> {
+        let ratio = self.deflate_config.max_ratio;
+        let limit = inflate_limit(compressed.len(), self.max_message, ratio);
+        self.codec
+            .inflate(compressed, limit)
+            .map_err(|error| match error {
+                InflateError::TooBig => Error::TooBig,
+                InflateError::Corrupt => Error::BadCompression,
+            })
     }
 
     /// Hands one message to the target; false when the worker's pipe did
@@ -192,7 +231,10 @@ impl Serving<'_> {
     fn serve(&mut self, target: &mut Target, payload: Payload<'_>) -> bool {
         match target {
             Target::Echo => {
-                encoder::encode_frame(self.out, opcode_of(payload), payload.as_bytes());
+                let (opcode, bytes) = (opcode_of(payload), payload.as_bytes());
+                let min_bytes = self.deflate_config.min_bytes;
+                self.codec
+                    .encode_message(self.out, opcode, bytes, self.deflate, min_bytes);
                 self.stats.messages_out += 1;
                 true
             }

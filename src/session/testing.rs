@@ -2,6 +2,7 @@
 //! client's side of the wire, to drive a [`Session`] without sockets: the
 //! session's unit tests and its fuzz target use them.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +20,7 @@ use crate::node::sessions::ConnectInfo;
 use crate::outcome::Eviction;
 use crate::pace::{Crowd, Path};
 use crate::tls::TlsContext;
+use crate::ws::deflate::Codec;
 use crate::ws::frame::parse_header;
 use crate::ws::mask::apply_mask;
 
@@ -80,6 +82,8 @@ pub struct Rig {
     pub out: Vec<u8>,
     /// The clock.
     pub now: Instant,
+    /// The reactor's permessage-deflate state.
+    pub codec: Codec,
 }
 
 /// The client every rig's sessions come from.
@@ -99,6 +103,7 @@ impl Rig {
             node: RecordingNode::default(),
             out: Vec::new(),
             now: Instant::now(),
+            codec: Codec::default(),
         })
     }
 
@@ -118,6 +123,7 @@ impl Rig {
             access: &self.access,
             metrics: &self.metrics,
             control: &self.control,
+            codec: &mut self.codec,
         }
     }
 
@@ -270,6 +276,39 @@ pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
     .into_bytes()
+}
+
+/// `payload` compressed as a permessage-deflate client does it (raw
+/// DEFLATE, sync flush, the empty block's 4 bytes removed), with flate2
+/// directly rather than the server's codec.
+pub fn client_deflate(payload: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflater = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(payload.len() + 64);
+    loop {
+        let used = deflater.total_in() as usize;
+        deflater
+            .compress_vec(&payload[used..], &mut out, FlushCompress::Sync)
+            .expect("deflate");
+        if deflater.total_in() as usize == payload.len() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity());
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// A server's compressed payload, inflated as a client does it.
+pub fn client_inflate(compressed: &[u8]) -> Vec<u8> {
+    let mut input = compressed.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(input.as_slice())
+        .read_to_end(&mut out)
+        .ok();
+    out
 }
 
 /// A frame as a client sends it: masked, with `first` as its first byte

@@ -466,3 +466,130 @@ fn a_session_that_ended_while_it_waited_for_the_auth_service_stays_ended() {
     assert!(d.rig.take_out().is_empty());
     assert!(d.rig.node.auth_done.is_empty());
 }
+
+/// The offer browsers send.
+const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+
+/// Upgrades `/echo` offering permessage-deflate; returns the 101's head.
+fn upgraded_with_deflate(args: &[&str]) -> (Driver, String) {
+    let mut d = driver(args);
+    d.feed(&upgrade_request("/echo", OFFER));
+    let (head, _) = d.take_output();
+    (d, head.unwrap())
+}
+
+#[test]
+fn a_compressed_message_is_inflated_served_and_answered_compressed() {
+    use super::testing::{client_deflate, client_inflate};
+    let (mut d, head) = upgraded_with_deflate(&[]);
+    assert!(
+        head.contains("\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        "{head}"
+    );
+    let long = "a chat line that repeats, ".repeat(20);
+    // (what the client sends, RSV1 on the answer, the answer inflated)
+    let table: &[(&str, Vec<u8>, u8, &[u8])] = &[
+        (
+            "compressed, long",
+            client_frame(0xc1, &client_deflate(long.as_bytes())),
+            0xc1,
+            long.as_bytes(),
+        ),
+        (
+            "compressed, short",
+            client_frame(0xc1, &client_deflate(b"hi")),
+            0x81,
+            b"hi",
+        ),
+        (
+            "plain, long",
+            client_frame(TEXT, long.as_bytes()),
+            0xc1,
+            long.as_bytes(),
+        ),
+        (
+            "compressed binary",
+            client_frame(0xc2, &client_deflate(&[0; 300])),
+            0xc2,
+            &[0; 300],
+        ),
+        (
+            "compressed and fragmented",
+            {
+                let compressed = client_deflate(long.as_bytes());
+                let (a, b) = compressed.split_at(compressed.len() / 2);
+                [client_frame(0x41, a), client_frame(0x80, b)].concat()
+            },
+            0xc1,
+            long.as_bytes(),
+        ),
+    ];
+    for (name, bytes, first, want) in table {
+        d.feed(bytes);
+        let (_, frames) = d.take_output();
+        assert_eq!(frames.len(), 1, "{name}");
+        let (got_first, payload) = &frames[0];
+        assert_eq!(got_first, first, "{name}");
+        let payload = if got_first & 0x40 != 0 {
+            client_inflate(payload)
+        } else {
+            payload.clone()
+        };
+        assert_eq!(&payload, want, "{name}");
+    }
+    assert!(d.session.is_open());
+}
+
+#[test]
+fn a_compressed_message_that_breaks_a_rule_closes_with_its_code() {
+    use super::testing::client_deflate;
+    let bomb = client_deflate(&vec![0; 4 << 20]);
+    let table: &[(&str, Vec<u8>, u16)] = &[
+        (
+            "inflates past --max-message-size",
+            client_frame(0xc2, &bomb),
+            1009,
+        ),
+        ("not DEFLATE", client_frame(0xc2, &[0xff; 8]), 1007),
+        (
+            "inflates to invalid UTF-8",
+            client_frame(0xc1, &client_deflate(&[0xff, 0xfe])),
+            1007,
+        ),
+        (
+            "RSV1 on a continuation",
+            [client_frame(0x01, b"a"), client_frame(0xc0, b"b")].concat(),
+            1002,
+        ),
+        ("RSV1 on a ping", client_frame(0xc9, b""), 1002),
+    ];
+    for (name, bytes, code) in table {
+        let (mut d, _) = upgraded_with_deflate(&["--max-message-size", "1048576"]);
+        d.feed(bytes);
+        let (_, frames) = d.take_output();
+        assert_eq!(code_of(&frames[0].1), *code, "{name}");
+        assert!(d.write_shut, "{name}");
+    }
+    // The ratio cap stops a bomb below the message size cap too.
+    let (mut d, _) = upgraded_with_deflate(&["--deflate-max-ratio", "10"]);
+    d.feed(&client_frame(0xc2, &bomb));
+    assert_eq!(code_of(&d.take_output().1[0].1), 1009);
+}
+
+#[test]
+fn without_the_extension_rsv1_is_a_protocol_error() {
+    use super::testing::client_deflate;
+    let table: &[&[&str]] = &[
+        &["--permessage-deflate", "off"],
+        &["--uncompressed-route", "/echo"],
+    ];
+    for args in table {
+        let (mut d, head) = upgraded_with_deflate(args);
+        assert!(
+            !head.contains("Sec-WebSocket-Extensions"),
+            "{args:?}: {head}"
+        );
+        d.feed(&client_frame(0xc1, &client_deflate(b"hi")));
+        assert_eq!(code_of(&d.take_output().1[0].1), 1002, "{args:?}");
+    }
+}

@@ -36,6 +36,15 @@ pub enum Event<'a> {
     Pong(&'a [u8]),
     /// A close frame: None for an empty payload, else the code and UTF-8 reason.
     Close(Option<(CloseCode, &'a str)>),
+    /// A complete data message compressed with permessage-deflate (RSV1
+    /// on its first frame, RFC 7692 section 6): not yet inflated, so text
+    /// is not yet validated.
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed payload.
+        payload: &'a [u8],
+    },
 }
 
 /// Receive side of one server connection.
@@ -60,6 +69,10 @@ pub struct Decoder {
     delivered: bool,
     /// Validates `message` as it grows when it is text.
     utf8: Utf8Validator,
+    /// permessage-deflate was negotiated: RSV1 may mark a message.
+    compression: bool,
+    /// The message being received is compressed.
+    compressed: bool,
 }
 
 /// Receive state of the frame whose header has been parsed.
@@ -102,7 +115,15 @@ impl Decoder {
             message: Vec::new(),
             delivered: false,
             utf8: Utf8Validator::default(),
+            compression: false,
+            compressed: false,
         }
+    }
+
+    /// permessage-deflate was negotiated: a data message whose first frame
+    /// sets RSV1 is compressed (RFC 7692 section 6.1).
+    pub fn accept_compressed(&mut self) {
+        self.compression = true;
     }
 
     /// Decode client bytes. Returns how many bytes of `input` were consumed
@@ -142,16 +163,16 @@ impl Decoder {
             None => None,
             Some(Ready::InPlace { opcode, start, end }) => {
                 let payload = input.get(start..end).unwrap_or_default();
-                Some(event(opcode, payload)?)
+                Some(event(opcode, payload, self.compressed)?)
             }
-            Some(Ready::Message(opcode)) => Some(event(opcode, &self.message)?),
+            Some(Ready::Message(opcode)) => Some(event(opcode, &self.message, self.compressed)?),
             Some(Ready::Control(opcode)) => {
                 let payload = match &self.control {
                     Some(control) => control.get(..usize::from(self.control_len)),
                     None => None,
                 };
                 let payload = payload.unwrap_or_default();
-                Some(event(opcode, payload)?)
+                Some(event(opcode, payload, false)?)
             }
         };
         Ok((consumed, event))
@@ -286,10 +307,17 @@ impl Decoder {
     /// Check a new frame's header against the connection's state, before any
     /// of its payload is looked at.
     fn begin_frame(&mut self, header: FrameHeader) -> Result<Frame, Error> {
-        // "MUST be 0 unless an extension is negotiated" (RFC 6455 section 5.2);
-        // averyws negotiates none.
-        if header.rsv != 0 {
+        // "MUST be 0 unless an extension is negotiated" (RFC 6455 section
+        // 5.2). permessage-deflate gives RSV1 a meaning on the first frame
+        // of a data message only: on a control frame or a continuation it
+        // is an error (RFC 7692 section 6.1), as RSV2 and RSV3 always are.
+        let first_of_message = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        let compressed = header.rsv == 0b100 && self.compression && first_of_message;
+        if header.rsv != 0 && !compressed {
             return Err(Error::Protocol("reserved bits set"));
+        }
+        if first_of_message {
+            self.compressed = compressed;
         }
         // "a client MUST mask all frames that it sends" (RFC 6455 section 5.1)
         let Some(key) = header.mask else {
@@ -379,7 +407,7 @@ impl Decoder {
         self.message.extend_from_slice(chunk);
         let fresh = self.message.get_mut(start..).unwrap_or_default();
         apply_mask(fresh, frame.key, offset);
-        if self.assembling == Some(OpCode::Text) {
+        if self.assembling == Some(OpCode::Text) && !self.compressed {
             self.utf8.feed(fresh)?;
         }
         Ok(())
@@ -409,7 +437,7 @@ impl Decoder {
         let Some(opcode) = self.assembling.take() else {
             return Err(Error::Protocol("continuation without a message"));
         };
-        if opcode == OpCode::Text {
+        if opcode == OpCode::Text && !self.compressed {
             self.utf8.finish()?;
         }
         self.delivered = true;
@@ -429,8 +457,12 @@ fn frame_header_len(payload_len: u64) -> u64 {
 }
 
 /// Build the event for a complete payload.
-fn event(opcode: OpCode, payload: &[u8]) -> Result<Event<'_>, Error> {
+fn event(opcode: OpCode, payload: &[u8], compressed: bool) -> Result<Event<'_>, Error> {
     Ok(match opcode {
+        OpCode::Text | OpCode::Binary | OpCode::Continuation if compressed => Event::Compressed {
+            text: opcode == OpCode::Text,
+            payload,
+        },
         // Assembled text was validated as it arrived; checking again is the
         // price of a safe `&str` (no `from_utf8_unchecked` here).
         OpCode::Text => Event::Text(core::str::from_utf8(payload).map_err(|_| Error::InvalidUtf8)?),
@@ -475,6 +507,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<(u16, String)>),
+        Compressed(bool, Vec<u8>),
     }
 
     impl From<Event<'_>> for Owned {
@@ -487,6 +520,7 @@ mod tests {
                 Event::Close(c) => {
                     Owned::Close(c.map(|(code, reason)| (code.0, reason.to_owned())))
                 }
+                Event::Compressed { text, payload } => Owned::Compressed(text, payload.to_vec()),
             }
         }
     }
@@ -529,9 +563,17 @@ mod tests {
     fn run(
         limits: Limits,
         stream: &[u8],
+        sizes: impl FnMut() -> usize,
+    ) -> (Vec<Owned>, Option<Error>, usize) {
+        run_decoder(Decoder::new(limits), stream, sizes)
+    }
+
+    /// [`run`] on a given decoder.
+    fn run_decoder(
+        mut dec: Decoder,
+        stream: &[u8],
         mut sizes: impl FnMut() -> usize,
     ) -> (Vec<Owned>, Option<Error>, usize) {
-        let mut dec = Decoder::new(limits);
         let mut events = Vec::new();
         let mut at = 0;
         while at < stream.len() {
@@ -565,6 +607,86 @@ mod tests {
 
     fn bytewise(limits: Limits, stream: &[u8]) -> (Vec<Owned>, Option<Error>, usize) {
         run(limits, stream, || 1)
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_once_negotiated() {
+        // "Hello" compressed (RFC 7692 section 7.2.3.1); not inflated here.
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let compressed = |text| vec![Owned::Compressed(text, hello.to_vec())];
+        let split = [
+            frame(0x41, &hello[..3]),
+            frame(0x00, &hello[3..5]),
+            frame(0x80, &hello[5..]),
+        ];
+        let reserved = Some(Error::Protocol("reserved bits set"));
+        // (case, client bytes, events, the error that ends them)
+        type Case<'a> = (&'a str, Vec<u8>, Vec<Owned>, Option<Error>);
+        let table: &[Case] = &[
+            ("text", frame(0xc1, &hello), compressed(true), None),
+            ("binary", frame(0xc2, &hello), compressed(false), None),
+            (
+                "fragmented, RSV1 on the first frame",
+                split.concat(),
+                compressed(true),
+                None,
+            ),
+            (
+                "a ping between fragments",
+                [
+                    frame(0x41, &hello[..3]),
+                    frame(0x89, b"p"),
+                    frame(0x80, &hello[3..]),
+                ]
+                .concat(),
+                vec![
+                    Owned::Ping(b"p".to_vec()),
+                    Owned::Compressed(true, hello.to_vec()),
+                ],
+                None,
+            ),
+            // Compressed text is validated once inflated, not before.
+            (
+                "not UTF-8 yet",
+                frame(0xc1, &[0xff]),
+                vec![Owned::Compressed(true, vec![0xff])],
+                None,
+            ),
+            (
+                "plain text still",
+                frame(0x81, &[0xff]),
+                vec![],
+                Some(Error::InvalidUtf8),
+            ),
+            (
+                "plain after compressed",
+                [frame(0xc1, &hello), frame(0x81, b"hi")].concat(),
+                vec![Owned::Compressed(true, hello.to_vec()), text("hi")],
+                None,
+            ),
+            // RFC 7692 section 6.1: RSV1 on a continuation or control frame.
+            (
+                "RSV1 on a continuation",
+                [frame(0x01, b"a"), frame(0xc0, b"b")].concat(),
+                vec![],
+                reserved,
+            ),
+            ("RSV1 on a ping", frame(0xc9, b""), vec![], reserved),
+            ("RSV1 on a close", frame(0xc8, b""), vec![], reserved),
+            ("RSV2", frame(0xa1, b"a"), vec![], reserved),
+            ("RSV1 and RSV3", frame(0xd1, b"a"), vec![], reserved),
+        ];
+        for (name, stream, events, error) in table {
+            for (how, size) in [("whole", usize::MAX), ("bytewise", 1)] {
+                let mut dec = Decoder::new(SMALL);
+                dec.accept_compressed();
+                let (got, got_error, _) = run_decoder(dec, stream, || size);
+                assert_eq!((&got, &got_error), (events, error), "{name}, {how}");
+            }
+        }
+        // Without the extension, RSV1 is an error like any reserved bit.
+        let (_, error, _) = whole(SMALL, &frame(0xc1, &hello));
+        assert_eq!(error, reserved);
     }
 
     const SMALL: Limits = Limits {

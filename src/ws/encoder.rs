@@ -4,11 +4,23 @@
 use super::close::CloseCode;
 use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 
+/// The first RSV bit of a frame's first byte.
+const RSV1: u8 = 0x40;
+
 /// Append one complete frame (FIN set) with the minimal length encoding
 /// (RFC 6455 section 5.2).
 pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     encode_header(out, opcode, payload.len());
     out.extend_from_slice(payload);
+}
+
+/// Append one complete data frame whose payload is compressed with
+/// permessage-deflate: RSV1 set (RFC 7692 section 6).
+pub fn encode_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, compressed: &[u8]) {
+    let start = out.len();
+    encode_header(out, opcode, compressed.len());
+    out[start] |= RSV1;
+    out.extend_from_slice(compressed);
 }
 
 /// Append a Close frame.

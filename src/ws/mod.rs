@@ -5,6 +5,7 @@
 
 pub use averyws_protocol::close;
 pub mod decoder;
+pub mod deflate;
 pub mod encoder;
 pub mod frame;
 pub mod mask;
@@ -42,8 +43,11 @@ pub enum Error {
     Protocol(&'static str),
     /// A text message or close reason was not UTF-8 (close 1007).
     InvalidUtf8,
-    /// A frame or message exceeded [`Limits`] (close 1009).
+    /// A frame or message exceeded [`Limits`] (close 1009), or a
+    /// compressed message would inflate past them or its ratio cap.
     TooBig,
+    /// A compressed message is not a valid DEFLATE stream (close 1007).
+    BadCompression,
 }
 
 impl Error {
@@ -51,7 +55,7 @@ impl Error {
     pub fn close_code(self) -> CloseCode {
         match self {
             Error::Protocol(_) => CloseCode::PROTOCOL_ERROR,
-            Error::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::BadCompression => CloseCode::INVALID_PAYLOAD,
             Error::TooBig => CloseCode::MESSAGE_TOO_BIG,
         }
     }
@@ -62,6 +66,7 @@ impl Error {
             Error::Protocol(why) => why,
             Error::InvalidUtf8 => "invalid utf-8",
             Error::TooBig => "message too big",
+            Error::BadCompression => "invalid compressed data",
         }
     }
 }

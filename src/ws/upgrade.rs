@@ -87,6 +87,9 @@ pub struct Request {
     pub subprotocol: Option<String>,
     /// The `Authorization` field value, if sent.
     pub authorization: Option<String>,
+    /// The `Sec-WebSocket-Extensions` offers, if any; several lines are
+    /// joined with `, ` as one list (RFC 6455 section 9.1).
+    pub extensions: Option<String>,
     /// The token of the first `Sec-WebSocket-Protocol` entry that starts
     /// with [`BEARER_PROTOCOL_PREFIX`], without the prefix.
     pub bearer_protocol: Option<String>,
@@ -222,7 +225,9 @@ pub fn parse(buf: &[u8], policy: &Policy<'_>) -> Result<Option<Request>, Rejecti
 /// `Sec-WebSocket-Protocol` only when one was negotiated: "if the server
 /// does not wish to agree to one of the suggested subprotocols, it MUST NOT
 /// send back a |Sec-WebSocket-Protocol| header field in its response".
-pub fn write_accept(out: &mut Vec<u8>, req: &Request) {
+/// `Sec-WebSocket-Extensions` carries `extensions`, the accepted offer,
+/// when there is one.
+pub fn write_accept(out: &mut Vec<u8>, req: &Request, extensions: Option<&str>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -230,6 +235,10 @@ pub fn write_accept(out: &mut Vec<u8>, req: &Request) {
     if let Some(subprotocol) = &req.subprotocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(subprotocol.as_bytes());
+    }
+    if let Some(extensions) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(extensions.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -309,6 +318,13 @@ fn validate(
             cookies => Some(text(&cookies.join(&b"; "[..]), "Cookie is not UTF-8")?),
         },
         subprotocol: fields.subprotocol.map(str::to_owned),
+        extensions: match fields.extensions.as_slice() {
+            [] => None,
+            offers => Some(text(
+                &offers.join(&b", "[..]),
+                "Sec-WebSocket-Extensions is not UTF-8",
+            )?),
+        },
         authorization: fields
             .authorization
             .map(|value| text(value, "Authorization is not UTF-8"))
@@ -348,6 +364,7 @@ pub(crate) struct Fields<'b, 'p> {
     origin: Option<&'b [u8]>,
     user_agent: Option<&'b [u8]>,
     cookies: Vec<&'b [u8]>,
+    extensions: Vec<&'b [u8]>,
     key: Option<&'b [u8]>,
     version: Option<&'b [u8]>,
     upgrade_websocket: bool,
@@ -385,6 +402,8 @@ impl<'b, 'p> Fields<'b, 'p> {
                 once(&mut fields.user_agent, value, "duplicate User-Agent")?;
             } else if name.eq_ignore_ascii_case("cookie") {
                 fields.cookies.push(value);
+            } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+                fields.extensions.push(value);
             } else if name.eq_ignore_ascii_case("sec-websocket-key") {
                 once(&mut fields.key, value, "duplicate Sec-WebSocket-Key")?;
             } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -568,6 +587,25 @@ mod tests {
     }
 
     #[test]
+    fn extension_lines_are_joined_and_the_answer_written() {
+        let parsed = |lines: &str| {
+            check(with(lines), &[], &[])
+                .expect("valid")
+                .expect("complete")
+        };
+        assert_eq!(parsed("").extensions, None);
+        let two = parsed("Sec-WebSocket-Extensions: a; x=1\r\nsec-websocket-extensions:  b \r\n");
+        assert_eq!(two.extensions.as_deref(), Some("a; x=1, b"));
+        let mut out = Vec::new();
+        write_accept(&mut out, &two, Some("permessage-deflate"));
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn cookie_lines_are_joined() {
         let parsed = |lines: &str| {
             check(with(lines), &[], &[])
@@ -717,13 +755,14 @@ mod tests {
                 cookie: None,
                 subprotocol: Some("chat".into()),
                 authorization: None,
+                extensions: None,
                 bearer_protocol: None,
                 accept: RFC_ACCEPT.into(),
                 head_len: request.len(),
             }
         );
         let mut out = Vec::new();
-        write_accept(&mut out, &req);
+        write_accept(&mut out, &req, None);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 101 Switching Protocols\r\n\
@@ -741,7 +780,7 @@ mod tests {
             .expect("valid")
             .expect("complete");
         let mut out = Vec::new();
-        write_accept(&mut out, &req);
+        write_accept(&mut out, &req, None);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 101 Switching Protocols\r\n\

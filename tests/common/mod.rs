@@ -386,6 +386,13 @@ pub fn client_close(code: u16, reason: &[u8]) -> Vec<u8> {
 /// A server frame as read back: opcode and payload (server frames are
 /// never masked; a masked one fails the test).
 pub fn read_frame(stream: &mut impl Read) -> std::io::Result<(bool, u8, Vec<u8>)> {
+    let (first, payload) = read_frame_raw(stream)?;
+    Ok((first & 0x80 != 0, first & 0x0F, payload))
+}
+
+/// A server frame as read back: its first byte (FIN, RSV, opcode) and
+/// payload.
+pub fn read_frame_raw(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head)?;
     assert_eq!(head[1] & 0x80, 0, "server frames must not be masked");
@@ -404,7 +411,7 @@ pub fn read_frame(stream: &mut impl Read) -> std::io::Result<(bool, u8, Vec<u8>)
     };
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload)?;
-    Ok((head[0] & 0x80 != 0, head[0] & 0x0F, payload))
+    Ok((head[0], payload))
 }
 
 /// Reads frames until a Close arrives; returns its code (None if empty).
