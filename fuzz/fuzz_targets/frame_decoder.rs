@@ -7,7 +7,9 @@
 //! stream arrives whole or in arbitrary reads, and `decode` must consume
 //! every byte whenever it returns no event.
 //!
-//! Input layout: byte 0 seeds the read sizes, the rest is the client stream.
+//! Input layout: byte 0 seeds the read sizes, and its low bit says whether
+//! permessage-deflate was agreed (RSV1 marks compressed messages); the
+//! rest is the client stream.
 #![no_main]
 
 use averyws::ws::{Decoder, Error, Event, Limits};
@@ -26,8 +28,11 @@ struct Outcome {
     end: Result<usize, Error>,
 }
 
-fn run(stream: &[u8], mut read_size: impl FnMut() -> usize) -> Outcome {
+fn run(stream: &[u8], compression: bool, mut read_size: impl FnMut() -> usize) -> Outcome {
     let mut dec = Decoder::new(LIMITS);
+    if compression {
+        dec.accept_compressed();
+    }
     let mut events = Vec::new();
     let mut at = 0;
     while at < stream.len() {
@@ -67,12 +72,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
         return;
     };
-    let whole = run(stream, || usize::MAX);
+    let compression = seed & 1 == 1;
+    let whole = run(stream, compression, || usize::MAX);
     // Seed 0: one byte at a time. Otherwise xorshift-chosen sizes up to the
     // seed, so small seeds split headers and large ones split payloads.
     let mut state = u32::from(seed) | 0x100;
     let max = usize::from(seed).max(1);
-    let split = run(stream, || {
+    let split = run(stream, compression, || {
         if seed == 0 {
             return 1;
         }

@@ -1,6 +1,7 @@
 //! Fuzz one client's sans-IO session with arbitrary plaintext, frames,
 //! clock steps and node answers: upgrade heads (well-formed and not),
-//! frames of any first byte and length, a pipe that fills and drains, the
+//! frames of any first byte and length, permessage-deflate offers and
+//! compressed frames (valid and not), a pipe that fills and drains, the
 //! auth service's verdicts, lost workers, ACL re-checks, shutdown and
 //! hang-ups, in any order.
 //!
@@ -11,7 +12,8 @@
 //! - a session that is done sends nothing more and has no deadline, and
 //!   one that is not done always has one (nothing waits forever);
 //! - the node sees at most one CONNECT, and client messages only after
-//!   it, each within `--max-message-size`;
+//!   it, each within `--max-message-size` (once inflated, too);
+//! - RSV1 on a server frame only once permessage-deflate was agreed;
 //! - nothing is read while the session holds its input, and what it
 //!   held back is never more than the client sent.
 //!
@@ -23,7 +25,9 @@ use std::time::Duration;
 
 use averyws::backend::message::{AuthReply, List};
 use averyws::node::connections::Outcome;
-use averyws::session::testing::{client_frame, server_output, upgrade_request, Driver};
+use averyws::session::testing::{
+    client_deflate, client_frame, server_output, upgrade_request, Driver,
+};
 use averyws::ws::CloseCode;
 use libfuzzer_sys::fuzz_target;
 
@@ -78,7 +82,7 @@ fn driver(flags: u8) -> Driver {
 }
 
 fn step(d: &mut Driver, input: &mut Input<'_>, seen: &mut Seen) {
-    match input.byte() % 11 {
+    match input.byte() % 12 {
         0 => {
             let bytes = input.bytes(255).to_vec();
             seen.fed += bytes.len();
@@ -86,7 +90,12 @@ fn step(d: &mut Driver, input: &mut Input<'_>, seen: &mut Seen) {
         }
         1 => {
             let path = PATHS[usize::from(input.byte()) % PATHS.len()];
-            let extra = if input.byte() & 1 == 0 { "" } else { "Sec-WebSocket-Protocol: x\r\n" };
+            let extra = match input.byte() % 4 {
+                0 => "",
+                1 => "Sec-WebSocket-Protocol: x\r\n",
+                2 => "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+                _ => "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n",
+            };
             let head = upgrade_request(path, extra);
             seen.fed += head.len();
             d.feed(&head);
@@ -136,6 +145,18 @@ fn step(d: &mut Driver, input: &mut Input<'_>, seen: &mut Seen) {
                 _ => d.session.close_by_worker(&mut ctx, CloseCode::NORMAL, "done"),
             }
         }
+        10 => {
+            // A compressed message: RSV1 and an opcode from the input,
+            // its payload a repeated run, so it may inflate far past
+            // --max-message-size.
+            let first = 0x40 | input.byte();
+            let run = input.bytes(16).to_vec();
+            let times = usize::from(input.byte()) * 8;
+            let compressed = client_deflate(&run.repeat(times));
+            let frame = client_frame(first, &compressed);
+            seen.fed += frame.len();
+            d.feed(&frame);
+        }
         _ => d.hang_up(),
     }
 }
@@ -152,6 +173,7 @@ fn check(d: &mut Driver, seen: &mut Seen) {
     }
     for (first, payload) in &frames {
         assert!(first & 0x80 != 0, "the server fragments nothing");
+        assert!(first & 0x40 == 0 || d.session.deflate().is_some(), "RSV1 unagreed");
         assert!(payload.len() <= MAX_MESSAGE);
     }
     let deadline = d.session.deadline(&d.rig.config, 0);
