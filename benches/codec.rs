@@ -4,6 +4,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use averyws::ws::deflate::Codec;
 use averyws::ws::encoder::encode_frame;
 use averyws::ws::frame::parse_header;
 use averyws::ws::mask::apply_mask;
@@ -124,11 +125,55 @@ fn mask(c: &mut Criterion) {
     group.finish();
 }
 
+/// `len` bytes of chat-like JSON text.
+fn chat_text(len: usize) -> Vec<u8> {
+    let line = br#"{"room":"lobby","user":"alice","text":"see you at the usual place at eight"},"#;
+    line.iter().copied().cycle().take(len).collect()
+}
+
+/// permessage-deflate per message, as a reactor does it: the compressed
+/// frame of an outgoing message (deflater reset, compress, frame), and
+/// the inflating of an incoming one (inflater reset, inflate). Prints
+/// the compressed size of each.
+fn deflate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("deflate");
+    for len in [128, 512, 4096, 16384] {
+        let payload = chat_text(len);
+        let mut codec = Codec::default();
+        let mut frame = Vec::new();
+        codec.encode_message(&mut frame, OpCode::Text, &payload, Some(15), 0);
+        let header = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+        let compressed = frame[header..].to_vec();
+        println!("deflate/{len}: {} bytes compressed", compressed.len());
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_with_input(BenchmarkId::new("compress", len), &payload, |b, payload| {
+            b.iter(|| {
+                frame.clear();
+                codec.encode_message(&mut frame, OpCode::Text, black_box(payload), Some(15), 0);
+                black_box(frame.len())
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("inflate", len),
+            &compressed,
+            |b, compressed| {
+                b.iter(|| {
+                    let message = codec.inflate(black_box(compressed), len).expect("inflates");
+                    let n = message.len();
+                    codec.recycle(message);
+                    n
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    targets = parse, decode, encode, mask
+    targets = parse, decode, encode, mask, deflate
 }
 criterion_main!(benches);

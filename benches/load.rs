@@ -72,6 +72,11 @@ struct Args {
     /// worker (and libzmq's I/O threads, which inherit their affinity)
     #[argh(switch)]
     unpinned: bool,
+    /// offer permessage-deflate and send every message compressed (the
+    /// server compresses its echoes of 128 bytes or more); in idle mode,
+    /// each connection first echoes one compressed 512-byte message
+    #[argh(switch)]
+    deflate: bool,
 }
 
 /// The backend link of a worker-path run.
@@ -116,6 +121,13 @@ enum Mode {
     Compare(CompareArgs),
     Handshake(HandshakeArgs),
     Idle(IdleArgs),
+}
+
+/// `size` bytes of chat-like JSON text: what permessage-deflate is for
+/// (without it, the bytes' values cost the server nothing).
+fn chat_text(size: usize) -> Vec<u8> {
+    let line = br#"{"room":"lobby","user":"alice","text":"see you at the usual place at eight"},"#;
+    line.iter().copied().cycle().take(size).collect()
 }
 
 /// Pipelined echo round trips.
@@ -214,10 +226,11 @@ fn main() {
         keys,
         curve: !args.no_curve,
     });
-    let server = match args.target {
+    let mut server = match args.target {
         Some(addr) => Target::external(addr, args.cert.as_deref().unwrap_or("cert.pem"), args.pid),
         None => Target::spawn(backend.as_ref(), !args.unpinned),
     };
+    server.deflate = args.deflate;
     if !args.unpinned {
         pin_to_cpu(1);
     }
@@ -379,6 +392,8 @@ struct Target {
     pid: Option<u32>,
     child: Option<Child>,
     _dir: Option<TempPath>,
+    /// Clients offer permessage-deflate and compress what they send.
+    deflate: bool,
 }
 
 impl Target {
@@ -452,6 +467,7 @@ impl Target {
             pid: Some(child.id()),
             child: Some(child),
             _dir: Some(dir),
+            deflate: false,
         }
     }
 
@@ -462,6 +478,7 @@ impl Target {
             pid,
             child: None,
             _dir: None,
+            deflate: false,
         }
     }
 
@@ -563,6 +580,8 @@ struct Client {
     inbox: Vec<u8>,
     sent: u64,
     received: u64,
+    /// permessage-deflate was offered; once upgraded, agreed.
+    deflate: bool,
 }
 
 impl Client {
@@ -577,9 +596,14 @@ impl Client {
         // In-flight messages bound what is queued; rustls' default 64 KiB
         // cap would cut a frame in half.
         tls.set_buffer_limit(None);
+        let offer = if target.deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {UPGRADE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: {UPGRADE_KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         tls.writer().write_all(request.as_bytes())?;
         let mut std_tcp = std_tcp;
@@ -595,6 +619,7 @@ impl Client {
             inbox: Vec::new(),
             sent: 0,
             received: 0,
+            deflate: target.deflate,
         })
     }
 
@@ -632,12 +657,23 @@ impl Client {
             if !self.inbox.starts_with(b"HTTP/1.1 101") {
                 return Err(io::Error::other("upgrade refused"));
             }
+            let head = String::from_utf8_lossy(&self.inbox[..end]);
+            if self.deflate && !head.contains("Sec-WebSocket-Extensions: permessage-deflate") {
+                return Err(io::Error::other("permessage-deflate declined"));
+            }
             self.inbox.drain(..end + 4);
             self.upgraded = true;
         }
         let mut pos = 0;
         while let Some((len, header)) = frame_len(&self.inbox[pos..]) {
             let payload = &self.inbox[pos + header..pos + header + len];
+            let inflated;
+            let payload = if self.inbox[pos] & 0x40 != 0 {
+                inflated = CODEC.with_borrow_mut(|codec| codec.inflate(payload));
+                &inflated
+            } else {
+                payload
+            };
             if payload.len() >= 8 {
                 sent_at.push(u64::from_le_bytes(
                     payload[..8].try_into().expect("8 bytes"),
@@ -651,8 +687,15 @@ impl Client {
     }
 
     fn send_message(&mut self, payload: &[u8]) {
+        let compressed;
+        let (first, payload) = if self.deflate {
+            compressed = CODEC.with_borrow_mut(|codec| codec.deflate(payload));
+            (0xc2, compressed.as_slice())
+        } else {
+            (0x82, payload)
+        };
         let mut frame = Vec::with_capacity(payload.len() + 14);
-        frame.push(0x82);
+        frame.push(first);
         match payload.len() {
             n if n < 126 => frame.push(0x80 | n as u8),
             n if n <= 0xFFFF => {
@@ -683,6 +726,63 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+thread_local! {
+    /// The clients' permessage-deflate state: one for them all (they run
+    /// on this one thread), reset for every message as the server's is.
+    static CODEC: std::cell::RefCell<ClientCodec> = std::cell::RefCell::new(ClientCodec::new());
+}
+
+/// A client's side of permessage-deflate, without context takeover.
+struct ClientCodec {
+    deflater: flate2::Compress,
+    inflater: flate2::Decompress,
+}
+
+impl ClientCodec {
+    fn new() -> Self {
+        Self {
+            deflater: flate2::Compress::new(flate2::Compression::fast(), false),
+            inflater: flate2::Decompress::new(false),
+        }
+    }
+
+    /// `payload` compressed, the sync flush's 4-byte tail removed.
+    fn deflate(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.deflater.reset();
+        let mut out = Vec::with_capacity(payload.len() + 64);
+        loop {
+            let used = self.deflater.total_in() as usize;
+            self.deflater
+                .compress_vec(&payload[used..], &mut out, flate2::FlushCompress::Sync)
+                .expect("deflate");
+            if self.deflater.total_in() as usize == payload.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        out.truncate(out.len().saturating_sub(4));
+        out
+    }
+
+    /// A server's compressed payload inflated.
+    fn inflate(&mut self, compressed: &[u8]) -> Vec<u8> {
+        self.inflater.reset(false);
+        let input = [compressed, &[0, 0, 0xff, 0xff]].concat();
+        let mut out = Vec::with_capacity(compressed.len() * 4 + 64);
+        loop {
+            let used = self.inflater.total_in() as usize;
+            self.inflater
+                .decompress_vec(&input[used..], &mut out, flate2::FlushDecompress::Sync)
+                .expect("the server's deflate stream");
+            if self.inflater.total_in() as usize == input.len() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        out
     }
 }
 
@@ -730,7 +830,7 @@ fn run_echo(target: &Target, worker: Option<&EchoWorker>, path: &str, args: &Ech
         "server closed a connection during setup"
     );
     let start = Instant::now();
-    let mut payload = vec![0xA5u8; args.size];
+    let mut payload = chat_text(args.size);
     // Readiness consumed during setup is not reported again (edge
     // triggered): start the clients that have already upgraded.
     for client in clients.iter_mut().filter(|c| c.upgraded) {
@@ -912,6 +1012,27 @@ fn run_idle(target: &Target, path: &str, args: &IdleArgs) {
             &mut clients,
             Duration::from_millis(100),
         );
+    }
+    if target.deflate {
+        // One compressed exchange each: what is left of it on the server
+        // is the memory a compressing idle connection costs.
+        let message = chat_text(512);
+        for client in clients.iter_mut().filter(|c| c.upgraded && !c.closed) {
+            client.send_message(&message);
+            client.flush().expect("write");
+        }
+        while clients
+            .iter()
+            .any(|c| c.upgraded && !c.closed && c.received < c.sent)
+            && Instant::now() < limit
+        {
+            serve_ready(
+                &mut poll,
+                &mut events,
+                &mut clients,
+                Duration::from_millis(100),
+            );
+        }
     }
     std::thread::sleep(Duration::from_secs(1));
     let upgraded = clients.iter().filter(|c| c.upgraded && !c.closed).count();
