@@ -535,6 +535,11 @@ fn publish_goes_to_every_node_and_leaves_the_sender_out_on_its_own() {
     let peer_b = b.wait_for(MessageType::Ready, LIMIT).peer;
     a.welcome(&peer_a, BOOT, 1000, 65536);
     b.welcome(&peer_b, OTHER_BOOT, 1000, 65536);
+    // The two nodes' sockets are not ordered with each other: make sure
+    // the worker has B's WELCOME (it subscribes B's client only after it)
+    // before A's message asks it to publish to both.
+    b.send(&peer_b, &connect(8, ""), worker.instance);
+    let _ = b.wait_for(MessageType::Subscribe, LIMIT);
     a.send(&peer_a, &connect(7, ""), worker.instance);
     a.wait_for(MessageType::Subscribe, LIMIT).with(|message| {
         assert_eq!(
