@@ -30,6 +30,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
+use averyws::session::testing::ClientCodec;
+
 /// averyws load benchmark.
 #[derive(FromArgs)]
 struct Args {
@@ -669,7 +671,9 @@ impl Client {
             let payload = &self.inbox[pos + header..pos + header + len];
             let inflated;
             let payload = if self.inbox[pos] & 0x40 != 0 {
-                inflated = CODEC.with_borrow_mut(|codec| codec.inflate(payload));
+                inflated = CODEC
+                    .with_borrow_mut(|codec| codec.inflate(payload))
+                    .expect("the server's deflate stream");
                 &inflated
             } else {
                 payload
@@ -731,59 +735,9 @@ impl Client {
 
 thread_local! {
     /// The clients' permessage-deflate state: one for them all (they run
-    /// on this one thread), reset for every message as the server's is.
-    static CODEC: std::cell::RefCell<ClientCodec> = std::cell::RefCell::new(ClientCodec::new());
-}
-
-/// A client's side of permessage-deflate, without context takeover.
-struct ClientCodec {
-    deflater: flate2::Compress,
-    inflater: flate2::Decompress,
-}
-
-impl ClientCodec {
-    fn new() -> Self {
-        Self {
-            deflater: flate2::Compress::new(flate2::Compression::fast(), false),
-            inflater: flate2::Decompress::new(false),
-        }
-    }
-
-    /// `payload` compressed, the sync flush's 4-byte tail removed.
-    fn deflate(&mut self, payload: &[u8]) -> Vec<u8> {
-        self.deflater.reset();
-        let mut out = Vec::with_capacity(payload.len() + 64);
-        loop {
-            let used = self.deflater.total_in() as usize;
-            self.deflater
-                .compress_vec(&payload[used..], &mut out, flate2::FlushCompress::Sync)
-                .expect("deflate");
-            if self.deflater.total_in() as usize == payload.len() && out.len() < out.capacity() {
-                break;
-            }
-            out.reserve(out.capacity());
-        }
-        out.truncate(out.len().saturating_sub(4));
-        out
-    }
-
-    /// A server's compressed payload inflated.
-    fn inflate(&mut self, compressed: &[u8]) -> Vec<u8> {
-        self.inflater.reset(false);
-        let input = [compressed, &[0, 0, 0xff, 0xff]].concat();
-        let mut out = Vec::with_capacity(compressed.len() * 4 + 64);
-        loop {
-            let used = self.inflater.total_in() as usize;
-            self.inflater
-                .decompress_vec(&input[used..], &mut out, flate2::FlushDecompress::Sync)
-                .expect("the server's deflate stream");
-            if self.inflater.total_in() as usize == input.len() && out.len() < out.capacity() {
-                break;
-            }
-            out.reserve(out.capacity());
-        }
-        out
-    }
+    /// on this one thread), at zlib's fastest level so the clients keep up.
+    static CODEC: std::cell::RefCell<ClientCodec> =
+        std::cell::RefCell::new(ClientCodec::new(flate2::Compression::fast()));
 }
 
 /// Payload length and header length of the complete server frame at the

@@ -37,32 +37,16 @@ use averyws::node::{Followup, Node, NodeConfig, Time};
 use averyws::ws::CloseCode;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "shared/input.rs"]
+mod input;
+use input::Input;
+
 const KEYS: &[u8] = b"k1:0123456789abcdef0123456789abcdef";
 const QUEUE: usize = 8;
 const PEERS: u8 = 4;
 const CONNS: u64 = 8;
 const CHANNELS: [&str; 2] = ["a", "b"];
 const SERVICES: [&str; 2] = ["svc", "other"];
-
-/// The bytes left, read one at a time (zero once spent).
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&first, rest)) = self.0.split_first() else {
-            return 0;
-        };
-        self.0 = rest;
-        first
-    }
-
-    fn bytes(&mut self, most: usize) -> &[u8] {
-        let n = usize::from(self.byte()).min(most).min(self.0.len());
-        let (taken, rest) = self.0.split_at(n);
-        self.0 = rest;
-        taken
-    }
-}
 
 /// The node under test and what the test knows about it.
 struct World {

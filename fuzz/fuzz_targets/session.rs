@@ -31,30 +31,14 @@ use averyws::session::testing::{
 use averyws::ws::CloseCode;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "shared/input.rs"]
+mod input;
+use input::Input;
+
 const ACL: &str = "allow guest /w connect\nallow guest /q connect\nallow guest svc send\n\
                    allow guest /echo connect\nallow guest echo send\n";
 const MAX_MESSAGE: usize = 512;
 const PATHS: [&str; 4] = ["/echo", "/w", "/q", "/nope"];
-
-/// The bytes left, read one at a time (zero once spent).
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> u8 {
-        let Some((&first, rest)) = self.0.split_first() else {
-            return 0;
-        };
-        self.0 = rest;
-        first
-    }
-
-    fn bytes(&mut self, most: usize) -> &[u8] {
-        let n = usize::from(self.byte()).min(most).min(self.0.len());
-        let (taken, rest) = self.0.split_at(n);
-        self.0 = rest;
-        taken
-    }
-}
 
 /// What the checks remember of the server's output so far.
 #[derive(Default)]

@@ -2,12 +2,12 @@
 //! client's side of the wire, to drive a [`Session`] without sockets: the
 //! session's unit tests and its fuzz target use them.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use rustls::ServerConfig;
 
 use super::{Ctx, NodePort, ReadReport, Session};
@@ -278,37 +278,90 @@ pub fn upgrade_request(path: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `payload` compressed as a permessage-deflate client does it (raw
-/// DEFLATE, sync flush, the empty block's 4 bytes removed), with flate2
-/// directly rather than the server's codec.
-pub fn client_deflate(payload: &[u8]) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut deflater = Compress::new(Compression::default(), false);
-    let mut out = Vec::with_capacity(payload.len() + 64);
+/// A permessage-deflate client without context takeover, on flate2
+/// directly rather than the server's codec: raw DEFLATE, a sync flush per
+/// message with its empty block's 4 bytes removed, both sides reset for
+/// every message.
+pub struct ClientCodec {
+    deflater: Compress,
+    inflater: Decompress,
+}
+
+impl ClientCodec {
+    /// A client compressing at `level`.
+    pub fn new(level: Compression) -> Self {
+        Self {
+            deflater: Compress::new(level, false),
+            inflater: Decompress::new(false),
+        }
+    }
+
+    /// `payload` compressed as one message.
+    pub fn deflate(&mut self, payload: &[u8]) -> Vec<u8> {
+        self.deflater.reset();
+        let deflater = &mut self.deflater;
+        let mut out = stream(payload, |input, out| {
+            let before = deflater.total_in();
+            deflater
+                .compress_vec(input, out, FlushCompress::Sync)
+                .expect("deflate");
+            (deflater.total_in() - before) as usize
+        });
+        out.truncate(out.len().saturating_sub(SYNC_TAIL.len()));
+        out
+    }
+
+    /// A server's compressed payload inflated; `None` when it is not
+    /// DEFLATE.
+    pub fn inflate(&mut self, compressed: &[u8]) -> Option<Vec<u8>> {
+        self.inflater.reset(false);
+        let input = [compressed, &SYNC_TAIL[..]].concat();
+        let inflater = &mut self.inflater;
+        let mut corrupt = false;
+        let out = stream(&input, |input, out| {
+            let before = inflater.total_in();
+            corrupt |= inflater
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .is_err();
+            // A corrupt stream takes nothing more: stop there.
+            if corrupt {
+                input.len()
+            } else {
+                (inflater.total_in() - before) as usize
+            }
+        });
+        (!corrupt).then_some(out)
+    }
+}
+
+/// The empty stored block a sync flush ends with (RFC 7692 section 7.2).
+const SYNC_TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
+
+/// Runs `step` (which writes into the spare capacity of its output and
+/// says how much input it used) until all of `input` is used and the
+/// output has room left: zlib then has nothing more pending.
+fn stream(input: &[u8], mut step: impl FnMut(&[u8], &mut Vec<u8>) -> usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + 64);
+    let mut used = 0;
     loop {
-        let used = deflater.total_in() as usize;
-        deflater
-            .compress_vec(&payload[used..], &mut out, FlushCompress::Sync)
-            .expect("deflate");
-        if deflater.total_in() as usize == payload.len() && out.len() < out.capacity() {
-            break;
+        used += step(&input[used..], &mut out);
+        if used == input.len() && out.len() < out.capacity() {
+            return out;
         }
         out.reserve(out.capacity());
     }
-    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-    out.truncate(out.len() - 4);
-    out
+}
+
+/// `payload` compressed as a client at zlib's default level sends it.
+pub fn client_deflate(payload: &[u8]) -> Vec<u8> {
+    ClientCodec::new(Compression::default()).deflate(payload)
 }
 
 /// A server's compressed payload, inflated as a client does it.
 pub fn client_inflate(compressed: &[u8]) -> Vec<u8> {
-    let mut input = compressed.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(input.as_slice())
-        .read_to_end(&mut out)
-        .ok();
-    out
+    ClientCodec::new(Compression::default())
+        .inflate(compressed)
+        .expect("the server's payload is DEFLATE")
 }
 
 /// A frame as a client sends it: masked, with `first` as its first byte

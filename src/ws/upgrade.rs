@@ -586,13 +586,15 @@ mod tests {
             .collect()
     }
 
+    /// The request of a valid, complete head with `lines` added.
+    fn parsed(lines: &str) -> Request {
+        check(with(lines), &[], &[])
+            .expect("valid")
+            .expect("complete")
+    }
+
     #[test]
     fn extension_lines_are_joined_and_the_answer_written() {
-        let parsed = |lines: &str| {
-            check(with(lines), &[], &[])
-                .expect("valid")
-                .expect("complete")
-        };
         assert_eq!(parsed("").extensions, None);
         let two = parsed("Sec-WebSocket-Extensions: a; x=1\r\nsec-websocket-extensions:  b \r\n");
         assert_eq!(two.extensions.as_deref(), Some("a; x=1, b"));
@@ -607,11 +609,6 @@ mod tests {
 
     #[test]
     fn cookie_lines_are_joined() {
-        let parsed = |lines: &str| {
-            check(with(lines), &[], &[])
-                .expect("valid")
-                .expect("complete")
-        };
         assert_eq!(parsed("").cookie, None);
         assert_eq!(parsed("Cookie: a=1\r\n").cookie.as_deref(), Some("a=1"));
         let two = parsed("Cookie: a=1\r\ncookie:  b=2 \r\n");
