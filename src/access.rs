@@ -7,9 +7,10 @@
 pub mod admin;
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::acl_store;
 use crate::auth::acl::{Acl, DecisionCounts, GUEST, MAX_NAME_BYTES};
 use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
 use crate::auth::token::{TokenError, Verifier};
@@ -38,7 +39,9 @@ pub type Generation = (u64, u64);
 pub struct Access {
     verifier: Option<Verifier>,
     acl: Acl,
-    acl_file: Option<PathBuf>,
+    source: config::AclSource,
+    /// The database's version counter at start, for the follower.
+    store_version: Option<i64>,
     token_query_param: Option<String>,
     reloads: u64,
     /// Decisions made by ACLs no longer in force.
@@ -46,21 +49,25 @@ pub struct Access {
 }
 
 impl Access {
-    /// Reads the secrets file and the ACL file, or without one builds the
-    /// development ACL for `routes` ([`development_acl`]). The error is
-    /// one line naming the file (and line).
+    /// Reads the secrets file and the ACL (from its file or database), or
+    /// without one builds the development ACL for `routes`
+    /// ([`development_acl`]). The error is one line naming the file (and
+    /// line) or the database.
     pub fn load(config: &config::Auth, routes: &[config::Route]) -> Result<Self, String> {
         let verifier = match &config.jwt_secret_file {
             Some(path) => Some(read_verifier(path, config.jwt_leeway_s)?),
             None => None,
         };
+        let (acl, store_version) = match &config.acl {
+            config::AclSource::Development => (development_acl(routes)?, None),
+            config::AclSource::File(path) => (acl_store::read_file(path)?, None),
+            config::AclSource::Postgres(store) => acl_store::start(store)?,
+        };
         Ok(Access {
             verifier,
-            acl: match &config.acl_file {
-                Some(path) => read_acl(path)?,
-                None => development_acl(routes)?,
-            },
-            acl_file: config.acl_file.clone(),
+            acl,
+            source: config.acl.clone(),
+            store_version,
             token_query_param: config.token_query_param.clone(),
             reloads: 0,
             retired: DecisionCounts::default(),
@@ -95,6 +102,12 @@ impl Access {
     /// `query` as a worker is told it: without the token parameter.
     pub fn forwarded_query(&self, query: &str) -> String {
         query_without(query, self.token_query_param.as_deref())
+    }
+
+    /// The database's version counter when the ACL was loaded at start;
+    /// `None` for a file, or a database down at start (a cached copy).
+    pub fn store_version(&self) -> Option<i64> {
+        self.store_version
     }
 
     /// The generation of the ACL in force.
@@ -316,11 +329,6 @@ pub fn read_verifier(path: &Path, leeway_s: u64) -> Result<Verifier, String> {
     let verifier =
         Verifier::from_secrets(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(verifier.with_leeway(leeway_s))
-}
-
-/// Reads and parses an ACL file; the error names the file and line.
-pub fn read_acl(path: &Path) -> Result<Acl, String> {
-    acl_file::parse(&read(path)?, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
 /// The ACL of a server started without `--acl`: the embedded default

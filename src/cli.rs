@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::acl_store;
 use crate::backend::endpoint::is_local_endpoint;
 use crate::backend::message::{is_reserved_service, is_service_name};
 use crate::config::{
-    Auth, Backend, Config, Deflate, Protection, Route, Service, Timeouts, TlsSource, WorkerLoss,
+    AclSource, Auth, Backend, Config, Deflate, Protection, Route, Service, Timeouts, TlsSource,
+    WorkerLoss,
 };
 use crate::logging::{AccessLog, Format, LevelSpec, Settings};
 use crate::pace::Pace;
@@ -212,10 +214,31 @@ pub struct Args {
     #[argh(option)]
     pub token_query_param: Option<String>,
 
-    /// the ACL file, re-read on SIGHUP (default: the development ACL, which
-    /// lets guests use every route given here, with a warning at start)
+    /// the ACL: a file, re-read on SIGHUP, or a PostgreSQL store
+    /// (postgres://USER@HOST[:PORT]/DB) every node follows live (default:
+    /// the development ACL, which lets guests use every route given here,
+    /// with a warning at start)
     #[argh(option)]
-    pub acl: Option<PathBuf>,
+    pub acl: Option<String>,
+
+    /// a file holding the ACL store's password, when the URL has none
+    /// (default: PGPASSWORD, else none)
+    #[argh(option)]
+    pub acl_password_file: Option<PathBuf>,
+
+    /// the schema of the ACL store's tables (default averyws)
+    #[argh(option, default = "crate::config::DEFAULT_ACL_SCHEMA.to_owned()")]
+    pub acl_schema: String,
+
+    /// a file the ACL store's last snapshot is copied to, and started from
+    /// when the database is down at start (default: none; down at start is
+    /// an error)
+    #[argh(option)]
+    pub acl_cache: Option<PathBuf>,
+
+    /// the most rows an ACL store may hold (default 1000000)
+    #[argh(option, default = "crate::config::DEFAULT_MAX_ACL_ROWS")]
+    pub acl_max_rows: usize,
 
     /// a worker service that authenticates clients that present no token
     /// (delegated authentication; docs/acl.md)
@@ -404,6 +427,7 @@ impl Args {
 
     /// Checks the combination of flags and builds the [`Config`].
     fn into_config(mut self) -> Result<Config, String> {
+        let acl = self.acl_source()?;
         let mut routes: Vec<Route> = std::mem::take(&mut self.route)
             .into_iter()
             .map(|r| r.0)
@@ -545,12 +569,32 @@ impl Args {
                 jwt_secret_file: self.jwt_secret_file,
                 jwt_leeway_s: self.jwt_leeway_s,
                 token_query_param: self.token_query_param,
-                acl_file: self.acl,
+                acl,
                 auth_service: self.auth_service,
                 auth_timeout: Duration::from_millis(self.auth_timeout_ms),
                 auth_routes: self.auth_route,
             },
         })
+    }
+
+    /// Where the ACL is kept: `--acl` and the store's flags, checked.
+    fn acl_source(&mut self) -> Result<AclSource, String> {
+        let mut source = acl_store::source(
+            self.acl.take(),
+            self.acl_password_file.as_deref(),
+            &self.acl_schema,
+        )?;
+        match &mut source {
+            AclSource::Postgres(store) => {
+                store.cache_file = self.acl_cache.take();
+                store.max_rows = self.acl_max_rows;
+            }
+            _ if self.acl_cache.is_some() => {
+                return Err("--acl-cache needs --acl postgres://...".into())
+            }
+            _ => {}
+        }
+        Ok(source)
     }
 
     /// The permessage-deflate settings, checked.

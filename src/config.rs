@@ -151,9 +151,8 @@ pub struct Auth {
     /// A query parameter that may carry the token. Default none: tokens in
     /// URLs end up in logs, so it is opt-in.
     pub token_query_param: Option<String>,
-    /// The ACL file. None: the development ACL
-    /// (`access::development_acl`): guests may use every route.
-    pub acl_file: Option<PathBuf>,
+    /// Where the ACL is kept. Default [`AclSource::Development`].
+    pub acl: AclSource,
     /// The worker service that judges clients without a valid token
     /// (delegated authentication). None: no delegation.
     pub auth_service: Option<String>,
@@ -180,11 +179,143 @@ impl Default for Auth {
             jwt_secret_file: None,
             jwt_leeway_s: crate::auth::token::DEFAULT_LEEWAY_S,
             token_query_param: None,
-            acl_file: None,
+            acl: AclSource::Development,
             auth_service: None,
             auth_timeout: Duration::from_millis(2000),
             auth_routes: Vec::new(),
         }
+    }
+}
+
+/// Where the ACL is kept (docs/acl.md, "Where the ACL is kept").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclSource {
+    /// No `--acl`: the development ACL (`access::development_acl`), in
+    /// which guests may use every route; changes are refused.
+    Development,
+    /// An ACL file, read at start and on SIGHUP; an admin worker's change
+    /// is written back to it.
+    File(PathBuf),
+    /// A PostgreSQL database that every node follows live.
+    Postgres(PgStore),
+}
+
+/// The PostgreSQL ACL store (`--acl postgres://...`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgStore {
+    /// The connection URL as given. It may hold a password, so it is never
+    /// logged: [`PgStore::describe`] is what logs and errors show.
+    pub url: String,
+    /// The password from `--acl-password-file` or `PGPASSWORD`, used when
+    /// the URL has none.
+    pub password: Option<String>,
+    /// The schema of the store's tables. Default `averyws`; a lowercase
+    /// SQL identifier, so it is safe to write into statements.
+    pub schema: String,
+    /// Where each snapshot loaded is also written (as an ACL file), and
+    /// what a node starts from when the database is down at start. None:
+    /// a database down at start is an error.
+    pub cache_file: Option<PathBuf>,
+    /// The cap on rows in the store: a larger snapshot is refused and the
+    /// ACL in force kept. Default [`DEFAULT_MAX_ACL_ROWS`].
+    pub max_rows: usize,
+    /// How long a connection attempt may take. Default 3 s.
+    pub connect_timeout: Duration,
+    /// The first wait before reconnecting to a lost database; doubled on
+    /// each failure up to `reconnect_max`. Default 250 ms.
+    pub reconnect_min: Duration,
+    /// The longest wait between reconnection attempts. Default 5 s.
+    pub reconnect_max: Duration,
+    /// How often the version counter is read when no notification came:
+    /// the safety net for a notification lost in transit. Default 5 s.
+    pub check_interval: Duration,
+}
+
+/// The default cap on an ACL store's rows: one million grants, parents
+/// and user roles together, tens of MiB in memory.
+pub const DEFAULT_MAX_ACL_ROWS: usize = 1_000_000;
+
+/// The default schema of the PostgreSQL ACL store.
+pub const DEFAULT_ACL_SCHEMA: &str = "averyws";
+
+impl PgStore {
+    /// A store at `url` with every other setting at its default.
+    pub fn new(url: &str) -> Self {
+        PgStore {
+            url: url.to_owned(),
+            password: None,
+            schema: DEFAULT_ACL_SCHEMA.to_owned(),
+            cache_file: None,
+            max_rows: DEFAULT_MAX_ACL_ROWS,
+            connect_timeout: Duration::from_secs(3),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(5),
+            check_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Whether `text` names a PostgreSQL store rather than a file.
+    pub fn is_url(text: &str) -> bool {
+        ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme))
+    }
+
+    /// The client configuration: the URL, with the password given apart
+    /// when the URL has none, and the connect timeout.
+    pub fn client_config(&self) -> Result<postgres::Config, String> {
+        let mut config: postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e| format!("--acl: not a PostgreSQL URL: {e}"))?;
+        if config.get_password().is_none() {
+            if let Some(password) = &self.password {
+                config.password(password);
+            }
+        }
+        config
+            .connect_timeout(self.connect_timeout)
+            .tcp_user_timeout(self.connect_timeout.max(Duration::from_secs(10)))
+            .application_name("averyws");
+        Ok(config)
+    }
+
+    /// The store as logs and errors name it: user, hosts, database and
+    /// schema, never the password.
+    pub fn describe(&self) -> String {
+        let Ok(config) = self.url.parse::<postgres::Config>() else {
+            return "postgres://(unparseable URL)".to_owned();
+        };
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(index, host)| {
+                let name = match host {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                };
+                match config.get_ports().get(index).or(config.get_ports().first()) {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name,
+                }
+            })
+            .collect();
+        format!(
+            "postgres://{}@{}/{} (schema {})",
+            config.get_user().unwrap_or_default(),
+            hosts.join(","),
+            config.get_dbname().unwrap_or_default(),
+            self.schema
+        )
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    /// [`PgStore::describe`]: the URL and password stay out of debug
+    /// output too.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
 }
 

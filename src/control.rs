@@ -1,7 +1,7 @@
-//! What the process's reactors share: the state a reload or an admin
-//! change swaps (certificate, ACL, backend keys, token keys), the shutdown
-//! request,
-//! and each reactor's metrics for a scrape.
+//! What the process's reactors share: the state a reload, an admin
+//! change or the ACL store's follower swaps (certificate, ACL, backend
+//! keys, token keys), the shutdown request, and each reactor's metrics
+//! (and the ACL store's health) for a scrape.
 //!
 //! Nothing here is on the data path. A change is published under a lock
 //! with a new version and every reactor is woken through its `mio::Waker`;
@@ -11,11 +11,12 @@
 //! has it.
 
 mod census;
+pub mod follow;
 pub mod signals;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustls::ServerConfig;
@@ -24,7 +25,7 @@ use crate::auth::acl::Acl;
 use crate::auth::token::Verifier;
 use crate::backend::signing::KeyRing;
 use crate::config::Protection;
-use crate::metrics::ReactorMetrics;
+use crate::metrics::{ReactorMetrics, StoreHealth};
 use crate::outcome::Refusal;
 use crate::pace::Crowd;
 use census::Census;
@@ -107,6 +108,8 @@ pub struct Control {
     acl_change: Mutex<()>,
     /// Every reactor's connections, for the process-wide limits.
     census: Mutex<Census>,
+    /// The ACL store's health, once a follower runs.
+    store: OnceLock<Arc<StoreHealth>>,
 }
 
 impl Control {
@@ -125,6 +128,7 @@ impl Control {
             }),
             acl_change: Mutex::new(()),
             census: Mutex::new(Census::default()),
+            store: OnceLock::new(),
         })
     }
 
@@ -181,6 +185,16 @@ impl Control {
             .iter()
             .map(|m| Arc::clone(&m.metrics))
             .collect()
+    }
+
+    /// The ACL store's health, for its follower to write.
+    pub fn follow_store(&self) -> Arc<StoreHealth> {
+        Arc::clone(self.store.get_or_init(Arc::default))
+    }
+
+    /// The ACL store's health, for a scrape; `None` without a store.
+    pub fn store_health(&self) -> Option<Arc<StoreHealth>> {
+        self.store.get().cloned()
     }
 
     /// The TLS configuration in force.

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)] // allowed only in `sys`: getsockopt(TCP_INFO), X25519
 
 pub mod access;
+pub mod acl_store;
 pub mod auth;
 pub mod backend;
 pub mod cli;

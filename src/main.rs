@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use averyws::access::Access;
 use averyws::cli::{self, Exit};
-use averyws::config::{Config, TlsSource};
+use averyws::config::{AclSource, Config, TlsSource};
 use averyws::control::signals::{self, Reloader};
-use averyws::control::Control;
+use averyws::control::{follow, Control};
 use averyws::listen;
 use averyws::reactor::Reactor;
 use averyws::tls::TlsContext;
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let program = args.first().map_or("averyws", String::as_str);
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     if let Some((&"acl", acl_args)) = rest.split_first() {
-        return averyws::auth::check::run(acl_args);
+        return averyws::acl_store::command::run(acl_args);
     }
     let launch = match cli::parse(program, &rest) {
         Ok(launch) => launch,
@@ -71,7 +71,12 @@ fn main() -> ExitCode {
 /// and names each route an `--acl` lets nobody connect to.
 fn warn_about_access(config: &Config, access: &Access) {
     let paths = |paths: Vec<&str>| paths.join(", ");
-    match &config.auth.acl_file {
+    let store = match &config.auth.acl {
+        AclSource::Development => None,
+        AclSource::File(path) => Some(path.display().to_string()),
+        AclSource::Postgres(store) => Some(store.describe()),
+    };
+    match store {
         None => warn!(
             "NO --acl: USING THE DEVELOPMENT ACL. Guests (clients without a token) may connect \
              to every route ({}), send to its service, and be subscribed to any channel. \
@@ -81,9 +86,8 @@ fn warn_about_access(config: &Config, access: &Access) {
         Some(file) => {
             for path in access.unreachable(&config.routes) {
                 warn!(
-                    "--acl {}: no role may connect to the route {path}: every client gets 401 \
-                     or 403 there",
-                    file.display()
+                    "--acl {file}: no role may connect to the route {path}: every client gets \
+                     401 or 403 there"
                 );
             }
         }
@@ -110,6 +114,10 @@ fn serve(config: Config, tls: TlsContext) -> Result<(), String> {
     let addr = reactors[0].local_addr();
     signals::spawn(Arc::clone(&control), Reloader::new(&config, tls))
         .map_err(|e| format!("cannot handle signals: {e}"))?;
+    if let AclSource::Postgres(store) = &config.auth.acl {
+        follow::spawn(Arc::clone(&control), store.clone(), access.store_version())
+            .map_err(|e| format!("cannot follow the ACL store: {e}"))?;
+    }
     let routes: Vec<String> = config
         .routes
         .iter()

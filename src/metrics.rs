@@ -53,6 +53,22 @@ impl Gauge {
     }
 }
 
+/// The PostgreSQL ACL store as its follower thread (the only writer)
+/// reports it; process-wide, not per reactor.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// 1 while connected to the database, 0 while it is lost.
+    pub up: Gauge,
+    /// The store's version counter for the ACL in force.
+    pub version: Gauge,
+    /// Snapshots loaded and put in force.
+    pub loads: Counter,
+    /// Connections lost or refused.
+    pub failures: Counter,
+    /// Snapshots refused by the engine (a bad row): the ACL in force kept.
+    pub rejected: Counter,
+}
+
 /// Upper bounds of the loop-turn histogram buckets, in microseconds; the
 /// last bucket (`+Inf`) is implicit.
 pub const TURN_BUCKETS_US: [u64; 10] =

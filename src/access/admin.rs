@@ -1,24 +1,23 @@
 //! ACL administration by admin workers (docs/acl.md, "Changing the ACL at
 //! runtime"): one ACL_COMMAND is carried out against the [`Access`] of the
-//! node, and every change is written to the `--acl` file before it is put
-//! in force.
+//! node, and every change is stored (the `--acl` file, or the database)
+//! before it is put in force.
 //!
-//! A change is made on a copy of the ACL in force; the copy is written
-//! atomically ([`write_atomically`]: a temporary file in the same
-//! directory, fsync, rename over the file, fsync of the directory) and only
-//! then replaces the ACL in force. So a change that cannot be written is
-//! never in force (it is rolled back before anyone saw it), and a change
-//! that was accepted survives a restart. The copy starts with an empty
-//! decision cache and a new generation, which invalidates every cached
-//! decision.
-
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+//! A change to a file is made on a copy of the ACL in force and written
+//! atomically ([`acl_store::write_atomically`]); a change to a database is
+//! made on what the database holds, in one transaction. Only then does it
+//! replace the ACL in force. So a change that cannot be stored is never in
+//! force, and a change that was accepted survives a restart. The new ACL
+//! starts with an empty decision cache and a new generation, which
+//! invalidates every cached decision.
+//!
+//! A database change holds the reactor for one connection and one
+//! transaction (bounded by the store's connect timeout): admin changes are
+//! rare, and the file store's fsync holds it too.
 
 use super::Access;
-use crate::auth::acl::{Acl, AclError};
-use crate::auth::acl_file;
+use crate::acl_store::{self, Refusal};
+use crate::auth::acl::Acl;
 use crate::backend::message::{AclCommand, AclOp, AclStatus, Field};
 
 /// What became of one ACL_COMMAND: the fields of its ACL_RESULT, within
@@ -61,73 +60,27 @@ impl Access {
         if command.op == AclOp::Explain {
             return (explain(base, &first, &second, &third), None);
         }
-        let Some(path) = self.acl_file.clone() else {
+        let Some(store) = acl_store::store_of(&self.source) else {
             let outcome = Outcome::unchanged(AclStatus::Refused, "no ACL file to persist to");
             return (outcome, None);
         };
-        let mut candidate = base.clone();
-        if let Err(e) = apply(&mut candidate, command.op, &first, &second, &third) {
-            return (Outcome::unchanged(AclStatus::Refused, &e.to_string()), None);
+        let changed = store.change(Some(base), |acl| {
+            acl_store::apply(acl, command.op, &first, &second, &third)
+        });
+        match changed {
+            Ok(acl) => {
+                let outcome = Outcome {
+                    changed: acl.is_some(),
+                    ..Outcome::unchanged(AclStatus::Ok, "")
+                };
+                (outcome, acl)
+            }
+            Err(Refusal::Invalid(why)) => (Outcome::unchanged(AclStatus::Refused, &why), None),
+            Err(Refusal::Unavailable(why)) => {
+                (Outcome::unchanged(AclStatus::NotPersisted, &why), None)
+            }
         }
-        let text = acl_file::serialize(&candidate);
-        if let Err(e) = write_atomically(&path, text.as_bytes()) {
-            let detail = format!("{}: {e}", path.display());
-            return (Outcome::unchanged(AclStatus::NotPersisted, &detail), None);
-        }
-        let outcome = Outcome {
-            changed: true,
-            ..Outcome::unchanged(AclStatus::Ok, "")
-        };
-        (outcome, Some(candidate))
     }
-}
-
-/// The one name of a list whose arity is exactly one (the codec checked
-/// it); empty otherwise, which no engine call accepts as a name.
-fn one<'a>(names: &[&'a str]) -> &'a str {
-    names.first().copied().unwrap_or_default()
-}
-
-/// Applies a change to `acl`, as the engine's method of the op's name.
-fn apply(
-    acl: &mut Acl,
-    op: AclOp,
-    first: &[&str],
-    second: &[&str],
-    third: &[&str],
-) -> Result<(), AclError> {
-    match op {
-        AclOp::Allow => acl.allow(first, second, third),
-        AclOp::RemoveAllow => {
-            acl.remove_allow(one(first), second, all_if_empty(third));
-            Ok(())
-        }
-        AclOp::RemoveRole => {
-            acl.remove_role(one(first));
-            Ok(())
-        }
-        AclOp::RemoveResource => {
-            acl.remove_resource(one(first));
-            Ok(())
-        }
-        AclOp::AddUserRoles => acl.add_user_roles(one(first), second),
-        AclOp::RemoveUserRoles => {
-            acl.remove_user_roles(one(first), second);
-            Ok(())
-        }
-        AclOp::AddRoleParents => acl.add_role_parents(one(first), second),
-        AclOp::RemoveRoleParents => {
-            acl.remove_role_parents(one(first), all_if_empty(second));
-            Ok(())
-        }
-        // Answered by `explain`; changes nothing.
-        AclOp::Explain => Ok(()),
-    }
-}
-
-/// No permission (or parent) listed means all of them.
-fn all_if_empty<'n, 's>(names: &'n [&'s str]) -> Option<&'n [&'s str]> {
-    (!names.is_empty()).then_some(names)
 }
 
 /// EXPLAIN: what `averyws acl check` says for the user (without token
@@ -135,6 +88,7 @@ fn all_if_empty<'n, 's>(names: &'n [&'s str]) -> Option<&'n [&'s str]> {
 /// permission.
 fn explain(acl: &Acl, user: &[&str], resource: &[&str], permission: &[&str]) -> Outcome {
     let guest = [crate::auth::acl::GUEST];
+    let one = acl_store::one;
     let explanation = acl.explain(one(user), &guest, one(resource), one(permission));
     Outcome {
         status: AclStatus::Ok,
@@ -155,46 +109,13 @@ fn clip(text: &str, field: Field) -> &str {
     text.get(..end).unwrap_or_default()
 }
 
-/// Replaces the file at `path` with `bytes` so that a crash leaves either
-/// the old file or the new one, never a mix: `bytes` go to `PATH.tmp` in
-/// the same directory, which is synced, renamed over `path`, and then the
-/// directory is synced so the rename itself is durable. On error the
-/// temporary file is removed and `path` is untouched.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let temp = temp_path(path);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written?;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
-/// `PATH.tmp`: the temporary file beside `path`.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::acl_file;
     use crate::backend::message::List;
-    use crate::config;
+    use crate::config::{self, AclSource};
+    use std::path::PathBuf;
 
     struct Dir(PathBuf);
 
@@ -217,9 +138,9 @@ mod tests {
         }
     }
 
-    fn loaded(acl_file: Option<PathBuf>) -> Access {
+    fn loaded(acl: AclSource) -> Access {
         let auth = config::Auth {
-            acl_file,
+            acl,
             ..config::Auth::default()
         };
         Access::load(&auth, &[]).expect("loads")
@@ -248,7 +169,7 @@ mod tests {
         let dir = Dir::new("ok");
         let file = dir.0.join("acl.conf");
         std::fs::write(&file, "allow guest /echo connect\n").expect("write");
-        let mut access = loaded(Some(file.clone()));
+        let mut access = loaded(AclSource::File(file.clone()));
         let before = access.generation();
         let grant = command(AclOp::Allow, &[&["member"], &["/m"], &["connect"]]);
         let outcome = administer(&mut access, &grant);
@@ -273,7 +194,7 @@ mod tests {
         let file = dir.0.join("sub").join("acl.conf");
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
         std::fs::write(&file, "role a inherits b\n").expect("write");
-        let mut access = loaded(Some(file.clone()));
+        let mut access = loaded(AclSource::File(file.clone()));
         let before = access.acl().clone();
         let cycle = command(AclOp::AddRoleParents, &[&["b"], &["a"], &[]]);
         let outcome = administer(&mut access, &cycle);
@@ -287,34 +208,12 @@ mod tests {
         assert!(outcome.detail.contains("acl.conf"), "{outcome:?}");
         assert!(!outcome.changed);
         assert_eq!(access.acl(), &before);
-        let mut embedded = loaded(None);
+        let mut embedded = loaded(AclSource::Development);
         let outcome = administer(&mut embedded, &grant);
         assert_eq!(
             (outcome.status, outcome.detail.as_str()),
             (AclStatus::Refused, "no ACL file to persist to")
         );
-    }
-
-    #[test]
-    fn every_remove_op_reaches_the_engine() {
-        let mut acl = acl_file::parse(
-            "role r inherits p\nallow r /a,/b connect,send\nuser u roles r,s\n",
-            "t",
-        )
-        .expect("parses");
-        apply(&mut acl, AclOp::RemoveAllow, &["r"], &["/a"], &[]).expect("ok");
-        apply(&mut acl, AclOp::RemoveAllow, &["r"], &["/b"], &["send"]).expect("ok");
-        apply(&mut acl, AclOp::RemoveUserRoles, &["u"], &["s"], &[]).expect("ok");
-        apply(&mut acl, AclOp::RemoveRoleParents, &["r"], &[], &[]).expect("ok");
-        assert_eq!(
-            acl_file::serialize(&acl),
-            acl_file::serialize(
-                &acl_file::parse("allow r /b connect\nuser u roles r\n", "t").expect("parses")
-            )
-        );
-        apply(&mut acl, AclOp::RemoveResource, &["/b"], &[], &[]).expect("ok");
-        apply(&mut acl, AclOp::RemoveRole, &["r"], &[], &[]).expect("ok");
-        assert_eq!(acl, Acl::new());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Authentication and access control, sans-IO: [`token`] verifies the JWT
-//! a client presents, [`acl`] decides what a user may do, [`acl_file`]
-//! reads and writes the ACL file, and [`check`] is the offline
-//! `averyws acl check` command.
+//! a client presents, [`acl`] decides what a user may do, and
+//! [`acl_file`] reads and writes the ACL file format. Where an ACL is
+//! kept, and the `averyws acl` commands, are `acl_store`'s.
 //!
 //! Nothing here touches a socket or a clock: the current time comes in as
 //! an argument, so every part is unit-testable, fuzzable and
@@ -10,6 +10,5 @@
 pub mod acl;
 pub mod acl_file;
 mod cache;
-pub mod check;
 pub mod explain;
 pub mod token;

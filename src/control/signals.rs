@@ -17,7 +17,8 @@ use signal_hook::iterator::Signals;
 
 use super::Control;
 use crate::access;
-use crate::config::Config;
+use crate::acl_store;
+use crate::config::{AclSource, Config};
 use crate::tls::TlsContext;
 
 /// What SIGHUP reads again.
@@ -37,7 +38,11 @@ impl Reloader {
         let backend = config.backend.as_ref();
         Reloader {
             tls,
-            acl_file: config.auth.acl_file.clone(),
+            // A database store is followed live, not reloaded.
+            acl_file: match &config.auth.acl {
+                AclSource::File(path) => Some(path.clone()),
+                _ => None,
+            },
             token_keys: (config.auth.jwt_secret_file.clone())
                 .map(|path| (path, config.auth.jwt_leeway_s)),
             key_file: backend.and_then(|b| b.key_file.clone()),
@@ -61,7 +66,7 @@ impl Reloader {
             Err(e) => warn!("SIGHUP: keeping the current certificate: {e}"),
         }
         if let Some(path) = &self.acl_file {
-            let (read, published) = control.change_acl(|_| match access::read_acl(path) {
+            let (read, published) = control.change_acl(|_| match acl_store::read_file(path) {
                 Ok(acl) => (Ok(()), Some(acl)),
                 Err(e) => (Err(e), None),
             });

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{ReactorMetrics, TURN_BUCKETS_US, UPGRADE_STATUSES};
+use super::{ReactorMetrics, StoreHealth, TURN_BUCKETS_US, UPGRADE_STATUSES};
 use crate::outcome::Eviction;
 use crate::outcome::Refusal;
 
@@ -265,6 +265,49 @@ impl Writer<'_> {
                 "{name}_count{{reactor=\"{reactor}\"}} {cumulative}"
             );
         }
+    }
+}
+
+/// Appends the ACL store's health to `out`: process-wide samples without
+/// a reactor label.
+pub fn render_store(health: &StoreHealth, out: &mut String) {
+    let families = [
+        (
+            "averyws_acl_store_up",
+            "gauge",
+            "1 while the PostgreSQL ACL store is connected, 0 while the node serves on the ACL loaded last.",
+            health.up.get(),
+        ),
+        (
+            "averyws_acl_store_version",
+            "gauge",
+            "The ACL store's version counter of the ACL in force.",
+            health.version.get(),
+        ),
+        (
+            "averyws_acl_store_loads_total",
+            "counter",
+            "ACL snapshots loaded from the store and put in force.",
+            health.loads.get(),
+        ),
+        (
+            "averyws_acl_store_failures_total",
+            "counter",
+            "Connections to the ACL store lost or refused.",
+            health.failures.get(),
+        ),
+        (
+            "averyws_acl_store_rejected_total",
+            "counter",
+            "ACL snapshots refused for a bad row; the ACL in force was kept.",
+            health.rejected.get(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
 }
 

@@ -6,7 +6,7 @@
 use super::opening::count_token;
 use super::{Ctx, Session};
 use crate::access;
-use crate::metrics::render::{render, CONTENT_TYPE};
+use crate::metrics::render::{render, render_store, CONTENT_TYPE};
 use crate::metrics::scrape_request::{Scrape, METRICS_PATH};
 use crate::outcome::Closer;
 use crate::ws::upgrade::Rejection;
@@ -37,6 +37,9 @@ impl Session {
         let reactors: Vec<_> = all.iter().map(AsRef::as_ref).collect();
         let mut body = String::new();
         render(&reactors, &mut body);
+        if let Some(health) = ctx.control.store_health() {
+            render_store(&health, &mut body);
+        }
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n\
              Cache-Control: no-store\r\nConnection: close\r\n\r\n",

@@ -1,0 +1,329 @@
+//! The PostgreSQL ACL store's SQL, on the synchronous `postgres` client:
+//! the schema and its migrations, a consistent snapshot, and changes made
+//! in one transaction each. The layout is in docs/acl.md, "The PostgreSQL
+//! store".
+//!
+//! Every change to the three tables, by averyws or by hand in `psql`,
+//! fires a statement trigger that bumps the version counter and notifies
+//! the channel `SCHEMA_acl` at commit; nodes LISTEN there
+//! ([`super::follow`]) and read the version when they reconnect, so a
+//! change made while a node was away is caught too.
+
+use postgres::{Client, IsolationLevel, NoTls, Transaction};
+
+use super::rows::{columns2, columns3, Delta, Rows};
+use crate::config::PgStore;
+
+/// The schema version this build creates and reads. A store at a newer
+/// version was migrated by a newer averyws and is refused.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Connects to `store` and makes sure its schema is there and current.
+/// The error does not name the store: the caller does.
+pub fn connect(store: &PgStore) -> Result<Client, String> {
+    let config = store.client_config()?;
+    let mut client = config.connect(NoTls).map_err(|e| reason(&e))?;
+    migrate(&mut client, &store.schema)?;
+    Ok(client)
+}
+
+/// What went wrong with the database, in one line: the server's message
+/// when it sent one, else the client's error (connection refused...).
+pub fn reason(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
+/// The channel every change notifies.
+pub fn channel(schema: &str) -> String {
+    format!("{schema}_acl")
+}
+
+/// Creates the schema on first use and applies the migrations it lacks,
+/// under an advisory lock so nodes that start together do it once.
+fn migrate(client: &mut Client, schema: &str) -> Result<(), String> {
+    let failed = |e: postgres::Error| format!("schema {schema}: {}", reason(&e));
+    let mut tx = client.transaction().map_err(failed)?;
+    // `IF NOT EXISTS` notices are not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema])
+        .map_err(failed)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL);"
+    ))
+    .map_err(failed)?;
+    let found: Option<i32> = tx
+        .query_opt(
+            &format!("SELECT max(version) FROM {schema}.schema_version"),
+            &[],
+        )
+        .map_err(failed)?
+        .and_then(|row| row.get(0));
+    match found.unwrap_or(0) {
+        0 => {
+            tx.batch_execute(&version_1(schema)).map_err(failed)?;
+            log::info!("ACL store: created schema {schema} at version {SCHEMA_VERSION}");
+        }
+        SCHEMA_VERSION => {}
+        newer => {
+            return Err(format!(
+                "schema {schema} is at version {newer}; this averyws knows up to \
+                 {SCHEMA_VERSION}: upgrade averyws"
+            ))
+        }
+    }
+    tx.commit().map_err(failed)
+}
+
+/// Migration 1: the version counter, the three relations, and the trigger
+/// that counts and notifies every change to them.
+fn version_1(s: &str) -> String {
+    let channel = channel(s);
+    let mut sql = format!(
+        "CREATE TABLE {s}.acl_version (
+             single boolean PRIMARY KEY DEFAULT true CHECK (single),
+             version bigint NOT NULL);
+         INSERT INTO {s}.acl_version VALUES (true, 0);
+         CREATE TABLE {s}.grants (
+             role text NOT NULL, resource text NOT NULL, permission text NOT NULL,
+             PRIMARY KEY (role, resource, permission));
+         CREATE TABLE {s}.role_parents (
+             role text NOT NULL, parent text NOT NULL,
+             PRIMARY KEY (role, parent));
+         CREATE TABLE {s}.user_roles (
+             username text NOT NULL, role text NOT NULL,
+             PRIMARY KEY (username, role));
+         CREATE FUNCTION {s}.acl_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             UPDATE {s}.acl_version SET version = version + 1;
+             PERFORM pg_notify('{channel}', '');
+             RETURN NULL;
+         END $$;
+         INSERT INTO {s}.schema_version VALUES (1);"
+    );
+    for table in ["grants", "role_parents", "user_roles"] {
+        sql.push_str(&format!(
+            "CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+             ON {s}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {s}.acl_changed();"
+        ));
+    }
+    sql
+}
+
+/// The store's version counter: it grows with every change.
+pub fn version(client: &mut Client, schema: &str) -> Result<i64, String> {
+    client
+        .query_one(&format!("SELECT version FROM {schema}.acl_version"), &[])
+        .map(|row| row.get(0))
+        .map_err(|e| reason(&e))
+}
+
+/// The version and every row, read in one repeatable-read transaction so
+/// they belong together. More than `max_rows` rows is an error.
+pub fn snapshot(client: &mut Client, store: &PgStore) -> Result<(i64, Rows), String> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(|e| reason(&e))?;
+    let version: i64 = tx
+        .query_one(
+            &format!("SELECT version FROM {}.acl_version", store.schema),
+            &[],
+        )
+        .map_err(|e| reason(&e))?
+        .get(0);
+    let rows = read_rows(&mut tx, store)?;
+    tx.commit().map_err(|e| reason(&e))?;
+    Ok((version, rows))
+}
+
+/// Every row, at most `max_rows` of them.
+fn read_rows(tx: &mut Transaction<'_>, store: &PgStore) -> Result<Rows, String> {
+    let s = &store.schema;
+    // One more than the cap tells a full store from one over it.
+    let limit = i64::try_from(store.max_rows)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+    let select = |tx: &mut Transaction<'_>, columns: &str, table: &str| {
+        tx.query(
+            &format!("SELECT {columns} FROM {s}.{table} LIMIT $1"),
+            &[&limit],
+        )
+        .map_err(|e| reason(&e))
+    };
+    let mut rows = Rows::default();
+    for row in select(tx, "role, resource, permission", "grants")? {
+        rows.grants.insert((row.get(0), row.get(1), row.get(2)));
+    }
+    for row in select(tx, "role, parent", "role_parents")? {
+        rows.parents.insert((row.get(0), row.get(1)));
+    }
+    for row in select(tx, "username, role", "user_roles")? {
+        rows.users.insert((row.get(0), row.get(1)));
+    }
+    if rows.len() > store.max_rows {
+        return Err(format!(
+            "more than {} rows (--acl-max-rows): refused",
+            store.max_rows
+        ));
+    }
+    Ok(rows)
+}
+
+/// Changes the store in one transaction: `change` gets the rows in force
+/// (read under a lock on the version row, so concurrent changes queue and
+/// none is lost) and returns the rows wanted, or why not; only the rows
+/// that differ are written. Returns the rows now in force and whether
+/// anything changed. The transaction commits whole or not at all.
+pub fn change(
+    client: &mut Client,
+    store: &PgStore,
+    change: impl FnOnce(&Rows) -> Result<Rows, Refusal>,
+) -> Result<(Rows, bool), Refusal> {
+    let failed = |e: postgres::Error| Refusal::Unavailable(reason(&e));
+    let mut tx = client.transaction().map_err(failed)?;
+    tx.execute(
+        &format!(
+            "SELECT version FROM {}.acl_version FOR UPDATE",
+            store.schema
+        ),
+        &[],
+    )
+    .map_err(failed)?;
+    let before = read_rows(&mut tx, store).map_err(Refusal::Unavailable)?;
+    let after = change(&before)?;
+    if after.len() > store.max_rows {
+        return Err(Refusal::Invalid(format!(
+            "the ACL would have more than {} rows (--acl-max-rows)",
+            store.max_rows
+        )));
+    }
+    let delta = before.delta(&after);
+    if delta.is_empty() {
+        return Ok((after, false));
+    }
+    write(&mut tx, &store.schema, &delta).map_err(failed)?;
+    tx.commit().map_err(failed)?;
+    Ok((after, true))
+}
+
+/// Why a change was not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The change itself is wrong (a bad name, a cycle, a bad file): the
+    /// store is untouched.
+    Invalid(String),
+    /// The database could not be reached or refused the transaction: the
+    /// store is untouched.
+    Unavailable(String),
+}
+
+impl Refusal {
+    /// The refusal with a database error's reason prefixed by the
+    /// store's name (a refused change names itself).
+    pub fn on(self, store: &PgStore) -> Refusal {
+        match self {
+            Refusal::Unavailable(why) => {
+                Refusal::Unavailable(format!("{}: {why}", store.describe()))
+            }
+            invalid => invalid,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Invalid(why) | Refusal::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Deletes and inserts `delta`'s rows, one statement per table and kind.
+fn write(tx: &mut Transaction<'_>, s: &str, delta: &Delta) -> Result<(), postgres::Error> {
+    let [a, b, c] = columns3(&delta.delete.grants);
+    if !a.is_empty() {
+        tx.execute(
+            &format!(
+                "DELETE FROM {s}.grants WHERE (role, resource, permission) IN
+                 (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"
+            ),
+            &[&a, &b, &c],
+        )?;
+    }
+    let [a, b, c] = columns3(&delta.insert.grants);
+    if !a.is_empty() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {s}.grants SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+            ),
+            &[&a, &b, &c],
+        )?;
+    }
+    let tables2 = [
+        (
+            "role_parents",
+            "role, parent",
+            &delta.delete.parents,
+            &delta.insert.parents,
+        ),
+        (
+            "user_roles",
+            "username, role",
+            &delta.delete.users,
+            &delta.insert.users,
+        ),
+    ];
+    for (table, key, delete, insert) in tables2 {
+        let [a, b] = columns2(delete);
+        if !a.is_empty() {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {s}.{table} WHERE ({key}) IN
+                     (SELECT * FROM unnest($1::text[], $2::text[]))"
+                ),
+                &[&a, &b],
+            )?;
+        }
+        let [a, b] = columns2(insert);
+        if !a.is_empty() {
+            tx.execute(
+                &format!("INSERT INTO {s}.{table} SELECT * FROM unnest($1::text[], $2::text[])"),
+                &[&a, &b],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a schema name that is not a plain lowercase identifier: it is
+/// written into statements, so it must need no quoting.
+pub fn check_schema(schema: &str) -> Result<(), String> {
+    let mut chars = schema.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    // 63 bytes is PostgreSQL's identifier limit; 4 are left for "_acl".
+    if first_ok && rest_ok && schema.len() <= 59 {
+        Ok(())
+    } else {
+        Err(format!(
+            "--acl-schema {schema:?}: want 1 to 59 of a-z, 0-9 and _, not starting with a digit"
+        ))
+    }
+}
