@@ -2,10 +2,12 @@
 //! and real TLS clients that trust its development certificate.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod admin;
 pub mod certs;
 pub mod clients;
 pub mod evictions;
 pub mod nodes;
+pub mod pg;
 pub mod procs;
 pub mod raw;
 pub mod scrape;
@@ -491,6 +493,13 @@ pub fn wait_dropped(stream: &mut impl Read) -> Vec<u8> {
             Err(_) => return got,
         }
     }
+}
+
+/// The status of an upgrade to `path` without a token.
+pub fn upgrade_status(server: &Server, path: &str) -> u16 {
+    let mut stream = server.tls();
+    send(&mut stream, upgrade_request(path, "").as_bytes());
+    status(&read_response_head(&mut stream))
 }
 
 /// A temporary directory removed on drop.
