@@ -589,8 +589,13 @@ impl Args {
                 store.cache_file = self.acl_cache.take();
                 store.max_rows = self.acl_max_rows;
             }
-            _ if self.acl_cache.is_some() => {
-                return Err("--acl-cache needs --acl postgres://...".into())
+            _ if self.acl_cache.is_some()
+                || self.acl_schema != crate::config::DEFAULT_ACL_SCHEMA
+                || self.acl_max_rows != crate::config::DEFAULT_MAX_ACL_ROWS =>
+            {
+                return Err(
+                    "--acl-cache, --acl-schema and --acl-max-rows need --acl postgres://...".into(),
+                )
             }
             _ => {}
         }

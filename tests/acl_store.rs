@@ -337,3 +337,34 @@ fn the_acl_commands_work_on_a_file_and_on_a_database_alike() {
     }
     assert!(Path::new(&format!("{file}.tmp")).metadata().is_err());
 }
+
+#[test]
+fn a_schema_migrated_by_a_newer_averyws_is_refused() {
+    let Some(cluster) = Cluster::shared_or_own() else {
+        return;
+    };
+    let schema = pg::schema("newer");
+    let mut sql = cluster.client();
+    sql.batch_execute(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.schema_version (version integer NOT NULL);
+         INSERT INTO {schema}.schema_version VALUES (2);"
+    ))
+    .expect("a newer schema");
+    let out = acl_command(&["export", "--acl", &cluster.url, "--acl-schema", &schema]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is at version 2; this averyws knows up to 1"),
+        "{stderr}"
+    );
+    let long = "x".repeat(257);
+    let store = ["--acl", &cluster.url, "--acl-schema", &pg::schema("long")];
+    let refused = acl_command(&[&["allow"], &store[..], &["guest", &long, "connect"]].concat());
+    assert_eq!(refused.status.code(), Some(1), "the engine's cap first");
+    let inserted = cluster.client().batch_execute(&format!(
+        "INSERT INTO {}.grants VALUES ('guest', '{long}', 'connect')",
+        pg::schema("long")
+    ));
+    assert!(inserted.is_err(), "the table's cap too");
+}

@@ -54,16 +54,27 @@ pub fn channel(schema: &str) -> String {
 fn migrate(client: &mut Client, schema: &str) -> Result<(), String> {
     let failed = |e: postgres::Error| format!("schema {schema}: {}", reason(&e));
     let mut tx = client.transaction().map_err(failed)?;
-    // `IF NOT EXISTS` notices are not news.
+    // `IF NOT EXISTS` notices (a schema made by hand) are not news.
     tx.batch_execute("SET LOCAL client_min_messages = warning")
         .map_err(failed)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema])
         .map_err(failed)?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL);"
-    ))
-    .map_err(failed)?;
+    // Created only when missing: a node that only follows the store needs
+    // no right to create anything.
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{schema}.schema_version")],
+        )
+        .map_err(failed)?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE {schema}.schema_version (version integer NOT NULL);"
+        ))
+        .map_err(failed)?;
+    }
     let found: Option<i32> = tx
         .query_opt(
             &format!("SELECT max(version) FROM {schema}.schema_version"),
@@ -87,23 +98,29 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), String> {
     tx.commit().map_err(failed)
 }
 
-/// Migration 1: the version counter, the three relations, and the trigger
+/// Migration 1: the version counter, the three relations (names 1 to 256
+/// bytes, as the engine allows, so no row can be larger), and the trigger
 /// that counts and notifies every change to them.
 fn version_1(s: &str) -> String {
     let channel = channel(s);
+    let name = |column: &str| {
+        format!("{column} text NOT NULL CHECK (octet_length({column}) BETWEEN 1 AND 256)")
+    };
+    let (role, resource, permission) = (name("role"), name("resource"), name("permission"));
+    let (parent, username) = (name("parent"), name("username"));
     let mut sql = format!(
         "CREATE TABLE {s}.acl_version (
              single boolean PRIMARY KEY DEFAULT true CHECK (single),
              version bigint NOT NULL);
          INSERT INTO {s}.acl_version VALUES (true, 0);
          CREATE TABLE {s}.grants (
-             role text NOT NULL, resource text NOT NULL, permission text NOT NULL,
+             {role}, {resource}, {permission},
              PRIMARY KEY (role, resource, permission));
          CREATE TABLE {s}.role_parents (
-             role text NOT NULL, parent text NOT NULL,
+             {role}, {parent},
              PRIMARY KEY (role, parent));
          CREATE TABLE {s}.user_roles (
-             username text NOT NULL, role text NOT NULL,
+             {username}, {role},
              PRIMARY KEY (username, role));
          CREATE FUNCTION {s}.acl_changed() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
