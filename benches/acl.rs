@@ -1,10 +1,14 @@
 //! ACL decision micro-benchmark: `is_allowed` on a store of 10,000 users
 //! and 1,000 roles in parent chains ten deep, with the decision cache and
 //! without it, as the reactor asks once per upgrade and once per message.
+//! And the PostgreSQL store's side of a change on that store (35,000
+//! rows): a snapshot's rows built into the ACL (each node, each change),
+//! an ACL turned into rows, and the delta of one change (the writer).
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use averyws::acl_store::rows::Rows;
 use averyws::auth::acl::Acl;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -77,11 +81,29 @@ fn is_allowed(c: &mut Criterion) {
     group.finish();
 }
 
+fn snapshot(c: &mut Criterion) {
+    let acl = store();
+    let rows = Rows::of(&acl);
+    let mut changed = acl.clone();
+    changed
+        .allow(&["r5"], &["res/new"], &["read"])
+        .expect("valid names");
+    let after = Rows::of(&changed);
+    let mut group = c.benchmark_group(format!("acl_store/{}-rows", rows.len()));
+    group.sample_size(20);
+    group.bench_function("build", |b| b.iter(|| black_box(&rows).build()));
+    group.bench_function("rows-of", |b| b.iter(|| Rows::of(black_box(&acl))));
+    group.bench_function("delta-of-one-change", |b| {
+        b.iter(|| black_box(&rows).delta(black_box(&after)))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = is_allowed
+    targets = is_allowed, snapshot
 }
 criterion_main!(benches);
