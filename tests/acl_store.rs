@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use averyws::backend::message::AclOp;
-use common::admin::{done, Admin};
+use averyws::backend::message::{AclOp, AclStatus};
+use common::admin::{done, Admin, Reply};
 use common::pg::{self, Cluster};
 use common::scrape::scrape;
 use common::{assert_echo, free_endpoint, read_close, upgrade_status, utf8, Server, TempDir, TEXT};
@@ -216,7 +216,14 @@ fn postgres_stopped_and_started_again_loses_nothing() {
     );
     let dir = TempDir::new();
     let cache = dir.path().join("cache.acl");
-    let server = node(&cluster.url, &schema, None, &["--acl-cache", &utf8(&cache)]);
+    let endpoint = free_endpoint();
+    let server = node(
+        &cluster.url,
+        &schema,
+        Some(&endpoint),
+        &["--acl-cache", &utf8(&cache)],
+    );
+    let admin = Admin::start(&endpoint, NODE_KEYS);
     let mut held = common::raw_ws(&server, "/more");
     assert_echo(&mut held, TEXT, b"before");
 
@@ -235,6 +242,14 @@ fn postgres_stopped_and_started_again_loses_nothing() {
     let store = ["--acl", &cluster.url, "--acl-schema", &schema];
     let out = acl_command(&[&["remove-allow"], &store[..], &["guest", "/more"]].concat());
     assert_eq!(out.status.code(), Some(2), "the database is down");
+    let Reply::Result { status, detail, .. } =
+        admin.ask(AclOp::RemoveAllow, [&["guest"], &["/more"], NO_NAMES])
+    else {
+        panic!("an ACL_RESULT");
+    };
+    assert_eq!(status, AclStatus::NotPersisted, "{detail}");
+    assert!(detail.contains("postgres://averyws@127.0.0.1"), "{detail}");
+    assert_eq!(upgrade_status(&server, "/more"), 101, "nothing changed");
     let cached = std::fs::read_to_string(&cache).expect("the cache file");
     assert!(cached.contains("allow guest /more connect"), "{cached}");
 
