@@ -71,12 +71,7 @@ fn main() -> ExitCode {
 /// and names each route an `--acl` lets nobody connect to.
 fn warn_about_access(config: &Config, access: &Access) {
     let paths = |paths: Vec<&str>| paths.join(", ");
-    let store = match &config.auth.acl {
-        AclSource::Development => None,
-        AclSource::File(path) => Some(path.display().to_string()),
-        AclSource::Postgres(store) => Some(store.describe()),
-    };
-    match store {
+    match averyws::acl_store::store_of(&config.auth.acl).map(|store| store.describe()) {
         None => warn!(
             "NO --acl: USING THE DEVELOPMENT ACL. Guests (clients without a token) may connect \
              to every route ({}), send to its service, and be subscribed to any channel. \

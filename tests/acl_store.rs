@@ -262,6 +262,11 @@ fn postgres_stopped_and_started_again_loses_nothing() {
     assert_eq!(upgrade_status(&server, "/more"), 401);
     assert_eq!(sample(&server, "averyws_acl_store_up"), 1);
     assert!(server.wait_log("): connected", PROPAGATION).is_some());
+    // The same store over the cluster's unix socket.
+    let socket = cluster.socket_url();
+    let exported = acl_ok(&["export", "--acl", &socket, "--acl-schema", &schema]);
+    assert!(exported.contains("allow guest echo send"), "{exported}");
+    assert!(!exported.contains("/more"), "{exported}");
 }
 
 #[test]

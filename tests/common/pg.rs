@@ -58,6 +58,14 @@ impl Cluster {
         self.script("restart");
     }
 
+    /// Our own cluster's URL over its unix socket (in its directory; local
+    /// logins need no password there).
+    pub fn socket_url(&self) -> String {
+        let dir = super::utf8(&self.dir()).replace('/', "%2F");
+        let port = std::fs::read_to_string(self.dir().join("port")).expect("port file");
+        format!("postgresql://averyws@{dir}:{}/postgres", port.trim())
+    }
+
     /// A SQL client, for changes made by hand as an operator would.
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test cluster")
