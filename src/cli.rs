@@ -226,6 +226,11 @@ pub struct Args {
     #[argh(option)]
     pub acl_password_file: Option<PathBuf>,
 
+    /// CA certificates (PEM) verifying the ACL store's database: the
+    /// connection is then TLS, required (default: no TLS)
+    #[argh(option)]
+    pub acl_ca_file: Option<PathBuf>,
+
     /// the schema of the ACL store's tables (default averyws)
     #[argh(option, default = "crate::config::DEFAULT_ACL_SCHEMA.to_owned()")]
     pub acl_schema: String,
@@ -579,11 +584,12 @@ impl Args {
 
     /// Where the ACL is kept: `--acl` and the store's flags, checked.
     fn acl_source(&mut self) -> Result<AclSource, String> {
-        let mut source = acl_store::source(
-            self.acl.take(),
-            self.acl_password_file.as_deref(),
-            &self.acl_schema,
-        )?;
+        let flags = acl_store::StoreFlags {
+            password_file: self.acl_password_file.as_deref(),
+            ca_file: self.acl_ca_file.as_deref(),
+            schema: &self.acl_schema,
+        };
+        let mut source = acl_store::source(self.acl.take(), flags)?;
         match &mut source {
             AclSource::Postgres(store) => {
                 store.cache_file = self.acl_cache.take();

@@ -209,6 +209,11 @@ pub struct PgStore {
     /// The password from `--acl-password-file` or `PGPASSWORD`, used when
     /// the URL has none.
     pub password: Option<String>,
+    /// The CA certificates (PEM) that verify the database's certificate:
+    /// with them the connection is TLS, required (unless the URL says
+    /// `sslmode=disable`, which is refused). None: no TLS, and a URL that
+    /// asks for `sslmode=require` is refused.
+    pub ca_file: Option<PathBuf>,
     /// The schema of the store's tables. Default `averyws`; a lowercase
     /// SQL identifier, so it is safe to write into statements.
     pub schema: String,
@@ -244,6 +249,7 @@ impl PgStore {
         PgStore {
             url: url.to_owned(),
             password: None,
+            ca_file: None,
             schema: DEFAULT_ACL_SCHEMA.to_owned(),
             cache_file: None,
             max_rows: DEFAULT_MAX_ACL_ROWS,
@@ -262,7 +268,8 @@ impl PgStore {
     }
 
     /// The client configuration: the URL, with the password given apart
-    /// when the URL has none, and the connect timeout.
+    /// when the URL has none, TLS required with a CA file, and the
+    /// connect timeout.
     pub fn client_config(&self) -> Result<postgres::Config, String> {
         let mut config: postgres::Config = self
             .url
@@ -272,6 +279,9 @@ impl PgStore {
             if let Some(password) = &self.password {
                 config.password(password);
             }
+        }
+        if self.ca_file.is_some() {
+            config.ssl_mode(postgres::config::SslMode::Require);
         }
         config
             .connect_timeout(self.connect_timeout)

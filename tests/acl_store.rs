@@ -270,6 +270,67 @@ fn postgres_stopped_and_started_again_loses_nothing() {
 }
 
 #[test]
+fn with_a_ca_file_the_database_is_reached_over_verified_tls() {
+    let Some(cluster) = Cluster::own() else {
+        return;
+    };
+    let schema = pg::schema("tls");
+    let ca = utf8(&cluster.ca_file());
+    let store = [
+        "--acl",
+        &cluster.url,
+        "--acl-schema",
+        &schema,
+        "--acl-ca-file",
+        &ca,
+    ];
+    acl_ok(&[&["allow"], &store[..], &["guest", "/echo", "connect"]].concat());
+    let server = node(&cluster.url, &schema, None, &["--acl-ca-file", &ca]);
+    assert_eq!(upgrade_status(&server, "/echo"), 101);
+    // The node's own connection (the follower's, once it is up) is TLS.
+    let mut sql = cluster.client();
+    let deadline = Instant::now() + PROPAGATION;
+    let (all_tls, count) = loop {
+        let row = sql
+            .query_one(
+                "SELECT bool_and(ssl), count(*) FROM pg_stat_ssl JOIN pg_stat_activity
+                 USING (pid) WHERE application_name = 'averyws'",
+                &[],
+            )
+            .expect("pg_stat_ssl");
+        let (all_tls, count): (Option<bool>, i64) = (row.get(0), row.get(1));
+        if count > 0 || Instant::now() > deadline {
+            break (all_tls, count);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((all_tls, count), (Some(true), 1));
+
+    // A certificate the CA file did not issue is refused, and so is a URL
+    // asking for TLS with nothing to verify it against.
+    let dir = TempDir::new();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, common::certs::generate_pair().cert).expect("write");
+    let other = utf8(&other);
+    let wrong = [
+        "--acl",
+        &cluster.url,
+        "--acl-schema",
+        &schema,
+        "--acl-ca-file",
+        &other,
+    ];
+    let out = acl_command(&[&["export"], &wrong[..]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    let require = format!("{}?sslmode=require", cluster.url);
+    let out = acl_command(&["export", "--acl", &require, "--acl-schema", &schema]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --acl-ca-file"));
+}
+
+#[test]
 fn a_database_down_at_start_is_an_error_unless_a_cache_is_given() {
     // A port nobody listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

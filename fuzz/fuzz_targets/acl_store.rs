@@ -22,7 +22,14 @@ fuzz_target!(|data: &[u8]| {
     };
     if first == "url" {
         let (url, schema) = rest.split_once('\n').unwrap_or((rest, "averyws"));
-        if let Ok(AclSource::Postgres(store)) = acl_store::source(Some(url.into()), None, schema) {
+        if let Ok(AclSource::Postgres(store)) = acl_store::source(
+            Some(url.into()),
+            acl_store::StoreFlags {
+                password_file: None,
+                ca_file: None,
+                schema,
+            },
+        ) {
             let config = store.client_config().expect("checked by source");
             let password = config.get_password().map(String::from_utf8_lossy);
             // An alphanumeric password can only show inside one field of

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use super::{apply, source, Refusal, Store};
+use super::{apply, source, Refusal, Store, StoreFlags};
 use crate::auth::acl::{Acl, GUEST};
 use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
 use crate::backend::message::AclOp;
@@ -58,6 +58,10 @@ struct CheckArgs {
     #[argh(option)]
     acl_password_file: Option<PathBuf>,
 
+    /// CA certificates (PEM) verifying the database: TLS, required
+    #[argh(option)]
+    acl_ca_file: Option<PathBuf>,
+
     /// the schema of the store's tables (default averyws)
     #[argh(option, default = "DEFAULT_ACL_SCHEMA.to_owned()")]
     acl_schema: String,
@@ -96,6 +100,10 @@ macro_rules! store_command {
             #[argh(option)]
             acl_password_file: Option<PathBuf>,
 
+            /// CA certificates (PEM) verifying the database: TLS, required
+            #[argh(option)]
+            acl_ca_file: Option<PathBuf>,
+
             /// the schema of the store's tables (default averyws)
             #[argh(option, default = "DEFAULT_ACL_SCHEMA.to_owned()")]
             acl_schema: String,
@@ -109,8 +117,11 @@ macro_rules! store_command {
             fn parts(&self) -> StoreWords<'_> {
                 StoreWords {
                     acl: &self.acl,
-                    password_file: self.acl_password_file.as_ref(),
-                    schema: &self.acl_schema,
+                    flags: StoreFlags {
+                        password_file: self.acl_password_file.as_deref(),
+                        ca_file: self.acl_ca_file.as_deref(),
+                        schema: &self.acl_schema,
+                    },
                     words: &self.words,
                 }
             }
@@ -182,8 +193,7 @@ store_command!(
 /// A store subcommand's flags and words.
 struct StoreWords<'a> {
     acl: &'a str,
-    password_file: Option<&'a PathBuf>,
-    schema: &'a str,
+    flags: StoreFlags<'a>,
     words: &'a [String],
 }
 
@@ -233,8 +243,7 @@ fn open(
             parts.words.len()
         ));
     }
-    let password_file = parts.password_file.map(PathBuf::as_path);
-    source(Some(parts.acl.to_owned()), password_file, parts.schema)
+    source(Some(parts.acl.to_owned()), parts.flags)
 }
 
 fn run_change(op: AclOp, parts: &StoreWords<'_>) -> ExitCode {
@@ -317,8 +326,11 @@ fn run_check(check: &CheckArgs) -> ExitCode {
         None => acl_file::parse(DEFAULT_ACL, DEFAULT_ACL_NAME).map_err(|e| e.to_string()),
         Some(acl) => source(
             Some(acl.clone()),
-            check.acl_password_file.as_deref(),
-            &check.acl_schema,
+            StoreFlags {
+                password_file: check.acl_password_file.as_deref(),
+                ca_file: check.acl_ca_file.as_deref(),
+                schema: &check.acl_schema,
+            },
         )
         .and_then(|source| {
             let store = super::store_of(&source).ok_or("--acl names no store")?;

@@ -103,31 +103,55 @@ impl Store<'_> {
     }
 }
 
-/// Where `--acl` (with the store's password file and schema) keeps the
-/// ACL: the development ACL without it, a PostgreSQL store for a
-/// `postgres://` or `postgresql://` URL, a file otherwise. The password
-/// is the URL's, else the file's (its first line), else `PGPASSWORD`.
-pub fn source(
-    acl: Option<String>,
-    password_file: Option<&Path>,
-    schema: &str,
-) -> Result<AclSource, String> {
+/// The flags that go with a database `--acl`, as the server and
+/// `averyws acl` take them.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFlags<'a> {
+    /// `--acl-password-file`
+    pub password_file: Option<&'a Path>,
+    /// `--acl-ca-file`
+    pub ca_file: Option<&'a Path>,
+    /// `--acl-schema`
+    pub schema: &'a str,
+}
+
+/// Where `--acl` (with the store's flags) keeps the ACL: the development
+/// ACL without it, a PostgreSQL store for a `postgres://` or
+/// `postgresql://` URL, a file otherwise. The password is the URL's, else
+/// the file's (its first line), else `PGPASSWORD`.
+pub fn source(acl: Option<String>, flags: StoreFlags<'_>) -> Result<AclSource, String> {
     let Some(url) = acl.as_deref().filter(|acl| PgStore::is_url(acl)) else {
-        if password_file.is_some() {
-            return Err("--acl-password-file needs --acl postgres://...".into());
+        if flags.password_file.is_some() || flags.ca_file.is_some() {
+            return Err("--acl-password-file and --acl-ca-file need --acl postgres://...".into());
         }
         return Ok(acl.map_or(AclSource::Development, |path| AclSource::File(path.into())));
     };
-    let password = match password_file {
+    let password = match flags.password_file {
         Some(path) => Some(read_password(path)?),
         None => std::env::var("PGPASSWORD").ok(),
     };
-    pg::check_schema(schema)?;
+    pg::check_schema(flags.schema)?;
     let store = PgStore {
         password,
-        schema: schema.to_owned(),
+        ca_file: flags.ca_file.map(Path::to_path_buf),
+        schema: flags.schema.to_owned(),
         ..PgStore::new(url)
     };
+    let given: postgres::Config = url
+        .parse()
+        .map_err(|e| format!("--acl: not a PostgreSQL URL: {e}"))?;
+    match (given.get_ssl_mode(), &store.ca_file) {
+        (postgres::config::SslMode::Require, None) => {
+            return Err("--acl: sslmode=require needs --acl-ca-file to verify the database".into())
+        }
+        (postgres::config::SslMode::Disable, Some(_)) => {
+            return Err("--acl: sslmode=disable contradicts --acl-ca-file".into())
+        }
+        (_, Some(ca)) => {
+            pg::tls_config(ca)?;
+        }
+        _ => {}
+    }
     store.client_config()?;
     Ok(AclSource::Postgres(store))
 }
@@ -301,6 +325,14 @@ fn temp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn flags<'a>(password_file: Option<&'a Path>, schema: &'a str) -> StoreFlags<'a> {
+        StoreFlags {
+            password_file,
+            ca_file: None,
+            schema,
+        }
+    }
+
     #[test]
     fn every_remove_op_reaches_the_engine() {
         let mut acl = acl_file::parse(
@@ -325,9 +357,12 @@ mod tests {
 
     #[test]
     fn acl_names_a_file_or_a_database() {
-        assert_eq!(source(None, None, "averyws"), Ok(AclSource::Development));
         assert_eq!(
-            source(Some("x.acl".into()), None, "averyws"),
+            source(None, flags(None, "averyws")),
+            Ok(AclSource::Development)
+        );
+        assert_eq!(
+            source(Some("x.acl".into()), flags(None, "averyws")),
             Ok(AclSource::File("x.acl".into()))
         );
         for url in [
@@ -335,7 +370,7 @@ mod tests {
             "postgresql://u@%2Frun%2Fpostgresql/acl",
             "postgresql:///acl?host=/run/postgresql&user=u",
         ] {
-            let Ok(AclSource::Postgres(store)) = source(Some(url.into()), None, "s1") else {
+            let Ok(AclSource::Postgres(store)) = source(Some(url.into()), flags(None, "s1")) else {
                 panic!("{url} is a store");
             };
             assert_eq!(store.schema, "s1");
@@ -347,12 +382,14 @@ mod tests {
             (Some("postgres://u@h/db"), "Bad-Schema"),
             (Some("postgres://u@h/db"), "1st"),
             (Some("postgres://u@h:notaport/db"), "averyws"),
+            (Some("postgres://u@h/db?sslmode=require"), "averyws"),
         ];
         for (acl, schema) in refused {
-            let result = source(acl.map(str::to_owned), None, schema);
+            let result = source(acl.map(str::to_owned), flags(None, schema));
             assert!(result.is_err(), "{acl:?} {schema}: {result:?}");
         }
-        let file_with_password = source(Some("x.acl".into()), Some(Path::new("p")), "averyws");
+        let file_with_password =
+            source(Some("x.acl".into()), flags(Some(Path::new("p")), "averyws"));
         assert!(file_with_password.is_err());
     }
 
@@ -362,23 +399,26 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("pw");
         std::fs::write(&file, "from-file\nignored\n").expect("write");
-        let Ok(AclSource::Postgres(store)) =
-            source(Some("postgres://u@h/db".into()), Some(&file), "averyws")
-        else {
+        let Ok(AclSource::Postgres(store)) = source(
+            Some("postgres://u@h/db".into()),
+            flags(Some(&file), "averyws"),
+        ) else {
             panic!("a store");
         };
         let config = store.client_config().expect("config");
         assert_eq!(config.get_password(), Some(&b"from-file"[..]));
         let Ok(AclSource::Postgres(store)) = source(
             Some("postgres://u:in-url@h/db".into()),
-            Some(&file),
-            "averyws",
+            flags(Some(&file), "averyws"),
         ) else {
             panic!("a store");
         };
         let config = store.client_config().expect("config");
         assert_eq!(config.get_password(), Some(&b"in-url"[..]));
-        let missing = source(Some("postgres://u@h/db".into()), Some(&dir.join("no")), "a");
+        let missing = source(
+            Some("postgres://u@h/db".into()),
+            flags(Some(&dir.join("no")), "a"),
+        );
         assert!(missing.is_err_and(|e| e.contains("--acl-password-file")));
         let _ = std::fs::remove_dir_all(&dir);
     }

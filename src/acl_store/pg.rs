@@ -9,7 +9,14 @@
 //! ([`super::follow`]) and read the version when they reconnect, so a
 //! change made while a node was away is caught too.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::rows::{columns2, columns3, Delta, Rows};
 use crate::config::PgStore;
@@ -22,9 +29,34 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// The error does not name the store: the caller does.
 pub fn connect(store: &PgStore) -> Result<Client, String> {
     let config = store.client_config()?;
-    let mut client = config.connect(NoTls).map_err(|e| reason(&e))?;
+    let connected = match &store.ca_file {
+        None => config.connect(NoTls),
+        Some(ca) => config.connect(MakeRustlsConnect::new(tls_config(ca)?)),
+    };
+    let mut client = connected.map_err(|e| reason(&e))?;
     migrate(&mut client, &store.schema)?;
     Ok(client)
+}
+
+/// The TLS client configuration that trusts the CA certificates of the
+/// PEM file `ca` (rustls with the ring provider, as the server's TLS).
+pub fn tls_config(ca: &Path) -> Result<ClientConfig, String> {
+    let unreadable = |e: &dyn std::fmt::Display| format!("--acl-ca-file {}: {e}", ca.display());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| unreadable(&e))? {
+        roots
+            .add(cert.map_err(|e| unreadable(&e))?)
+            .map_err(|e| unreadable(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(unreadable(&"no certificate in the file"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unreadable(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// What went wrong with the database, in one line: the server's message

@@ -66,6 +66,11 @@ impl Cluster {
         format!("postgresql://averyws@{dir}:{}/postgres", port.trim())
     }
 
+    /// Our own cluster's CA certificate, which issued its server's.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir().join("ca.crt")
+    }
+
     /// A SQL client, for changes made by hand as an operator would.
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test cluster")
