@@ -226,6 +226,13 @@ pub struct PgStore {
     pub max_rows: usize,
     /// How long a connection attempt may take. Default 3 s.
     pub connect_timeout: Duration,
+    /// How long one statement may run (or wait for a lock) before the
+    /// database cancels it: a change blocked by someone's lock fails
+    /// instead of waiting forever. Default 5 s.
+    pub statement_timeout: Duration,
+    /// Admin workers' changes waiting for the one thread that stores
+    /// them; one more is answered *not persisted* at once. Default 64.
+    pub admin_queue: usize,
     /// The first wait before reconnecting to a lost database; doubled on
     /// each failure up to `reconnect_max`. Default 250 ms.
     pub reconnect_min: Duration,
@@ -254,6 +261,8 @@ impl PgStore {
             cache_file: None,
             max_rows: DEFAULT_MAX_ACL_ROWS,
             connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+            admin_queue: 64,
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(5),
             check_interval: Duration::from_secs(5),
@@ -269,7 +278,7 @@ impl PgStore {
 
     /// The client configuration: the URL, with the password given apart
     /// when the URL has none, TLS required with a CA file, and the
-    /// connect timeout.
+    /// connect and statement timeouts.
     pub fn client_config(&self) -> Result<postgres::Config, String> {
         let mut config: postgres::Config = self
             .url
@@ -283,6 +292,12 @@ impl PgStore {
         if self.ca_file.is_some() {
             config.ssl_mode(postgres::config::SslMode::Require);
         }
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            self.statement_timeout.as_millis()
+        );
+        config.options(options.trim_start());
         config
             .connect_timeout(self.connect_timeout)
             .tcp_user_timeout(self.connect_timeout.max(Duration::from_secs(10)))

@@ -13,6 +13,7 @@
 mod census;
 pub mod follow;
 pub mod signals;
+pub mod store_changes;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +111,10 @@ pub struct Control {
     census: Mutex<Census>,
     /// The ACL store's health, once a follower runs.
     store: OnceLock<Arc<StoreHealth>>,
+    /// The queue of the `acl-admin` thread, once started.
+    store_changes: Mutex<Option<std::sync::mpsc::SyncSender<store_changes::Job>>>,
+    /// Its answers, with the reactor each goes to.
+    posted: Mutex<Vec<(usize, store_changes::Answer)>>,
 }
 
 impl Control {
@@ -129,6 +134,8 @@ impl Control {
             acl_change: Mutex::new(()),
             census: Mutex::new(Census::default()),
             store: OnceLock::new(),
+            store_changes: Mutex::new(None),
+            posted: Mutex::new(Vec::new()),
         })
     }
 

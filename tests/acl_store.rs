@@ -163,6 +163,47 @@ fn a_grant_on_one_node_reaches_the_other_and_a_revocation_closes_clients_on_both
 }
 
 #[test]
+fn a_locked_database_holds_an_admin_change_but_never_the_reactor() {
+    let Some(cluster) = Cluster::shared_or_own() else {
+        return;
+    };
+    let schema = pg::schema("locked");
+    import(&cluster.url, &schema, ACL);
+    let endpoint = free_endpoint();
+    let server = node(&cluster.url, &schema, Some(&endpoint), &[]);
+    let admin = Admin::start(&endpoint, NODE_KEYS);
+    let mut held = common::raw_ws(&server, "/echo");
+    assert_echo(&mut held, TEXT, b"before");
+
+    // Someone holds the version row's table: every change must wait.
+    let mut sql = cluster.client();
+    let mut lock = sql.transaction().expect("begin");
+    lock.batch_execute(&format!(
+        "LOCK TABLE {schema}.acl_version IN EXCLUSIVE MODE"
+    ))
+    .expect("lock");
+    let asked = std::thread::spawn(move || {
+        let reply = admin.ask(AclOp::Allow, [&["guest"], &["/more"], &["connect"]]);
+        (reply, admin)
+    });
+    // The change waits on the lock; the reactor serves meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!asked.is_finished(), "the change waits for the lock");
+    assert_echo(&mut held, TEXT, b"while a change waits");
+    assert_eq!(upgrade_status(&server, "/echo"), 101);
+    assert_eq!(upgrade_status(&server, "/more"), 401);
+
+    lock.commit().expect("unlock");
+    let (reply, _admin) = asked.join().expect("the admin thread");
+    assert_eq!(reply, done());
+    assert_eq!(
+        upgrade_status(&server, "/more"),
+        101,
+        "in force when answered"
+    );
+}
+
+#[test]
 fn a_change_by_hand_is_followed_and_a_bad_row_is_refused_whole() {
     let Some(cluster) = Cluster::shared_or_own() else {
         return;

@@ -11,9 +11,9 @@
 //! starts with an empty decision cache and a new generation, which
 //! invalidates every cached decision.
 //!
-//! A database change holds the reactor for one connection and one
-//! transaction (bounded by the store's connect timeout): admin changes are
-//! rare, and the file store's fsync holds it too.
+//! A change to a database is not made here on the reactor but on the
+//! `acl-admin` thread (`control::store_changes`), through the same
+//! [`acl_store::Store`]; [`Access::database`] tells the reactor so.
 
 use super::Access;
 use crate::acl_store::{self, Refusal};
@@ -51,6 +51,15 @@ impl Outcome {
 }
 
 impl Access {
+    /// Whether changes go to a database, which the reactor leaves to the
+    /// `acl-admin` thread (`control::store_changes`); the store if so.
+    pub fn database(&self) -> Option<&crate::config::PgStore> {
+        match &self.source {
+            crate::config::AclSource::Postgres(store) => Some(store),
+            _ => None,
+        }
+    }
+
     /// Carries out `command` against `base`, the latest ACL: EXPLAIN
     /// answers from it; a change is applied to a copy and persisted to the
     /// ACL file, and the copy is returned to be put in force. Without an
@@ -101,7 +110,7 @@ fn explain(acl: &Acl, user: &[&str], resource: &[&str], permission: &[&str]) -> 
 
 /// The longest prefix of `text` within `field`'s cap that ends on a
 /// character boundary.
-fn clip(text: &str, field: Field) -> &str {
+pub fn clip(text: &str, field: Field) -> &str {
     let mut end = text.len().min(field.bounds().1);
     while !text.is_char_boundary(end) {
         end -= 1;

@@ -3,14 +3,20 @@
 //! [`Access::administer`](crate::access::Access::administer) on the latest
 //! ACL (one change at a time across reactors), put in force here and
 //! published to the other reactors, answered with ACL_RESULT, and followed
-//! by a re-check of every live connection (as after SIGHUP).
+//! by a re-check of every live connection (as after SIGHUP). A change to a
+//! database store is handed to the `acl-admin` thread instead
+//! (`control::store_changes`), and answered when it posts the outcome: the
+//! reactor never waits for the database.
 
 use std::time::Instant;
 
 use log::{info, warn};
 
 use super::Reactor;
-use crate::backend::message::{AclCommand, AclResult, AclStatus, ErrorCode, Message, MessageType};
+use crate::backend::message::{
+    AclCommand, AclOp, AclResult, AclStatus, ErrorCode, Message, MessageType,
+};
+use crate::control::store_changes::{Answer, Job};
 use crate::node::dispatch::error;
 use crate::node::workers::WorkerRef;
 
@@ -36,6 +42,26 @@ impl Reactor {
                 &[],
             );
             return self.send_to_worker(worker, &reply, now);
+        }
+        if let Some(store) = self
+            .access
+            .database()
+            .filter(|_| command.op != AclOp::Explain)
+        {
+            let job = Job {
+                reactor: self.index,
+                worker,
+                request: command.request,
+                op: command.op,
+                args: command
+                    .args
+                    .map(|list| list.iter().map(str::to_owned).collect()),
+                store: store.clone(),
+            };
+            if let Err(answer) = self.control.store_change(job) {
+                self.answer(&answer, now);
+            }
+            return;
         }
         let access = &self.access;
         let (outcome, published) = self
@@ -69,5 +95,17 @@ impl Reactor {
             explanation: &outcome.explanation,
         });
         self.send_to_worker(worker, &reply, now);
+    }
+
+    /// Sends the ACL_RESULT of a change the `acl-admin` thread stored.
+    pub(super) fn answer(&mut self, answer: &Answer, now: Instant) {
+        let reply = Message::AclResult(AclResult {
+            request: answer.request,
+            status: answer.status,
+            decision: None,
+            detail: &answer.detail,
+            explanation: "",
+        });
+        self.send_to_worker(answer.worker, &reply, now);
     }
 }

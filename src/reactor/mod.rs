@@ -459,6 +459,11 @@ impl Reactor {
             self.access.put_acl(acl);
             self.recheck_access();
         }
+        // After the ACL: a change the acl-admin thread stored is in force
+        // here before it is answered.
+        for answer in self.control.answers(self.index) {
+            self.answer(&answer, now);
+        }
         if let Some(verifier) = changes.tokens {
             self.access.put_verifier(verifier);
         }
