@@ -88,6 +88,14 @@ fn node(url: &str, schema: &str, endpoint: Option<&str>, extra: &[&str]) -> Serv
     Server::start_in(dir, cert, &args)
 }
 
+/// A cluster, and a schema `name` of this test's own holding [`ACL`].
+fn fresh_store(name: &str) -> Option<(Cluster, String)> {
+    let cluster = Cluster::shared_or_own()?;
+    let schema = pg::schema(name);
+    import(&cluster.url, &schema, ACL);
+    Some((cluster, schema))
+}
+
 /// Waits until an upgrade to `path` gets `want`, for at most `limit`.
 fn wait_status(server: &Server, path: &str, want: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
@@ -118,11 +126,9 @@ fn sample(server: &Server, name: &str) -> u64 {
 
 #[test]
 fn a_grant_on_one_node_reaches_the_other_and_a_revocation_closes_clients_on_both() {
-    let Some(cluster) = Cluster::shared_or_own() else {
+    let Some((cluster, schema)) = fresh_store("share") else {
         return;
     };
-    let schema = pg::schema("share");
-    import(&cluster.url, &schema, ACL);
     let endpoint = free_endpoint();
     let a = node(&cluster.url, &schema, Some(&endpoint), &[]);
     let b = node(&cluster.url, &schema, None, &[]);
@@ -164,11 +170,9 @@ fn a_grant_on_one_node_reaches_the_other_and_a_revocation_closes_clients_on_both
 
 #[test]
 fn a_locked_database_holds_an_admin_change_but_never_the_reactor() {
-    let Some(cluster) = Cluster::shared_or_own() else {
+    let Some((cluster, schema)) = fresh_store("locked") else {
         return;
     };
-    let schema = pg::schema("locked");
-    import(&cluster.url, &schema, ACL);
     let endpoint = free_endpoint();
     let server = node(&cluster.url, &schema, Some(&endpoint), &[]);
     let admin = Admin::start(&endpoint, NODE_KEYS);
@@ -205,11 +209,9 @@ fn a_locked_database_holds_an_admin_change_but_never_the_reactor() {
 
 #[test]
 fn a_change_by_hand_is_followed_and_a_bad_row_is_refused_whole() {
-    let Some(cluster) = Cluster::shared_or_own() else {
+    let Some((cluster, schema)) = fresh_store("by_hand") else {
         return;
     };
-    let schema = pg::schema("by_hand");
-    import(&cluster.url, &schema, ACL);
     let server = node(&cluster.url, &schema, None, &[]);
     let mut sql = cluster.client();
     sql.batch_execute(&format!(
