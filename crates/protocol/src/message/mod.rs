@@ -561,8 +561,8 @@ pub enum AclStatus {
     Ok = 0,
     /// 1: refused (an invalid name, a cycle, no ACL file): nothing changed.
     Refused = 1,
-    /// 2: the change could not be written to the ACL file and was undone:
-    /// nothing changed.
+    /// 2: the change could not be stored (the ACL file or database) and
+    /// was undone: nothing changed.
     NotPersisted = 2,
 }
 
