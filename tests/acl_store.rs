@@ -141,7 +141,16 @@ fn a_grant_on_one_node_reaches_the_other_and_a_revocation_closes_clients_on_both
     let admin = Admin::start(&endpoint, NODE_KEYS);
     let granted = admin.ask(AclOp::Allow, [&["guest"], &["/more"], &["connect"]]);
     assert_eq!(granted, done());
-    assert_eq!(upgrade_status(&a, "/more"), 101);
+    assert_eq!(upgrade_status(&a, "/more"), 101, "in force when answered");
+    let by_follower = a
+        .log()
+        .iter()
+        .any(|line| line.contains("ACL store: version"));
+    let by_itself = a
+        .log()
+        .iter()
+        .any(|line| line.contains("follower has not loaded"));
+    assert!(by_follower && !by_itself, "A's follower put it in force");
     wait_status(&b, "/more", 101, PROPAGATION);
     let exported = acl_ok(&["export", "--acl", &cluster.url, "--acl-schema", &schema]);
     assert!(exported.contains("allow guest /more connect"), "{exported}");

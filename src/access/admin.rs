@@ -77,12 +77,12 @@ impl Access {
             acl_store::apply(acl, command.op, &first, &second, &third)
         });
         match changed {
-            Ok(acl) => {
+            Ok(stored) => {
                 let outcome = Outcome {
-                    changed: acl.is_some(),
+                    changed: stored.is_some(),
                     ..Outcome::unchanged(AclStatus::Ok, "")
                 };
-                (outcome, acl)
+                (outcome, stored.map(|stored| stored.acl))
             }
             Err(Refusal::Invalid(why)) => (Outcome::unchanged(AclStatus::Refused, &why), None),
             Err(Refusal::Unavailable(why)) => {

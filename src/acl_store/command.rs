@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use super::{apply, source, Refusal, Store, StoreFlags};
-use crate::auth::acl::{Acl, GUEST};
+use super::{apply, source, Refusal, Store, StoreFlags, Stored};
+use crate::auth::acl::GUEST;
 use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
 use crate::backend::message::AclOp;
 use crate::config::{AclSource, DEFAULT_ACL_SCHEMA};
@@ -303,7 +303,7 @@ fn run_export(parts: &StoreWords<'_>) -> ExitCode {
 
 /// Reports a change: `changed` or `unchanged` on stdout (exit 0), why not
 /// on stderr (exit 1 for a refusal, 2 for a store error).
-fn finish(store: &Store<'_>, changed: Result<Option<Acl>, Refusal>) -> ExitCode {
+fn finish(store: &Store<'_>, changed: Result<Option<Stored>, Refusal>) -> ExitCode {
     match changed {
         Ok(Some(_)) => {
             print(&format!("changed: {}\n", store.describe()));

@@ -59,7 +59,7 @@ impl Store<'_> {
         &self,
         base: Option<&Acl>,
         change: impl FnOnce(&mut Acl) -> Result<(), AclError>,
-    ) -> Result<Option<Acl>, Refusal> {
+    ) -> Result<Option<Stored>, Refusal> {
         match self {
             Store::File(path) => {
                 let mut acl = match base {
@@ -68,7 +68,7 @@ impl Store<'_> {
                 };
                 change(&mut acl).map_err(|e| Refusal::Invalid(e.to_string()))?;
                 write_file(path, &acl)?;
-                Ok(Some(acl))
+                Ok(Some(Stored { acl, version: None }))
             }
             Store::Postgres(store) => self.in_transaction(store, |before| {
                 let mut acl = before.build().map_err(Refusal::Invalid)?;
@@ -80,27 +80,45 @@ impl Store<'_> {
 
     /// Replaces the whole stored ACL with `acl` (an import), at once.
     /// Returns `None` when a database held that ACL already.
-    pub fn replace(&self, acl: &Acl) -> Result<Option<Acl>, Refusal> {
+    pub fn replace(&self, acl: &Acl) -> Result<Option<Stored>, Refusal> {
         match self {
-            Store::File(path) => write_file(path, acl).map(|()| Some(acl.clone())),
+            Store::File(path) => write_file(path, acl).map(|()| {
+                Some(Stored {
+                    acl: acl.clone(),
+                    version: None,
+                })
+            }),
             Store::Postgres(store) => self.in_transaction(store, |_| Ok(Rows::of(acl))),
         }
     }
 
     /// Runs [`pg::change`] on a connection of its own; the ACL of the
-    /// rows now stored when anything changed.
+    /// rows now stored, and their version, when anything changed.
     fn in_transaction(
         &self,
         store: &PgStore,
         change: impl FnOnce(&Rows) -> Result<Rows, Refusal>,
-    ) -> Result<Option<Acl>, Refusal> {
+    ) -> Result<Option<Stored>, Refusal> {
         let mut client = pg::connect(store).map_err(|e| Refusal::Unavailable(e).on(store))?;
-        let (rows, changed) = pg::change(&mut client, store, change).map_err(|e| e.on(store))?;
-        if !changed {
+        let (rows, version) = pg::change(&mut client, store, change).map_err(|e| e.on(store))?;
+        let Some(version) = version else {
             return Ok(None);
-        }
-        rows.build().map(Some).map_err(Refusal::Invalid)
+        };
+        let acl = rows.build().map_err(Refusal::Invalid)?;
+        Ok(Some(Stored {
+            acl,
+            version: Some(version),
+        }))
     }
+}
+
+/// What a change stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The ACL now stored.
+    pub acl: Acl,
+    /// A database's version counter after the change; `None` for a file.
+    pub version: Option<i64>,
 }
 
 /// The flags that go with a database `--acl`, as the server and

@@ -236,13 +236,14 @@ fn read_rows(tx: &mut Transaction<'_>, store: &PgStore) -> Result<Rows, String> 
 /// Changes the store in one transaction: `change` gets the rows in force
 /// (read under a lock on the version row, so concurrent changes queue and
 /// none is lost) and returns the rows wanted, or why not; only the rows
-/// that differ are written. Returns the rows now in force and whether
-/// anything changed. The transaction commits whole or not at all.
+/// that differ are written. Returns the rows now stored and, when
+/// anything changed, the version counter the change committed. The
+/// transaction commits whole or not at all.
 pub fn change(
     client: &mut Client,
     store: &PgStore,
     change: impl FnOnce(&Rows) -> Result<Rows, Refusal>,
-) -> Result<(Rows, bool), Refusal> {
+) -> Result<(Rows, Option<i64>), Refusal> {
     let failed = |e: postgres::Error| Refusal::Unavailable(reason(&e));
     let mut tx = client.transaction().map_err(failed)?;
     tx.execute(
@@ -263,11 +264,19 @@ pub fn change(
     }
     let delta = before.delta(&after);
     if delta.is_empty() {
-        return Ok((after, false));
+        return Ok((after, None));
     }
     write(&mut tx, &store.schema, &delta).map_err(failed)?;
+    // The triggers have counted the writes: this is the version they made.
+    let version: i64 = tx
+        .query_one(
+            &format!("SELECT version FROM {}.acl_version", store.schema),
+            &[],
+        )
+        .map_err(failed)?
+        .get(0);
     tx.commit().map_err(failed)?;
-    Ok((after, true))
+    Ok((after, Some(version)))
 }
 
 /// Why a change was not made.

@@ -125,7 +125,6 @@ impl Follower {
                 self.known = Some(version);
                 let ((), published) = self.control.change_acl(|_| ((), Some(acl)));
                 self.health.loads.add(1);
-                self.health.version.set(u64::try_from(version).unwrap_or(0));
                 if let Some((published, _)) = published {
                     if self.control.wait_adopted(published) {
                         info!(
@@ -134,6 +133,8 @@ impl Follower {
                         );
                     }
                 }
+                // Set once in force: the acl-admin thread answers on it.
+                self.health.version.set(u64::try_from(version).unwrap_or(0));
                 Ok(())
             }
             Err(Refusal::Invalid(why)) => {

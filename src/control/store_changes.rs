@@ -4,16 +4,19 @@
 //! change in one transaction, puts the new ACL in force on every reactor,
 //! and posts the answer back to the reactor that received the command,
 //! which sends the ACL_RESULT. A database that is slow, locked or gone
-//! holds that thread, never a reactor.
+//! holds that thread, never a reactor. The new ACL is put in force by
+//! the follower (`control::follow`), as every other change to the
+//! database is: the thread waits for it before it answers.
 
 use std::sync::mpsc::{self, Receiver, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
 use super::{lock, Control};
 use crate::access::admin::clip;
-use crate::acl_store::{self, Refusal, Store};
+use crate::acl_store::{self, Refusal, Store, Stored};
 use crate::backend::message::{AclOp, AclStatus, Field};
 use crate::config::PgStore;
 use crate::node::workers::WorkerRef;
@@ -98,8 +101,8 @@ impl Control {
         }
     }
 
-    /// Stores one change and, when it changed the ACL, puts the result in
-    /// force on every reactor before the answer goes back.
+    /// Stores one change and, when it changed the ACL, waits until it is
+    /// in force on every reactor before the answer goes back.
     fn store_one(&self, job: &Job) -> Answer {
         let [first, second, third] = job
             .args
@@ -110,12 +113,9 @@ impl Control {
             acl_store::apply(acl, job.op, &first, &second, &third)
         });
         match changed {
-            Ok(changed) => {
-                if let Some(acl) = changed {
-                    let ((), published) = self.change_acl(|_| ((), Some(acl)));
-                    if let Some((version, _)) = published {
-                        self.wait_adopted(version);
-                    }
+            Ok(stored) => {
+                if let Some(stored) = stored {
+                    self.in_force_everywhere(stored);
                     info!("backend: ACL {:?} by an admin worker, stored", job.op);
                 }
                 answer(job, AclStatus::Ok, "")
@@ -131,6 +131,34 @@ impl Control {
         }
     }
 }
+
+impl Control {
+    /// Waits until the follower has put the stored version in force on
+    /// every reactor: it is the one publisher of a database's ACL, so
+    /// versions are put in force in order and each once. A follower that
+    /// is cut off from the database cannot; after [`FOLLOWER_WAIT`] the
+    /// stored ACL is put in force from here.
+    fn in_force_everywhere(&self, stored: Stored) {
+        let health = self.follow_store();
+        let wanted = stored.version.and_then(|v| u64::try_from(v).ok());
+        let deadline = Instant::now() + FOLLOWER_WAIT;
+        while Instant::now() < deadline {
+            if wanted.is_some_and(|wanted| health.version.get() >= wanted) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        warn!("ACL store: the follower has not loaded the change; putting it in force");
+        let ((), published) = self.change_acl(|_| ((), Some(stored.acl)));
+        if let Some((version, _)) = published {
+            self.wait_adopted(version);
+        }
+    }
+}
+
+/// How long the `acl-admin` thread waits for the follower to load a
+/// change it stored: a notification takes milliseconds.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(2);
 
 /// The answer to `job` with `status` and why, within the detail's cap.
 fn answer(job: &Job, status: AclStatus, detail: &str) -> Answer {
