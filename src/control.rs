@@ -98,6 +98,8 @@ struct Published {
     keys: (u64, Option<KeyRing>),
     tokens: (u64, Option<Verifier>),
     shutdown: Shutdown,
+    /// The ACL store's version counter of the ACL published last from it.
+    store_version: i64,
 }
 
 /// The shared control state; one per process, behind an `Arc`.
@@ -130,6 +132,7 @@ impl Control {
                 keys: (0, None),
                 tokens: (0, None),
                 shutdown: Shutdown::No,
+                store_version: i64::MIN,
             }),
             acl_change: Mutex::new(()),
             census: Mutex::new(Census::default()),
@@ -261,6 +264,23 @@ impl Control {
         let (result, changed) = change(latest.as_ref());
         let published = changed.map(|acl| (self.publish_acl(acl.clone()), acl));
         (result, published)
+    }
+
+    /// Puts `acl`, version `version` of the ACL store, in force on every
+    /// reactor, as [`Control::change_acl`] does; with `only_if_newer`, not
+    /// when the version published last from the store is as new (so a
+    /// late publisher cannot put an older ACL back). Returns the publish
+    /// version, if published.
+    pub fn publish_stored_acl(&self, version: i64, acl: Acl, only_if_newer: bool) -> Option<u64> {
+        let ((), published) = self.change_acl(|_| {
+            let mut published = lock(&self.published);
+            if only_if_newer && version <= published.store_version {
+                return ((), None);
+            }
+            published.store_version = version;
+            ((), Some(acl))
+        });
+        published.map(|(version, _)| version)
     }
 
     /// What changed since `seen`, which is brought up to date.

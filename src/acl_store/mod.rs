@@ -231,7 +231,7 @@ pub fn load_snapshot(store: &PgStore) -> Result<(i64, Acl), Refusal> {
 
 /// [`load_snapshot`] on a connection already open.
 pub fn snapshot_on(client: &mut postgres::Client, store: &PgStore) -> Result<(i64, Acl), Refusal> {
-    let (version, rows) = pg::snapshot(client, store).map_err(Refusal::Unavailable)?;
+    let (version, rows) = pg::snapshot(client, store)?;
     let acl = rows.build().map_err(Refusal::Invalid)?;
     if let Some(cache) = &store.cache_file {
         if let Err(e) = write_file(cache, &acl) {

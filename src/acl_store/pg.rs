@@ -21,6 +21,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::rows::{columns2, columns3, Delta, Rows};
 use crate::config::PgStore;
 
+/// The version counter as every query reads it: `bigint` whatever the
+/// column's type in a schema made by hand, and -1 for a NULL.
+const VERSION: &str = "coalesce(version::bigint, -1)";
+
 /// The schema version this build creates and reads. A store at a newer
 /// version was migrated by a newer averyws and is refused.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -96,20 +100,24 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), String> {
     let exists: bool = tx
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL",
-            &[&format!("{schema}.schema_version")],
+            &[&format!("{}.schema_version", quoted(schema))],
         )
         .map_err(failed)?
         .get(0);
     if !exists {
+        let q = quoted(schema);
         tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE {schema}.schema_version (version integer NOT NULL);"
+            "CREATE SCHEMA IF NOT EXISTS {q};
+             CREATE TABLE {q}.schema_version (version integer NOT NULL);"
         ))
         .map_err(failed)?;
     }
     let found: Option<i32> = tx
         .query_opt(
-            &format!("SELECT max(version) FROM {schema}.schema_version"),
+            &format!(
+                "SELECT max(version)::integer FROM {}.schema_version",
+                quoted(schema)
+            ),
             &[],
         )
         .map_err(failed)?
@@ -133,8 +141,8 @@ fn migrate(client: &mut Client, schema: &str) -> Result<(), String> {
 /// Migration 1: the version counter, the three relations (names 1 to 256
 /// bytes, as the engine allows, so no row can be larger), and the trigger
 /// that counts and notifies every change to them.
-fn version_1(s: &str) -> String {
-    let channel = channel(s);
+fn version_1(schema: &str) -> String {
+    let (s, channel) = (quoted(schema), channel(schema));
     let name = |column: &str| {
         format!("{column} text NOT NULL CHECK (octet_length({column}) BETWEEN 1 AND 256)")
     };
@@ -174,61 +182,75 @@ fn version_1(s: &str) -> String {
 /// The store's version counter: it grows with every change.
 pub fn version(client: &mut Client, schema: &str) -> Result<i64, String> {
     client
-        .query_one(&format!("SELECT version FROM {schema}.acl_version"), &[])
+        .query_one(
+            &format!("SELECT {VERSION} FROM {}.acl_version", quoted(schema)),
+            &[],
+        )
         .map(|row| row.get(0))
         .map_err(|e| reason(&e))
 }
 
 /// The version and every row, read in one repeatable-read transaction so
-/// they belong together. More than `max_rows` rows is an error.
-pub fn snapshot(client: &mut Client, store: &PgStore) -> Result<(i64, Rows), String> {
+/// they belong together. More than `max_rows` rows is refused, as a bad
+/// row is.
+pub fn snapshot(client: &mut Client, store: &PgStore) -> Result<(i64, Rows), Refusal> {
+    let failed = |e: postgres::Error| Refusal::Unavailable(reason(&e));
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .map_err(|e| reason(&e))?;
+        .map_err(failed)?;
     let version: i64 = tx
         .query_one(
-            &format!("SELECT version FROM {}.acl_version", store.schema),
+            &format!(
+                "SELECT {VERSION} FROM {}.acl_version",
+                quoted(&store.schema)
+            ),
             &[],
         )
-        .map_err(|e| reason(&e))?
+        .map_err(failed)?
         .get(0);
     let rows = read_rows(&mut tx, store)?;
-    tx.commit().map_err(|e| reason(&e))?;
+    tx.commit().map_err(failed)?;
     Ok((version, rows))
 }
 
 /// Every row, at most `max_rows` of them.
-fn read_rows(tx: &mut Transaction<'_>, store: &PgStore) -> Result<Rows, String> {
-    let s = &store.schema;
+fn read_rows(tx: &mut Transaction<'_>, store: &PgStore) -> Result<Rows, Refusal> {
+    let s = &quoted(&store.schema);
     // One more than the cap tells a full store from one over it.
     let limit = i64::try_from(store.max_rows)
         .unwrap_or(i64::MAX)
         .saturating_add(1);
-    let select = |tx: &mut Transaction<'_>, columns: &str, table: &str| {
+    let select = |tx: &mut Transaction<'_>, columns: &[&str], table: &str| {
+        // Read as text whatever the column's type, a NULL as "" (which the
+        // engine refuses): a table made by hand cannot make this panic.
+        let columns: Vec<String> = columns
+            .iter()
+            .map(|column| format!("coalesce({column}::text, '')"))
+            .collect();
         tx.query(
-            &format!("SELECT {columns} FROM {s}.{table} LIMIT $1"),
+            &format!("SELECT {} FROM {s}.{table} LIMIT $1", columns.join(", ")),
             &[&limit],
         )
-        .map_err(|e| reason(&e))
+        .map_err(|e| Refusal::Unavailable(reason(&e)))
     };
     let mut rows = Rows::default();
-    for row in select(tx, "role, resource, permission", "grants")? {
+    for row in select(tx, &["role", "resource", "permission"], "grants")? {
         rows.grants.insert((row.get(0), row.get(1), row.get(2)));
     }
-    for row in select(tx, "role, parent", "role_parents")? {
+    for row in select(tx, &["role", "parent"], "role_parents")? {
         rows.parents.insert((row.get(0), row.get(1)));
     }
-    for row in select(tx, "username, role", "user_roles")? {
+    for row in select(tx, &["username", "role"], "user_roles")? {
         rows.users.insert((row.get(0), row.get(1)));
     }
     if rows.len() > store.max_rows {
-        return Err(format!(
+        return Err(Refusal::Invalid(format!(
             "more than {} rows (--acl-max-rows): refused",
             store.max_rows
-        ));
+        )));
     }
     Ok(rows)
 }
@@ -248,13 +270,13 @@ pub fn change(
     let mut tx = client.transaction().map_err(failed)?;
     tx.execute(
         &format!(
-            "SELECT version FROM {}.acl_version FOR UPDATE",
-            store.schema
+            "SELECT {VERSION} FROM {}.acl_version FOR UPDATE",
+            quoted(&store.schema)
         ),
         &[],
     )
     .map_err(failed)?;
-    let before = read_rows(&mut tx, store).map_err(Refusal::Unavailable)?;
+    let before = read_rows(&mut tx, store)?;
     let after = change(&before)?;
     if after.len() > store.max_rows {
         return Err(Refusal::Invalid(format!(
@@ -266,11 +288,14 @@ pub fn change(
     if delta.is_empty() {
         return Ok((after, None));
     }
-    write(&mut tx, &store.schema, &delta).map_err(failed)?;
+    write(&mut tx, &quoted(&store.schema), &delta).map_err(failed)?;
     // The triggers have counted the writes: this is the version they made.
     let version: i64 = tx
         .query_one(
-            &format!("SELECT version FROM {}.acl_version", store.schema),
+            &format!(
+                "SELECT {VERSION} FROM {}.acl_version",
+                quoted(&store.schema)
+            ),
             &[],
         )
         .map_err(failed)?
@@ -366,6 +391,13 @@ fn write(tx: &mut Transaction<'_>, s: &str, delta: &Delta) -> Result<(), postgre
         }
     }
     Ok(())
+}
+
+/// The schema as a quoted identifier: [`check_schema`] let through only
+/// lowercase letters, digits and `_`, so quoting needs no escape, and a
+/// reserved word (`user`, `order`) is a name like any other.
+fn quoted(schema: &str) -> String {
+    format!("\"{schema}\"")
 }
 
 /// Refuses a schema name that is not a plain lowercase identifier: it is

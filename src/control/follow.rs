@@ -123,9 +123,11 @@ impl Follower {
         match acl_store::snapshot_on(client, &self.store) {
             Ok((version, acl)) => {
                 self.known = Some(version);
-                let ((), published) = self.control.change_acl(|_| ((), Some(acl)));
+                // The follower reads the store in order: what it loaded is
+                // the newest, even after a reset of the counter.
+                let published = self.control.publish_stored_acl(version, acl, false);
                 self.health.loads.add(1);
-                if let Some((published, _)) = published {
+                if let Some(published) = published {
                     if self.control.wait_adopted(published) {
                         info!(
                             "ACL store: version {version} in force on {} reactor(s)",

@@ -54,27 +54,42 @@ impl Control {
     /// Hands `job` to the `acl-admin` thread, started on first use; the
     /// answer comes back through [`Control::answers`]. A full queue (or a
     /// thread that cannot start) is answered at once, *not persisted*.
-    pub fn store_change(self: &Arc<Self>, job: Job) -> Result<(), Answer> {
+    pub fn store_change(self: &Arc<Self>, mut job: Job) -> Result<(), Answer> {
         let mut queue = lock(&self.store_changes);
-        if queue.is_none() {
-            let (sender, receiver) = mpsc::sync_channel(job.store.admin_queue);
-            let control = Arc::clone(self);
-            let started = std::thread::Builder::new()
-                .name("acl-admin".into())
-                .spawn(move || control.serve_changes(&receiver));
-            match started {
-                Ok(_) => *queue = Some(sender),
-                Err(e) => return Err(answer(&job, AclStatus::NotPersisted, &e.to_string())),
+        // Twice: a thread that ended (it never should) is started again.
+        for _ in 0..2 {
+            let sender = match queue.as_ref() {
+                Some(sender) => sender,
+                None => {
+                    let (sender, receiver) = mpsc::sync_channel(job.store.admin_queue);
+                    let control = Arc::clone(self);
+                    let started = std::thread::Builder::new()
+                        .name("acl-admin".into())
+                        .spawn(move || control.serve_changes(&receiver));
+                    if let Err(e) = started {
+                        return Err(answer(&job, AclStatus::NotPersisted, &e.to_string()));
+                    }
+                    queue.insert(sender)
+                }
+            };
+            match sender.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(job)) => {
+                    let why = "too many ACL changes waiting for the database";
+                    return Err(answer(&job, AclStatus::NotPersisted, why));
+                }
+                Err(TrySendError::Disconnected(again)) => {
+                    warn!("the acl-admin thread has ended: starting it again");
+                    *queue = None;
+                    job = again;
+                }
             }
         }
-        let Some(sender) = queue.as_ref() else {
-            return Err(answer(&job, AclStatus::NotPersisted, "no admin thread"));
-        };
-        sender.try_send(job).map_err(|e| {
-            let (TrySendError::Full(job) | TrySendError::Disconnected(job)) = e;
-            let why = "too many ACL changes waiting for the database (--acl store admin queue)";
-            answer(&job, AclStatus::NotPersisted, why)
-        })
+        Err(answer(
+            &job,
+            AclStatus::NotPersisted,
+            "the acl-admin thread ended",
+        ))
     }
 
     /// Takes the answers posted for reactor `index`.
@@ -139,19 +154,22 @@ impl Control {
     /// is cut off from the database cannot; after [`FOLLOWER_WAIT`] the
     /// stored ACL is put in force from here.
     fn in_force_everywhere(&self, stored: Stored) {
+        let Some(version) = stored.version else {
+            return;
+        };
         let health = self.follow_store();
-        let wanted = stored.version.and_then(|v| u64::try_from(v).ok());
+        let wanted = u64::try_from(version).unwrap_or(0);
         let deadline = Instant::now() + FOLLOWER_WAIT;
         while Instant::now() < deadline {
-            if wanted.is_some_and(|wanted| health.version.get() >= wanted) {
+            if health.version.get() >= wanted {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        warn!("ACL store: the follower has not loaded the change; putting it in force");
-        let ((), published) = self.change_acl(|_| ((), Some(stored.acl)));
-        if let Some((version, _)) = published {
-            self.wait_adopted(version);
+        // Unless the follower has published a newer version meanwhile.
+        if let Some(published) = self.publish_stored_acl(version, stored.acl, true) {
+            warn!("ACL store: the follower has not loaded version {version}; put in force");
+            self.wait_adopted(published);
         }
     }
 }
