@@ -144,6 +144,13 @@ pub fn source(acl: Option<String>, flags: StoreFlags<'_>) -> Result<AclSource, S
         }
         return Ok(acl.map_or(AclSource::Development, |path| AclSource::File(path.into())));
     };
+    // An unencoded `@` in the password would make its tail the host, and
+    // the host is logged.
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = authority.split(['/', '?']).next().unwrap_or_default();
+    if authority.matches('@').count() > 1 {
+        return Err("--acl: write an @ in the user or password as %40".into());
+    }
     let password = match flags.password_file {
         Some(path) => Some(read_password(path)?),
         None => std::env::var("PGPASSWORD").ok(),
@@ -401,6 +408,7 @@ mod tests {
             (Some("postgres://u@h/db"), "1st"),
             (Some("postgres://u@h:notaport/db"), "averyws"),
             (Some("postgres://u@h/db?sslmode=require"), "averyws"),
+            (Some("postgres://u:p@ss@h/db"), "averyws"),
         ];
         for (acl, schema) in refused {
             let result = source(acl.map(str::to_owned), flags(None, schema));
