@@ -588,12 +588,12 @@ impl Args {
             password_file: self.acl_password_file.as_deref(),
             ca_file: self.acl_ca_file.as_deref(),
             schema: &self.acl_schema,
+            max_rows: self.acl_max_rows,
         };
         let mut source = acl_store::source(self.acl.take(), flags)?;
         match &mut source {
             AclSource::Postgres(store) => {
                 store.cache_file = self.acl_cache.take();
-                store.max_rows = self.acl_max_rows;
             }
             _ if self.acl_cache.is_some()
                 || self.acl_schema != crate::config::DEFAULT_ACL_SCHEMA

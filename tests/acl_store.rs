@@ -283,6 +283,11 @@ fn a_change_by_hand_is_followed_and_a_bad_row_is_refused_whole() {
     assert_eq!(upgrade_status(&capped, "/more"), 401);
     assert_eq!(sample(&capped, "averyws_acl_store_rejected_total"), 1);
     assert_eq!(sample(&capped, "averyws_acl_store_up"), 1);
+    // `averyws acl` holds a change to the same cap: 4 rows, and no fifth.
+    let capped_store = [&store[..], &["--acl-max-rows", "4"]].concat();
+    let out = acl_command(&[&["allow"], &capped_store[..], &["guest", "/y", "connect"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than 4 rows"));
 }
 
 #[test]

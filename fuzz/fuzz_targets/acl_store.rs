@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 password_file: None,
                 ca_file: None,
                 schema,
+                max_rows: averyws::config::DEFAULT_MAX_ACL_ROWS,
             },
         ) {
             let config = store.client_config().expect("checked by source");

@@ -19,7 +19,7 @@ use super::{apply, source, Refusal, Store, StoreFlags, Stored};
 use crate::auth::acl::GUEST;
 use crate::auth::acl_file::{self, DEFAULT_ACL, DEFAULT_ACL_NAME};
 use crate::backend::message::AclOp;
-use crate::config::{AclSource, DEFAULT_ACL_SCHEMA};
+use crate::config::{AclSource, DEFAULT_ACL_SCHEMA, DEFAULT_MAX_ACL_ROWS};
 
 /// ACL tools: check a decision, or read and change an ACL store.
 #[derive(FromArgs, Debug)]
@@ -108,6 +108,11 @@ macro_rules! store_command {
             #[argh(option, default = "DEFAULT_ACL_SCHEMA.to_owned()")]
             acl_schema: String,
 
+            /// the most rows the store may hold, as the nodes' cap
+            /// (default 1000000)
+            #[argh(option, default = "DEFAULT_MAX_ACL_ROWS")]
+            acl_max_rows: usize,
+
             #[doc = $words]
             #[argh(positional, greedy)]
             words: Vec<String>,
@@ -121,6 +126,7 @@ macro_rules! store_command {
                         password_file: self.acl_password_file.as_deref(),
                         ca_file: self.acl_ca_file.as_deref(),
                         schema: &self.acl_schema,
+                        max_rows: self.acl_max_rows,
                     },
                     words: &self.words,
                 }
@@ -330,6 +336,7 @@ fn run_check(check: &CheckArgs) -> ExitCode {
                 password_file: check.acl_password_file.as_deref(),
                 ca_file: check.acl_ca_file.as_deref(),
                 schema: &check.acl_schema,
+                max_rows: DEFAULT_MAX_ACL_ROWS,
             },
         )
         .and_then(|source| {

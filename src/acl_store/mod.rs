@@ -131,6 +131,8 @@ pub struct StoreFlags<'a> {
     pub ca_file: Option<&'a Path>,
     /// `--acl-schema`
     pub schema: &'a str,
+    /// `--acl-max-rows`
+    pub max_rows: usize,
 }
 
 /// Where `--acl` (with the store's flags) keeps the ACL: the development
@@ -160,6 +162,7 @@ pub fn source(acl: Option<String>, flags: StoreFlags<'_>) -> Result<AclSource, S
         password,
         ca_file: flags.ca_file.map(Path::to_path_buf),
         schema: flags.schema.to_owned(),
+        max_rows: flags.max_rows,
         ..PgStore::new(url)
     };
     let given: postgres::Config = url
@@ -355,6 +358,7 @@ mod tests {
             password_file,
             ca_file: None,
             schema,
+            max_rows: crate::config::DEFAULT_MAX_ACL_ROWS,
         }
     }
 
