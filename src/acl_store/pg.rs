@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use postgres::{Client, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, GenericClient, IsolationLevel, NoTls, Transaction};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
@@ -181,13 +181,13 @@ fn version_1(schema: &str) -> String {
 
 /// The store's version counter: it grows with every change.
 pub fn version(client: &mut Client, schema: &str) -> Result<i64, String> {
-    client
-        .query_one(
-            &format!("SELECT {VERSION} FROM {}.acl_version", quoted(schema)),
-            &[],
-        )
-        .map(|row| row.get(0))
-        .map_err(|e| reason(&e))
+    read_version(client, schema).map_err(|e| reason(&e))
+}
+
+/// The version counter, on a connection or inside a transaction.
+fn read_version(client: &mut impl GenericClient, schema: &str) -> Result<i64, postgres::Error> {
+    let select = format!("SELECT {VERSION} FROM {}.acl_version", quoted(schema));
+    Ok(client.query_one(&select, &[])?.get(0))
 }
 
 /// The version and every row, read in one repeatable-read transaction so
@@ -201,16 +201,7 @@ pub fn snapshot(client: &mut Client, store: &PgStore) -> Result<(i64, Rows), Ref
         .read_only(true)
         .start()
         .map_err(failed)?;
-    let version: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT {VERSION} FROM {}.acl_version",
-                quoted(&store.schema)
-            ),
-            &[],
-        )
-        .map_err(failed)?
-        .get(0);
+    let version = read_version(&mut tx, &store.schema).map_err(failed)?;
     let rows = read_rows(&mut tx, store)?;
     tx.commit().map_err(failed)?;
     Ok((version, rows))
@@ -290,16 +281,7 @@ pub fn change(
     }
     write(&mut tx, &quoted(&store.schema), &delta).map_err(failed)?;
     // The triggers have counted the writes: this is the version they made.
-    let version: i64 = tx
-        .query_one(
-            &format!(
-                "SELECT {VERSION} FROM {}.acl_version",
-                quoted(&store.schema)
-            ),
-            &[],
-        )
-        .map_err(failed)?
-        .get(0);
+    let version = read_version(&mut tx, &store.schema).map_err(failed)?;
     tx.commit().map_err(failed)?;
     Ok((after, Some(version)))
 }
